@@ -1,0 +1,4 @@
+DROP TABLE analyses;
+DROP TABLE feedback;
+DROP TABLE decisions;
+DROP FUNCTION neurocds_refuse_change();

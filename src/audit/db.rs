@@ -1,0 +1,136 @@
+//! The connection pool and schema migrations.
+//!
+//! Connections are pure-Rust (tokio-postgres under diesel-async): no libpq at build or run time.
+//! Each connection's driver task is spawned on the process's main multi-thread runtime, not on
+//! the actix worker that happened to ask for it, so that a worker shutting down never strands a
+//! pooled connection (see the diesel-async/actix caveat in the crates research).
+
+use std::time::Duration;
+
+use diesel::{QueryableByName, sql_query, sql_types::Text};
+use diesel_async::{
+    AsyncConnection, AsyncPgConnection, RunQueryDsl,
+    async_connection_wrapper::AsyncConnectionWrapper,
+    pooled_connection::{
+        AsyncDieselConnectionManager, ManagerConfig,
+        deadpool::{Object, Pool, PoolError},
+    },
+};
+use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
+
+use crate::config::DatabaseSettings;
+
+/// The SQL in `migrations/`, compiled into the binary.
+pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
+
+/// What can go wrong talking to the audit database.
+#[derive(Debug, thiserror::Error)]
+pub enum AuditError {
+    #[error("audit database: cannot build the connection pool: {0}")]
+    Pool(String),
+    #[error("audit database: no connection available: {0}")]
+    Unavailable(String),
+    #[error("audit database: query failed while {step}: {source}")]
+    Query {
+        step: &'static str,
+        #[source]
+        source: diesel::result::Error,
+    },
+    #[error("audit database: migrations failed: {0}")]
+    Migration(String),
+}
+
+impl AuditError {
+    pub fn query(step: &'static str) -> impl FnOnce(diesel::result::Error) -> AuditError {
+        move |source| AuditError::Query { step, source }
+    }
+}
+
+/// A handle on the audit database: cheap to clone, shared by every worker.
+#[derive(Clone)]
+pub struct Database {
+    pool: Pool<AsyncPgConnection>,
+    acquire_timeout: Duration,
+}
+
+impl Database {
+    /// Builds the pool. No connection is opened until one is needed.
+    pub fn connect(settings: &DatabaseSettings) -> Result<Database, AuditError> {
+        let runtime = tokio::runtime::Handle::try_current()
+            .map_err(|_| AuditError::Pool("must be called inside a tokio runtime".into()))?;
+        let mut config = ManagerConfig::default();
+        config.custom_setup = Box::new(move |url| {
+            let url = url.to_owned();
+            let runtime = runtime.clone();
+            Box::pin(async move {
+                runtime
+                    .spawn(async move { AsyncPgConnection::establish(&url).await })
+                    .await
+                    .map_err(|e| diesel::ConnectionError::BadConnection(format!("connection task failed: {e}")))?
+            })
+        });
+        let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(&settings.url, config);
+        let acquire_timeout = Duration::from_secs(settings.acquire_timeout_s);
+        let pool = Pool::builder(manager)
+            .max_size(settings.pool_size)
+            .build()
+            .map_err(|e| AuditError::Pool(e.to_string()))?;
+        Ok(Database { pool, acquire_timeout })
+    }
+
+    /// A pooled connection, or [`AuditError::Unavailable`] after the configured wait.
+    pub async fn conn(&self) -> Result<Object<AsyncPgConnection>, AuditError> {
+        match tokio::time::timeout(self.acquire_timeout, self.pool.get()).await {
+            Ok(Ok(c)) => Ok(c),
+            Ok(Err(PoolError::Backend(e))) => Err(AuditError::Unavailable(e.to_string())),
+            Ok(Err(e)) => Err(AuditError::Unavailable(e.to_string())),
+            Err(_) => Err(AuditError::Unavailable("timed out waiting for a connection".into())),
+        }
+    }
+
+    /// True when the database answers a trivial query.
+    pub async fn ping(&self) -> Result<(), AuditError> {
+        let mut conn = self.conn().await?;
+        sql_query("SELECT 1").execute(&mut conn).await.map_err(AuditError::query("pinging"))?;
+        Ok(())
+    }
+
+    /// Versions of the embedded migrations not yet applied (empty when the schema is current).
+    pub async fn pending_migrations(&self) -> Result<Vec<String>, AuditError> {
+        #[derive(QueryableByName)]
+        struct Applied {
+            #[diesel(sql_type = Text)]
+            version: String,
+        }
+        let mut conn = self.conn().await?;
+        let applied: Vec<Applied> = sql_query("SELECT version FROM __diesel_schema_migrations")
+            .load(&mut conn)
+            .await
+            .unwrap_or_default();
+        let applied: std::collections::HashSet<String> = applied.into_iter().map(|a| a.version).collect();
+        Ok(migration_versions()
+            .into_iter()
+            .filter(|v| !applied.contains(v))
+            .collect())
+    }
+}
+
+/// Versions of the migrations compiled into this binary, e.g. `20261126000001`.
+pub fn migration_versions() -> Vec<String> {
+    use diesel::migration::MigrationSource;
+    MigrationSource::<diesel::pg::Pg>::migrations(&MIGRATIONS)
+        .map(|ms| ms.iter().map(|m| m.name().version().to_string()).collect())
+        .unwrap_or_default()
+}
+
+/// Applies every pending migration. Blocking: call it from `spawn_blocking` or before the
+/// server starts (the wrapper drives its own connection with `block_on`).
+pub fn run_migrations(url: &str) -> Result<Vec<String>, AuditError> {
+    use diesel::Connection;
+    let mut conn = AsyncConnectionWrapper::<AsyncPgConnection>::establish(url)
+        .map_err(|e| AuditError::Migration(format!("cannot connect: {e}")))?;
+    let applied = conn
+        .run_pending_migrations(MIGRATIONS)
+        .map_err(|e| AuditError::Migration(e.to_string()))?;
+    Ok(applied.iter().map(|v| v.to_string()).collect())
+}

@@ -1,0 +1,13 @@
+//! The audit trail: the decision log and clinicians' feedback, in PostgreSQL.
+//!
+//! Append-only and hash-chained (see `migrations/` and [`chain`]): every row stores the SHA-256 of
+//! its canonical content and of the row before it, the database refuses UPDATE and DELETE, and
+//! `neurocds audit verify` names the first row that does not match. The same database also holds
+//! the shared state that lets several hooks and replicas run one analysis once ([`analyses`]).
+//!
+//! This module knows SQL and hashing; it does not know HTTP, FHIR servers or tensors.
+
+pub mod db;
+pub mod schema;
+
+pub use db::{AuditError, Database};

@@ -1,0 +1,309 @@
+//! Typed settings, layered from `config/default.toml`, an optional site file and `NEUROCDS_…`
+//! environment variables.
+//!
+//! Parsed once at start-up: the rest of the service never sees a raw configuration string.
+//! Unknown keys are refused (a typo must not silently fall back to a default), and every error
+//! names the key that is wrong.
+
+use std::{net::SocketAddr, path::PathBuf};
+
+use figment::{
+    Figment,
+    providers::{Env, Format, Toml},
+};
+use serde::Deserialize;
+
+/// The whole configuration. One section per concern; see `config/default.toml` for the meaning
+/// of every field.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    pub server: ServerSettings,
+    pub database: DatabaseSettings,
+    pub fhir: FhirSettings,
+    pub dicomweb: DicomWebSettings,
+    pub trust: TrustSettings,
+    pub staff: StaffSettings,
+    pub hooks: HookSettings,
+    pub imaging: ImagingSettings,
+    pub model: ModelSettings,
+    pub decision: DecisionSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSettings {
+    pub listen: SocketAddr,
+    pub public_base_url: url::Url,
+    pub workers: usize,
+    pub shutdown_grace_s: u64,
+    pub cors_allowed_origins: Vec<String>,
+}
+
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseSettings {
+    pub url: String,
+    pub pool_size: usize,
+    pub acquire_timeout_s: u64,
+}
+
+/// The URL holds a password: keep it out of `{:?}` output.
+impl std::fmt::Debug for DatabaseSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DatabaseSettings")
+            .field("url", &"<redacted>")
+            .field("pool_size", &self.pool_size)
+            .finish()
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FhirSettings {
+    pub request_timeout_s: u64,
+    pub max_pages: usize,
+    pub write_reports: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DicomWebSettings {
+    pub default_base_url: String,
+    pub request_timeout_s: u64,
+    pub max_instances_per_series: usize,
+    pub max_bytes_per_series: u64,
+    pub credentials: Vec<DicomWebCredential>,
+}
+
+/// Credentials for one DICOMweb base URL: a bearer token or a user name and password.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DicomWebCredential {
+    pub base_url: String,
+    #[serde(default)]
+    pub bearer_token: Option<String>,
+    #[serde(default)]
+    pub username: Option<String>,
+    #[serde(default)]
+    pub password: Option<String>,
+}
+
+impl std::fmt::Debug for DicomWebCredential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DicomWebCredential").field("base_url", &self.base_url).finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrustSettings {
+    pub clock_skew_s: u64,
+    pub max_token_age_s: u64,
+    pub jwks_cache_s: u64,
+    pub clients: Vec<TrustedClient>,
+}
+
+/// One EHR allowed to call the service, identified by the `iss` of its JWTs.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrustedClient {
+    pub iss: String,
+    /// Inline JWKS (JSON text).
+    #[serde(default)]
+    pub jwks: Option<String>,
+    #[serde(default)]
+    pub jwks_url: Option<String>,
+    /// URLs that a token's `jku` header may name.
+    #[serde(default)]
+    pub allowed_jku: Vec<String>,
+    /// Expected `aud`; defaults to `<public_base_url>/cds-services`.
+    #[serde(default)]
+    pub audience: Option<String>,
+    #[serde(default = "default_algorithms")]
+    pub algorithms: Vec<String>,
+    /// Analyse and audit, but answer with no card (local validation before go-live).
+    #[serde(default)]
+    pub silent: bool,
+}
+
+fn default_algorithms() -> Vec<String> {
+    vec!["ES384".into(), "RS384".into()]
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StaffSettings {
+    pub issuer: String,
+    pub audience: String,
+    pub jwks: String,
+    pub jwks_url: String,
+}
+
+/// What order-select answers while the analysis runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OrderSelectAnswer {
+    None,
+    InfoCard,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HookSettings {
+    pub order_select_answer: OrderSelectAnswer,
+    pub order_sign_budget_ms: u64,
+    pub extra_brain_mri_codes: Vec<String>,
+    pub max_pending_analyses: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImagingSettings {
+    pub lookback_days: i64,
+    pub series_rules: PathBuf,
+}
+
+/// Where inference runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeviceChoice {
+    Auto,
+    Cpu,
+    Cuda,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelSettings {
+    pub manifest: PathBuf,
+    pub device: DeviceChoice,
+    pub queue_capacity: usize,
+    pub threads: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DecisionSettings {
+    pub lymphoma_likely: f64,
+    pub gbm_likely: f64,
+    pub max_member_spread: f64,
+}
+
+/// A setting that is missing, malformed or inconsistent. The message names the key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration: {0}")]
+    Parse(String),
+    #[error("configuration: `{key}`: {reason}")]
+    Invalid { key: String, reason: String },
+}
+
+impl From<figment::Error> for ConfigError {
+    fn from(e: figment::Error) -> Self {
+        // figment's Display already says which key and which source (file or env var).
+        let mut parts = Vec::new();
+        for err in e {
+            let key = if err.path.is_empty() { String::new() } else { format!("`{}`: ", err.path.join(".")) };
+            let source = err
+                .metadata
+                .as_ref()
+                .map(|m| match &m.source {
+                    Some(s) => format!(" (from {} {s})", m.name),
+                    None => format!(" (from {})", m.name),
+                })
+                .unwrap_or_default();
+            parts.push(format!("{key}{}{source}", err.kind));
+        }
+        ConfigError::Parse(parts.join("; "))
+    }
+}
+
+impl Settings {
+    /// Loads `config/default.toml` (or `$NEUROCDS_CONFIG_DIR/default.toml`), then the file in
+    /// `$NEUROCDS_CONFIG`, then the environment.
+    pub fn load() -> Result<Settings, ConfigError> {
+        let dir = std::env::var("NEUROCDS_CONFIG_DIR").unwrap_or_else(|_| "config".into());
+        let mut figment = Figment::new().merge(Toml::file_exact(PathBuf::from(&dir).join("default.toml")));
+        if let Ok(site) = std::env::var("NEUROCDS_CONFIG") {
+            figment = figment.merge(Toml::file_exact(site));
+        }
+        Self::from_figment(
+            figment
+                .merge(Env::raw().only(&["DATABASE_URL"]).map(|_| "database.url".into()))
+                .merge(
+                    Env::prefixed("NEUROCDS_")
+                        .ignore(&["CONFIG", "CONFIG_DIR", "LOG"])
+                        .split("__"),
+                ),
+        )
+    }
+
+    /// Extracts and checks settings from any figment (tests build their own).
+    pub fn from_figment(figment: Figment) -> Result<Settings, ConfigError> {
+        let settings: Settings = figment.extract()?;
+        settings.check()?;
+        Ok(settings)
+    }
+
+    fn check(&self) -> Result<(), ConfigError> {
+        let invalid = |key: &str, reason: &str| Err(ConfigError::Invalid { key: key.into(), reason: reason.into() });
+        if self.database.url.trim().is_empty() {
+            return invalid("database.url", "missing: set DATABASE_URL or NEUROCDS_DATABASE__URL");
+        }
+        if !(self.database.url.starts_with("postgres://") || self.database.url.starts_with("postgresql://")) {
+            return invalid("database.url", "must be a postgres:// URL");
+        }
+        if self.server.workers == 0 {
+            return invalid("server.workers", "must be at least 1");
+        }
+        if self.database.pool_size == 0 {
+            return invalid("database.pool_size", "must be at least 1");
+        }
+        if self.model.queue_capacity == 0 {
+            return invalid("model.queue_capacity", "must be at least 1");
+        }
+        if self.hooks.max_pending_analyses == 0 {
+            return invalid("hooks.max_pending_analyses", "must be at least 1");
+        }
+        let d = &self.decision;
+        for (key, v) in [("decision.lymphoma_likely", d.lymphoma_likely), ("decision.gbm_likely", d.gbm_likely), ("decision.max_member_spread", d.max_member_spread)] {
+            if !(0.0..=1.0).contains(&v) {
+                return invalid(key, "must lie between 0 and 1");
+            }
+        }
+        if d.lymphoma_likely > 0.0 && d.gbm_likely > 0.0 && d.gbm_likely >= d.lymphoma_likely {
+            return invalid("decision.gbm_likely", "must be below decision.lymphoma_likely");
+        }
+        for (i, c) in self.trust.clients.iter().enumerate() {
+            if c.iss.trim().is_empty() {
+                return invalid(&format!("trust.clients[{i}].iss"), "missing");
+            }
+            if c.jwks.is_none() && c.jwks_url.is_none() && c.allowed_jku.is_empty() {
+                return invalid(&format!("trust.clients[{i}]"), "needs one of jwks, jwks_url or allowed_jku");
+            }
+            for alg in &c.algorithms {
+                if !matches!(alg.as_str(), "ES384" | "RS384" | "ES256" | "RS256") {
+                    return invalid(&format!("trust.clients[{i}].algorithms"), &format!("{alg} is not allowed (ES384, RS384, ES256, RS256)"));
+                }
+            }
+        }
+        for (i, c) in self.dicomweb.credentials.iter().enumerate() {
+            let basic = c.username.is_some() && c.password.is_some();
+            if c.bearer_token.is_some() == basic {
+                return invalid(&format!("dicomweb.credentials[{i}]"), "give either bearer_token or username and password");
+            }
+        }
+        Ok(())
+    }
+
+    /// The `aud` a client's tokens must carry.
+    pub fn audience_for(&self, client: &TrustedClient) -> String {
+        client.audience.clone().unwrap_or_else(|| self.cds_services_url())
+    }
+
+    /// `<public_base_url>/cds-services`, without a doubled slash.
+    pub fn cds_services_url(&self) -> String {
+        format!("{}/cds-services", self.server.public_base_url.as_str().trim_end_matches('/'))
+    }
+}

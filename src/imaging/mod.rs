@@ -1,0 +1,8 @@
+//! From DICOM to a model-ready tensor: series recognition (T1 post-contrast, T2), volume
+//! assembly, preprocessing (co-registration, normalisation, lesion localisation, crop), key images.
+//!
+//! Pure computation on DICOM objects and arrays: no HTTP, no database, no tensors library.
+
+pub mod volume;
+
+pub use volume::Volume;

@@ -1,0 +1,36 @@
+//! neurocds: a CDS Hooks service that, when a clinician selects or signs a brain MRI order,
+//! estimates from the patient's most recent prior MR (T1 post-contrast + T2) whether an enhancing
+//! brain lesion looks like glioblastoma (IDH-wildtype) or primary CNS lymphoma, and advises
+//! stereotactic biopsy, resection planning or tumour-board review. It advises; it never orders.
+//!
+//! The modules follow the path a hook travels:
+//!
+//! ```text
+//!  EHR ──► cds (protocol: JWT trust, hook request, prefetch, cards, feedback)
+//!            │
+//!            ▼
+//!          pipeline (the decision: orchestrates the steps, applies the policy, times them)
+//!            │
+//!            ├─► fhir      (ImagingStudy/Endpoint look-ups; DiagnosticReport, Device, Provenance)
+//!            ├─► dicomweb  (QIDO-RS / WADO-RS retrieval)
+//!            ├─► imaging   (series recognition, volume assembly, preprocessing, key images)
+//!            ├─► inference (the TorchScript ensemble on CUDA or CPU)
+//!            └─► audit     (the hash-chained decision log in PostgreSQL)
+//!          web (health, compliance API and the pages for people)
+//! ```
+//!
+//! Dependencies point down this picture: `cds` knows nothing of tensors, `inference` nothing of
+//! HTTP. `cohort` (synthetic studies) sits beside the path: it feeds training and the demo.
+
+pub mod audit;
+pub mod cds;
+pub mod cohort;
+pub mod config;
+pub mod dicomweb;
+pub mod fhir;
+pub mod imaging;
+pub mod inference;
+pub mod pipeline;
+pub mod startup;
+pub mod telemetry;
+pub mod web;

@@ -1,0 +1,62 @@
+//! The `neurocds` command: the service and its tools.
+
+use std::process::ExitCode;
+
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
+use neurocds::{audit::db, config::Settings, startup::Application, telemetry};
+
+#[derive(Parser)]
+#[command(name = "neurocds", about = "CDS Hooks service: GBM vs primary CNS lymphoma from a prior brain MRI")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the CDS Hooks service (applies pending migrations first).
+    Serve,
+    /// Apply pending database migrations and exit.
+    Migrate,
+}
+
+fn main() -> ExitCode {
+    let device = neurocds::inference::select_device(neurocds::config::DeviceChoice::Auto)
+        .map(neurocds::inference::device::device_name)
+        .unwrap_or_else(|e| e);
+    let version: &'static str = Box::leak(format!("{} (libtorch via tch 0.26, device: {device})", env!("CARGO_PKG_VERSION")).into_boxed_str());
+    let matches = Cli::command().version(version).get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
+    telemetry::init("info");
+    match run(cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("neurocds: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Serve => {
+            let settings = Settings::load()?;
+            let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+            runtime.block_on(async {
+                let app = Application::build(settings).await?;
+                app.run_until_stopped().await?;
+                tracing::info!("neurocds stopped");
+                Ok(())
+            })
+        }
+        Command::Migrate => {
+            let settings = Settings::load()?;
+            let applied = db::run_migrations(&settings.database.url)?;
+            println!("{} migration(s) applied; schema current", applied.len());
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,122 @@
+//! Start-up: one [`Application::build`] that main and every test call, on a chosen or random port.
+
+use std::{net::TcpListener, path::PathBuf, sync::Arc, time::Instant};
+
+use actix_cors::Cors;
+use actix_web::{App, HttpServer, dev::Server, http::header, web};
+use tracing_actix_web::TracingLogger;
+
+use crate::{
+    audit::{Database, db},
+    config::Settings,
+    inference::{Engine, device::device_name, select_device},
+    web as pages,
+};
+
+/// What every request handler can reach. Cloned into each actix worker.
+#[derive(Clone)]
+pub struct AppState {
+    pub settings: Arc<Settings>,
+    pub db: Database,
+    pub engine: Engine,
+    pub started: Instant,
+}
+
+/// A built, bound, not yet running service.
+pub struct Application {
+    port: u16,
+    server: Server,
+    state: AppState,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error(transparent)]
+    Audit(#[from] crate::audit::AuditError),
+    #[error(transparent)]
+    Model(#[from] crate::inference::InferenceError),
+    #[error("{0}")]
+    Device(String),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind { addr: String, source: std::io::Error },
+}
+
+impl Application {
+    /// Applies pending migrations, loads the ensemble, binds the listener. Port 0 picks a free one.
+    pub async fn build(settings: Settings) -> Result<Application, StartupError> {
+        let url = settings.database.url.clone();
+        let applied = tokio::task::spawn_blocking(move || db::run_migrations(&url))
+            .await
+            .map_err(|e| crate::audit::AuditError::Migration(e.to_string()))??;
+        if !applied.is_empty() {
+            tracing::info!(?applied, "applied database migrations");
+        }
+        let db = Database::connect(&settings.database)?;
+        let device = select_device(settings.model.device).map_err(StartupError::Device)?;
+        let spread = (settings.decision.max_member_spread > 0.0).then_some(settings.decision.max_member_spread);
+        let manifest = resolve(&settings.model.manifest);
+        let engine = Engine::start(&manifest, device, settings.model.queue_capacity, settings.model.threads, spread)?;
+        let listener = TcpListener::bind(settings.server.listen).map_err(|source| StartupError::Bind { addr: settings.server.listen.to_string(), source })?;
+        let port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
+        let state = AppState { settings: Arc::new(settings), db, engine, started: Instant::now() };
+        let server = run(listener, state.clone())?;
+        tracing::info!(port, device = %device_name(device), "neurocds listening");
+        Ok(Application { port, server, state })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until SIGTERM/SIGINT; in-flight requests get `server.shutdown_grace_s` to finish.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.await
+    }
+}
+
+/// Relative model paths are taken from the working directory, as every other path in the config.
+fn resolve(p: &std::path::Path) -> PathBuf {
+    p.to_path_buf()
+}
+
+fn run(listener: TcpListener, state: AppState) -> Result<Server, StartupError> {
+    let settings = state.settings.clone();
+    let data = web::Data::new(state);
+    let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
+    let server = HttpServer::new(move || {
+        App::new()
+            .wrap(cors(&settings.server.cors_allowed_origins))
+            .wrap(TracingLogger::default())
+            .app_data(data.clone())
+            .app_data(web::JsonConfig::default().limit(8 * 1024 * 1024))
+            .configure(pages::routes)
+            .configure(crate::cds::routes)
+    })
+    .workers(data.settings.server.workers)
+    .shutdown_timeout(data.settings.server.shutdown_grace_s)
+    .listen(listener)
+    .map_err(|source| StartupError::Bind { addr, source })?
+    .run();
+    Ok(server)
+}
+
+/// CDS Hooks clients may run in a browser (the sandbox, SMART apps): allow the configured origins,
+/// the Authorization header, and no credentials (tokens travel in headers, never cookies).
+fn cors(origins: &[String]) -> Cors {
+    let mut cors = Cors::default()
+        .allowed_methods(vec!["GET", "POST", "OPTIONS"])
+        .allowed_headers(vec![header::AUTHORIZATION, header::CONTENT_TYPE, header::ACCEPT])
+        .max_age(3600);
+    if origins.iter().any(|o| o == "*") {
+        cors = cors.send_wildcard().allow_any_origin();
+    } else {
+        for o in origins {
+            cors = cors.allowed_origin(o);
+        }
+    }
+    cors
+}

@@ -1,0 +1,41 @@
+//! `/healthz` (the process answers) and `/readyz` (it can do its job: database reachable, schema
+//! current, ensemble loaded, and on which device).
+
+use actix_web::{HttpResponse, web};
+use serde_json::json;
+
+use crate::{inference::device::device_name, startup::AppState};
+
+/// Liveness: 200 while the process serves HTTP. Touches nothing else, so a slow database never
+/// gets the process killed.
+pub async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(json!({ "status": "ok" }))
+}
+
+/// Readiness: 200 `{"status":"ready", …}` or 503 with what is missing.
+pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
+    let database = match state.db.ping().await {
+        Ok(()) => json!("ok"),
+        Err(e) => {
+            tracing::warn!(error = %e, "readiness: database unreachable");
+            json!("unreachable")
+        }
+    };
+    let pending = state.db.pending_migrations().await.unwrap_or_else(|_| vec!["unknown".into()]);
+    let manifest = state.engine.manifest();
+    let ready = database == "ok" && pending.is_empty();
+    let body = json!({
+        "status": if ready { "ready" } else { "not-ready" },
+        "database": database,
+        "migrations": if pending.is_empty() { json!("current") } else { json!({ "pending": pending }) },
+        "model": {
+            "name": manifest.name,
+            "version": manifest.version,
+            "members": manifest.members.len(),
+            "ensemble_sha256": manifest.ensemble_hash(),
+        },
+        "device": device_name(state.engine.device()),
+        "version": env!("CARGO_PKG_VERSION"),
+    });
+    if ready { HttpResponse::Ok().json(body) } else { HttpResponse::ServiceUnavailable().json(body) }
+}
