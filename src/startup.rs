@@ -85,6 +85,7 @@ fn resolve(p: &std::path::Path) -> PathBuf {
 
 fn run(listener: TcpListener, state: AppState) -> Result<Server, StartupError> {
     let settings = state.settings.clone();
+    let (workers, grace) = (settings.server.workers, settings.server.shutdown_grace_s);
     let data = web::Data::new(state);
     let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
     let server = HttpServer::new(move || {
@@ -96,8 +97,8 @@ fn run(listener: TcpListener, state: AppState) -> Result<Server, StartupError> {
             .configure(pages::routes)
             .configure(crate::cds::routes)
     })
-    .workers(data.settings.server.workers)
-    .shutdown_timeout(data.settings.server.shutdown_grace_s)
+    .workers(workers)
+    .shutdown_timeout(grace)
     .listen(listener)
     .map_err(|source| StartupError::Bind { addr, source })?
     .run();

@@ -127,7 +127,7 @@ pub fn migration_versions() -> Vec<String> {
 /// server starts (the wrapper drives its own connection with `block_on`).
 pub fn run_migrations(url: &str) -> Result<Vec<String>, AuditError> {
     use diesel::Connection;
-    let mut conn = AsyncConnectionWrapper::<AsyncPgConnection>::establish(url)
+    let mut conn = <AsyncConnectionWrapper<AsyncPgConnection> as Connection>::establish(url)
         .map_err(|e| AuditError::Migration(format!("cannot connect: {e}")))?;
     let applied = conn
         .run_pending_migrations(MIGRATIONS)

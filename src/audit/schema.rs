@@ -63,4 +63,3 @@ diesel::table! {
     }
 }
 
-diesel::allow_tables_to_appear_in_same_query!(decisions, feedback, analyses);
