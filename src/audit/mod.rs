@@ -7,7 +7,11 @@
 //!
 //! This module knows SQL and hashing; it does not know HTTP, FHIR servers or tensors.
 
+pub mod analyses;
+pub mod chain;
 pub mod db;
+pub mod log;
 pub mod schema;
 
 pub use db::{AuditError, Database};
+pub use log::{DecisionRecord, FeedbackRecord, StoredDecision, StoredFeedback};

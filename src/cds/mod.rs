@@ -3,6 +3,11 @@
 //! This layer parses what the EHR sends into typed requests, checks who sent it, and turns the
 //! pipeline's decision into cards. It never touches pixels or tensors.
 
+pub mod discovery;
+pub mod hook;
+pub mod outcome;
+pub mod prefetch;
+
 use actix_web::web;
 
 pub fn routes(_cfg: &mut web::ServiceConfig) {}

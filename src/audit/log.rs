@@ -1,0 +1,239 @@
+//! Appending to the decision log and the feedback log, and reading them back.
+//!
+//! Appends take a transaction-scoped advisory lock so that concurrent writers (several workers,
+//! several replicas) extend one chain in order: read the last hash, compute, insert, commit.
+
+use diesel::{ExpressionMethods, OptionalExtension, QueryDsl, SelectableHelper, prelude::*};
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use super::{
+    chain::{self, Break, GENESIS},
+    db::{AuditError, Database},
+    schema::{decisions, feedback},
+};
+
+const DECISIONS_LOCK: i64 = 0x6e65_7572_6f01;
+const FEEDBACK_LOCK: i64 = 0x6e65_7572_6f02;
+
+/// One decision, as recorded. Field names are the column names (and the API's).
+#[derive(Debug, Clone, Serialize, Deserialize, Insertable, Queryable, Selectable, PartialEq)]
+#[diesel(table_name = decisions)]
+pub struct DecisionRecord {
+    pub decision_id: Uuid,
+    #[serde(with = "time::serde::rfc3339")]
+    pub recorded_at: OffsetDateTime,
+    pub hook: String,
+    pub hook_instance: String,
+    pub service_id: String,
+    pub client_iss: String,
+    pub user_ref: Option<String>,
+    pub patient_ref: String,
+    pub order_refs: Value,
+    pub study_uid: Option<String>,
+    pub series: Value,
+    pub model_version: Option<String>,
+    pub member_hashes: Value,
+    pub preprocessing_version: Option<String>,
+    pub member_probabilities: Value,
+    pub ensemble_probability: Option<f64>,
+    pub calibrated_probability: Option<f64>,
+    pub member_spread: Option<f64>,
+    pub recommendation: Option<String>,
+    pub outcome: String,
+    pub reason: Option<String>,
+    pub card_uuid: Option<Uuid>,
+    pub stage_timings_ms: Value,
+    pub report: Option<Value>,
+}
+
+/// A stored decision: the record plus its place in the chain.
+#[derive(Debug, Clone, Serialize, Queryable, Selectable)]
+#[diesel(table_name = decisions)]
+pub struct StoredDecision {
+    pub seq: i64,
+    #[diesel(embed)]
+    #[serde(flatten)]
+    pub record: DecisionRecord,
+    pub content_hash: String,
+    pub prev_hash: String,
+}
+
+/// Feedback on a card (CDS Hooks 2.0 §Feedback), linked to its decision by `card_uuid`.
+#[derive(Debug, Clone, Serialize, Deserialize, Insertable, Queryable, Selectable, PartialEq)]
+#[diesel(table_name = feedback)]
+pub struct FeedbackRecord {
+    pub feedback_id: Uuid,
+    #[serde(with = "time::serde::rfc3339")]
+    pub recorded_at: OffsetDateTime,
+    pub card_uuid: Uuid,
+    pub decision_id: Option<Uuid>,
+    pub service_id: String,
+    pub client_iss: String,
+    pub outcome: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub outcome_at: OffsetDateTime,
+    pub accepted_suggestions: Value,
+    pub override_reason: Option<Value>,
+}
+
+#[derive(Debug, Clone, Serialize, Queryable, Selectable)]
+#[diesel(table_name = feedback)]
+pub struct StoredFeedback {
+    pub seq: i64,
+    #[diesel(embed)]
+    #[serde(flatten)]
+    pub record: FeedbackRecord,
+    pub content_hash: String,
+    pub prev_hash: String,
+}
+
+/// Timestamps are stored with microsecond precision; truncate before hashing so that the hash
+/// computed now equals the hash recomputed from the stored row.
+pub fn now_micros() -> OffsetDateTime {
+    let now = OffsetDateTime::now_utc();
+    now.replace_nanosecond(now.nanosecond() / 1000 * 1000).unwrap_or(now)
+}
+
+async fn lock(conn: &mut AsyncPgConnection, key: i64) -> Result<(), diesel::result::Error> {
+    diesel::sql_query("SELECT pg_advisory_xact_lock($1)").bind::<diesel::sql_types::BigInt, _>(key).execute(conn).await.map(|_| ())
+}
+
+impl Database {
+    /// Appends a decision to the chain; returns its `seq`.
+    pub async fn append_decision(&self, record: &DecisionRecord) -> Result<i64, AuditError> {
+        let mut conn = self.conn().await?;
+        let record = record.clone();
+        conn.transaction::<i64, diesel::result::Error, _>(async move |c| {
+            {
+                lock(c, DECISIONS_LOCK).await?;
+                let prev: String = decisions::table
+                    .select(decisions::content_hash)
+                    .order(decisions::seq.desc())
+                    .first(c)
+                    .await
+                    .optional()?
+                    .unwrap_or_else(|| GENESIS.to_owned());
+                let hash = chain::content_hash(&prev, &record);
+                diesel::insert_into(decisions::table)
+                    .values((&record, decisions::content_hash.eq(hash), decisions::prev_hash.eq(prev)))
+                    .returning(decisions::seq)
+                    .get_result(c)
+                    .await
+            }
+        })
+        .await
+        .map_err(AuditError::query("appending a decision"))
+    }
+
+    /// Appends feedback to its chain; returns its `seq`.
+    pub async fn append_feedback(&self, record: &FeedbackRecord) -> Result<i64, AuditError> {
+        let mut conn = self.conn().await?;
+        let record = record.clone();
+        conn.transaction::<i64, diesel::result::Error, _>(async move |c| {
+            {
+                lock(c, FEEDBACK_LOCK).await?;
+                let prev: String = feedback::table
+                    .select(feedback::content_hash)
+                    .order(feedback::seq.desc())
+                    .first(c)
+                    .await
+                    .optional()?
+                    .unwrap_or_else(|| GENESIS.to_owned());
+                let hash = chain::content_hash(&prev, &record);
+                diesel::insert_into(feedback::table)
+                    .values((&record, feedback::content_hash.eq(hash), feedback::prev_hash.eq(prev)))
+                    .returning(feedback::seq)
+                    .get_result(c)
+                    .await
+            }
+        })
+        .await
+        .map_err(AuditError::query("appending feedback"))
+    }
+
+    /// The decision whose card carried `card_uuid`.
+    pub async fn decision_by_card(&self, card_uuid: Uuid) -> Result<Option<StoredDecision>, AuditError> {
+        let mut conn = self.conn().await?;
+        decisions::table
+            .filter(decisions::card_uuid.eq(card_uuid))
+            .select(StoredDecision::as_select())
+            .first(&mut conn)
+            .await
+            .optional()
+            .map_err(AuditError::query("finding a decision by card"))
+    }
+
+    pub async fn decision(&self, decision_id: Uuid) -> Result<Option<StoredDecision>, AuditError> {
+        let mut conn = self.conn().await?;
+        decisions::table
+            .filter(decisions::decision_id.eq(decision_id))
+            .select(StoredDecision::as_select())
+            .first(&mut conn)
+            .await
+            .optional()
+            .map_err(AuditError::query("reading a decision"))
+    }
+
+    pub async fn feedback_for(&self, decision_id: Uuid) -> Result<Vec<StoredFeedback>, AuditError> {
+        let mut conn = self.conn().await?;
+        feedback::table
+            .filter(feedback::decision_id.eq(decision_id))
+            .order(feedback::seq.asc())
+            .select(StoredFeedback::as_select())
+            .load(&mut conn)
+            .await
+            .map_err(AuditError::query("reading feedback"))
+    }
+
+    /// Walks both chains from the first row; `Ok(None)` when they hold. Streams in pages so a
+    /// long log does not sit in memory at once.
+    pub async fn verify_chains(&self) -> Result<(u64, Option<Break>), AuditError> {
+        let mut conn = self.conn().await?;
+        let mut checked = 0u64;
+        let mut prev = GENESIS.to_owned();
+        let mut after = 0i64;
+        loop {
+            let page: Vec<StoredDecision> = decisions::table
+                .filter(decisions::seq.gt(after))
+                .order(decisions::seq.asc())
+                .limit(1000)
+                .select(StoredDecision::as_select())
+                .load(&mut conn)
+                .await
+                .map_err(AuditError::query("verifying decisions"))?;
+            let Some(last) = page.last() else { break };
+            after = last.seq;
+            let rows = page.iter().map(|d| (d.seq, d.record.decision_id.to_string(), d.prev_hash.clone(), d.content_hash.clone(), chain::content_hash(&d.prev_hash, &d.record)));
+            if let Some(b) = chain::first_break_from("decisions", &prev, rows) {
+                return Ok((checked, Some(b)));
+            }
+            checked += page.len() as u64;
+            prev = last.content_hash.clone();
+        }
+        let mut prev = GENESIS.to_owned();
+        let mut after = 0i64;
+        loop {
+            let page: Vec<StoredFeedback> = feedback::table
+                .filter(feedback::seq.gt(after))
+                .order(feedback::seq.asc())
+                .limit(1000)
+                .select(StoredFeedback::as_select())
+                .load(&mut conn)
+                .await
+                .map_err(AuditError::query("verifying feedback"))?;
+            let Some(last) = page.last() else { break };
+            after = last.seq;
+            let rows = page.iter().map(|f| (f.seq, f.record.feedback_id.to_string(), f.prev_hash.clone(), f.content_hash.clone(), chain::content_hash(&f.prev_hash, &f.record)));
+            if let Some(b) = chain::first_break_from("feedback", &prev, rows) {
+                return Ok((checked, Some(b)));
+            }
+            checked += page.len() as u64;
+            prev = last.content_hash.clone();
+        }
+        Ok((checked, None))
+    }
+}

@@ -1,0 +1,71 @@
+//! `GET /cds-services`: the services neurocds offers and the data it asks EHRs to prefetch.
+//!
+//! At order time the ordered study does not exist yet, so the analysis uses the patient's most
+//! recent *prior* brain MR: the prefetch asks for MR ImagingStudies with their Endpoints.
+
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use super::hook::Hook;
+
+/// One entry of the discovery response (CDS Hooks 2.0 §Response).
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceDescription {
+    pub hook: &'static str,
+    pub title: &'static str,
+    pub description: &'static str,
+    pub id: &'static str,
+    pub prefetch: Value,
+    pub usage_requirements: &'static str,
+}
+
+pub const ORDER_SELECT_ID: &str = "neurocds-brain-mri-order-select";
+pub const ORDER_SIGN_ID: &str = "neurocds-brain-mri-order-sign";
+
+/// Prefetch keys; tokens are `{{context.patientId}}` as the spec requires.
+pub const PREFETCH_PATIENT: &str = "patient";
+pub const PREFETCH_PRIOR_IMAGING: &str = "priorImaging";
+
+pub fn prefetch_templates() -> Value {
+    json!({
+        PREFETCH_PATIENT: "Patient/{{context.patientId}}",
+        PREFETCH_PRIOR_IMAGING: "ImagingStudy?patient={{context.patientId}}&modality=MR&_include=ImagingStudy:endpoint&_sort=-started&_count=20"
+    })
+}
+
+const USAGE: &str = "Needs read access to the patient's Patient, ImagingStudy and Endpoint resources (prefetch or fhirAuthorization), \
+and a DICOMweb (WADO-RS) endpoint for the prior brain MR. Advisory only: neurocds never places or changes orders.";
+
+pub fn services() -> Vec<ServiceDescription> {
+    vec![
+        ServiceDescription {
+            hook: Hook::OrderSelect.as_str(),
+            title: "Brain lesion AI: glioblastoma vs CNS lymphoma (order-select)",
+            description: "When a brain MRI is selected, starts an AI analysis of the patient's most recent prior brain MR \
+(T1 post-contrast and T2) estimating whether an enhancing lesion is more likely glioblastoma or primary CNS lymphoma.",
+            id: ORDER_SELECT_ID,
+            prefetch: prefetch_templates(),
+            usage_requirements: USAGE,
+        },
+        ServiceDescription {
+            hook: Hook::OrderSign.as_str(),
+            title: "Brain lesion AI: glioblastoma vs CNS lymphoma (order-sign)",
+            description: "When a brain MRI order is signed, advises whether stereotactic biopsy (lymphoma likely; hold \
+corticosteroids until tissue is obtained if clinically safe), resection planning (glioblastoma likely) or tumour-board review fits, \
+from an AI ensemble reading the most recent prior brain MR.",
+            id: ORDER_SIGN_ID,
+            prefetch: prefetch_templates(),
+            usage_requirements: USAGE,
+        },
+    ]
+}
+
+/// The hook a service id answers, if it is one of ours.
+pub fn hook_for(service_id: &str) -> Option<Hook> {
+    match service_id {
+        ORDER_SELECT_ID => Some(Hook::OrderSelect),
+        ORDER_SIGN_ID => Some(Hook::OrderSign),
+        _ => None,
+    }
+}

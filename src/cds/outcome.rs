@@ -1,0 +1,73 @@
+//! Errors at the CDS Hooks edge, answered as FHIR `OperationOutcome` JSON with the right status.
+//!
+//! | error | status |
+//! |---|---|
+//! | malformed request, wrong hook, missing field | 400 |
+//! | missing or untrusted JWT | 401 (no detail: an attacker learns nothing) |
+//! | unknown service id | 404 |
+//! | required data neither prefetched nor fetchable | 412 |
+//! | too many analyses in flight, audit database unavailable | 503 |
+//!
+//! Never a stack trace, never a token: the message is the error's `Display`, written for people.
+
+use actix_web::{HttpResponse, ResponseError, http::StatusCode};
+use serde_json::json;
+
+use super::hook::RequestError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CdsError {
+    #[error(transparent)]
+    BadRequest(#[from] RequestError),
+    #[error("unauthorized")]
+    Unauthorized,
+    #[error("no CDS service `{0}` here; GET /cds-services lists them")]
+    UnknownService(String),
+    #[error("{0}")]
+    PreconditionFailed(String),
+    #[error("{0}")]
+    Overloaded(String),
+}
+
+impl CdsError {
+    fn issue_code(&self) -> &'static str {
+        match self {
+            CdsError::BadRequest(_) => "invalid",
+            CdsError::Unauthorized => "security",
+            CdsError::UnknownService(_) => "not-found",
+            CdsError::PreconditionFailed(_) => "incomplete",
+            CdsError::Overloaded(_) => "transient",
+        }
+    }
+}
+
+/// An OperationOutcome with one error issue.
+pub fn operation_outcome(code: &str, diagnostics: &str) -> serde_json::Value {
+    json!({
+        "resourceType": "OperationOutcome",
+        "issue": [{ "severity": "error", "code": code, "diagnostics": diagnostics }]
+    })
+}
+
+impl ResponseError for CdsError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            CdsError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            CdsError::Unauthorized => StatusCode::UNAUTHORIZED,
+            CdsError::UnknownService(_) => StatusCode::NOT_FOUND,
+            CdsError::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
+            CdsError::Overloaded(_) => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let mut r = HttpResponse::build(self.status_code());
+        if matches!(self, CdsError::Unauthorized) {
+            r.insert_header(("WWW-Authenticate", "Bearer"));
+        }
+        if matches!(self, CdsError::Overloaded(_)) {
+            r.insert_header(("Retry-After", "5"));
+        }
+        r.content_type("application/json").json(operation_outcome(self.issue_code(), &self.to_string()))
+    }
+}
