@@ -2,4 +2,8 @@
 //! imaging → inference → audit, timing each stage, and turning every failure into a
 //! clinician-safe answer.
 
+pub mod analysis;
 pub mod decision;
+pub mod run;
+
+pub use run::{Pipeline, PipelineError, Ticket};

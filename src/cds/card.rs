@@ -1,0 +1,275 @@
+//! Cards exactly as CDS Hooks 2.0 shapes them (§Card Attributes), built from an analysis.
+//!
+//! No optional field is ever sent null or empty (requirement 3): empty lists and absent values
+//! are skipped when serialising.
+
+use handlebars::Handlebars;
+use serde::Serialize;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use crate::pipeline::{
+    analysis::Analysis,
+    decision::{Outcome, Recommendation},
+};
+
+/// `info` < `warning` < `critical`.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq)]
+#[serde(rename_all = "lowercase")]
+pub enum Indicator {
+    Info,
+    Warning,
+    Critical,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Coding {
+    pub system: String,
+    pub code: String,
+    pub display: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Source {
+    pub label: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub topic: Option<Coding>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Action {
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub description: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resource: Option<Value>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Suggestion {
+    pub label: String,
+    pub uuid: String,
+    pub is_recommended: bool,
+    pub actions: Vec<Action>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Link {
+    pub label: String,
+    pub url: String,
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub app_context: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Card {
+    pub uuid: String,
+    pub summary: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    pub indicator: Indicator,
+    pub source: Source,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub suggestions: Vec<Suggestion>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub selection_behavior: Option<&'static str>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub override_reasons: Vec<Coding>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub links: Vec<Link>,
+}
+
+/// Everything a card needs besides the analysis.
+pub struct CardContext<'a> {
+    pub card_uuid: Uuid,
+    pub decision_id: Uuid,
+    pub public_base_url: &'a str,
+    pub patient_ref: &'a str,
+    pub order_refs: &'a [String],
+    pub templates: &'a Handlebars<'static>,
+    /// The DiagnosticReport the card offers to file, when there is one.
+    pub report: Option<&'a Value>,
+}
+
+/// Summary lengths are counted in characters; the spec asks for fewer than 140.
+const MAX_SUMMARY: usize = 139;
+
+fn truncate(s: String) -> String {
+    if s.chars().count() <= MAX_SUMMARY {
+        return s;
+    }
+    let mut t: String = s.chars().take(MAX_SUMMARY - 1).collect();
+    t.push('…');
+    t
+}
+
+fn code_system(base: &str, name: &str) -> String {
+    format!("{}/fhir/CodeSystem/{name}", base.trim_end_matches('/'))
+}
+
+fn source(base: &str) -> Source {
+    Source {
+        label: "neurocds brain-lesion AI (T1c + T2 ensemble)".into(),
+        url: Some(format!("{}/models", base.trim_end_matches('/'))),
+        topic: Some(Coding { system: code_system(base, "topic"), code: "gbm-vs-pcnsl".into(), display: "Glioblastoma vs primary CNS lymphoma".into() }),
+    }
+}
+
+fn report_link(ctx: &CardContext) -> Link {
+    Link {
+        label: "Case report: inputs, key images, ensemble and model card".into(),
+        url: format!("{}/reports/{}", ctx.public_base_url.trim_end_matches('/'), ctx.decision_id),
+        kind: "absolute",
+        app_context: None,
+    }
+}
+
+pub fn override_reasons(base: &str) -> Vec<Coding> {
+    [
+        ("tissue-diagnosis-planned", "Tissue diagnosis is already planned or available"),
+        ("clinical-picture-differs", "The clinical picture points elsewhere"),
+        ("image-quality", "The prior MR is not representative (quality, timing or steroids given)"),
+        ("patient-preference", "Patient or family preference"),
+        ("other", "Other reason"),
+    ]
+    .into_iter()
+    .map(|(code, display)| Coding { system: code_system(base, "override-reason"), code: code.into(), display: display.into() })
+    .collect()
+}
+
+/// A proposal the clinician may accept into the order basket: a draft ServiceRequest.
+fn proposed_order(ctx: &CardContext, text: &str, snomed: Option<(&str, &str)>) -> Value {
+    let mut code = json!({ "text": text });
+    if let Some((c, d)) = snomed {
+        code["coding"] = json!([{ "system": "http://snomed.info/sct", "code": c, "display": d }]);
+    }
+    let mut sr = json!({
+        "resourceType": "ServiceRequest",
+        "status": "draft",
+        "intent": "proposal",
+        "code": code,
+        "subject": { "reference": ctx.patient_ref },
+        "note": [{ "text": "Proposed by neurocds brain-lesion AI; advisory, for clinician review." }]
+    });
+    if !ctx.order_refs.is_empty() {
+        sr["reasonReference"] = Value::Array(ctx.order_refs.iter().map(|r| json!({ "reference": r })).collect());
+    }
+    sr
+}
+
+fn suggestions(rec: Recommendation, ctx: &CardContext) -> Vec<Suggestion> {
+    let (label, text, snomed) = match rec {
+        Recommendation::Biopsy => ("Request stereotactic brain biopsy", "Stereotactic biopsy of brain lesion", None),
+        Recommendation::ResectionPlanning => ("Refer to neurosurgery for resection planning", "Referral to neurosurgery: resection planning for brain lesion", Some(("183545006", "Referral to neurosurgeon"))),
+        Recommendation::TumourBoard => ("Refer to the neuro-oncology tumour board", "Neuro-oncology tumour board review", None),
+    };
+    let mut out = vec![Suggestion {
+        label: label.into(),
+        uuid: Uuid::new_v4().to_string(),
+        is_recommended: true,
+        actions: vec![Action { kind: "create", description: format!("Add a draft order: {text}"), resource: Some(proposed_order(ctx, text, snomed)) }],
+    }];
+    if let Some(report) = ctx.report {
+        out.push(Suggestion {
+            label: "File the AI report (preliminary) to the chart".into(),
+            uuid: Uuid::new_v4().to_string(),
+            is_recommended: false,
+            actions: vec![Action { kind: "create", description: "Create a preliminary DiagnosticReport with the AI estimate".into(), resource: Some(report.clone()) }],
+        });
+    }
+    out
+}
+
+fn pct(p: f64) -> String {
+    format!("{:.0}", (p * 100.0).clamp(0.0, 100.0))
+}
+
+/// The card for a finished analysis; `None` when there is nothing a clinician should see.
+pub fn card_for(analysis: &Analysis, ctx: &CardContext) -> Card {
+    let base = ctx.public_base_url;
+    match (analysis.outcome, analysis.recommendation, analysis.ensemble.as_ref()) {
+        (Outcome::Recommended, Some(rec), Some(ens)) => {
+            let summary = truncate(format!("AI: {} (P lymphoma {} %)", rec.headline(), pct(ens.calibrated_probability)));
+            let lo = ens.member_probabilities.iter().cloned().fold(f64::INFINITY, f64::min);
+            let hi = ens.member_probabilities.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+            let series = |s: &Option<crate::pipeline::analysis::UsedSeries>| {
+                s.as_ref().map(|s| s.description.clone().unwrap_or_else(|| s.series_uid.clone())).unwrap_or_else(|| "—".into())
+            };
+            let data = json!({
+                "study_date": analysis.study_started.as_deref().map(|d| d.get(..10).unwrap_or(d)).unwrap_or("unknown date"),
+                "model_name": analysis.model.name, "model_version": analysis.model.version,
+                "probability_pct": pct(ens.calibrated_probability),
+                "members": ens.member_probabilities.len(),
+                "member_range": format!("{}–{} %", pct(lo), pct(hi)),
+                "spread": format!("{:.2}", ens.spread),
+                "t1c": series(&analysis.t1c), "t2": series(&analysis.t2),
+                "biopsy": rec == Recommendation::Biopsy,
+                "resection": rec == Recommendation::ResectionPlanning,
+                "tumour_board": rec == Recommendation::TumourBoard,
+            });
+            let detail = ctx.templates.render("card-detail", &data).ok();
+            Card {
+                uuid: ctx.card_uuid.to_string(),
+                summary,
+                detail,
+                indicator: if rec == Recommendation::Biopsy { Indicator::Warning } else { Indicator::Info },
+                source: source(base),
+                suggestions: suggestions(rec, ctx),
+                selection_behavior: Some("at-most-one"),
+                override_reasons: override_reasons(base),
+                links: vec![report_link(ctx)],
+            }
+        }
+        _ => {
+            let reason = analysis.reason.clone().unwrap_or_else(|| "the analysis did not complete".into());
+            let verb = if analysis.outcome == Outcome::Abstained { "declined to estimate" } else { "is unavailable" };
+            Card {
+                uuid: ctx.card_uuid.to_string(),
+                summary: truncate(format!("Brain-lesion AI {verb}: {reason}")),
+                detail: Some(format!(
+                    "The AI estimate of glioblastoma vs primary CNS lymphoma {verb} for this order.\n\n**Why:** {reason}\n\nNo recommendation is made; decide as you would without it."
+                )),
+                indicator: Indicator::Info,
+                source: source(base),
+                suggestions: Vec::new(),
+                selection_behavior: None,
+                override_reasons: Vec::new(),
+                links: vec![report_link(ctx)],
+            }
+        }
+    }
+}
+
+/// The info card order-select may show while the analysis runs (`hooks.order_select_answer`).
+pub fn running_card(ctx: &CardContext) -> Card {
+    Card {
+        uuid: ctx.card_uuid.to_string(),
+        summary: "Brain-lesion AI: analysing the prior brain MR; the estimate will show when the order is signed".into(),
+        detail: None,
+        indicator: Indicator::Info,
+        source: source(ctx.public_base_url),
+        suggestions: Vec::new(),
+        selection_behavior: None,
+        override_reasons: Vec::new(),
+        links: Vec::new(),
+    }
+}
+
+/// The handlebars registry with the card and narrative templates compiled in.
+pub fn templates() -> Handlebars<'static> {
+    let mut h = Handlebars::new();
+    h.set_strict_mode(true);
+    // Markdown, not HTML: no HTML escaping in card text.
+    h.register_escape_fn(handlebars::no_escape);
+    // The template is compiled into the binary; a broken one fails the tests, not a hook.
+    let _ = h.register_template_string("card-detail", include_str!("../../templates/card-detail.md.hbs"));
+    h
+}

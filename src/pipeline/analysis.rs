@@ -1,0 +1,73 @@
+//! The result of analysing one prior study: what was used, what the ensemble said, what it
+//! advises, how long each stage took. Stored (as JSON) in the shared `analyses` table and copied
+//! into every decision row that uses it.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::decision::{Outcome, Recommendation};
+use crate::inference::EnsembleOutput;
+
+/// The model that produced a result.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ModelInfo {
+    pub name: String,
+    pub version: String,
+    pub ensemble_sha256: String,
+    pub member_sha256: Vec<String>,
+    pub preprocessing_version: String,
+}
+
+/// A series the analysis used.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct UsedSeries {
+    pub series_uid: String,
+    pub description: Option<String>,
+    pub instances: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Analysis {
+    pub study_uid: String,
+    pub study_reference: Option<String>,
+    /// When the prior study was acquired (RFC 3339), as the ImagingStudy says.
+    pub study_started: Option<String>,
+    pub t1c: Option<UsedSeries>,
+    pub t2: Option<UsedSeries>,
+    /// Every series considered, with its class and the reason it was chosen or not.
+    pub series_verdicts: serde_json::Value,
+    pub model: ModelInfo,
+    pub ensemble: Option<EnsembleOutput>,
+    pub lesion_volume_ml: Option<f64>,
+    pub outcome: Outcome,
+    pub recommendation: Option<Recommendation>,
+    /// Why the analysis abstained or was unavailable.
+    pub reason: Option<String>,
+    /// The stage that failed, when one did (for the audit trail and operators).
+    pub failed_stage: Option<String>,
+    pub stage_timings_ms: BTreeMap<String, u64>,
+    /// Base64 PNGs of the axial T1c and T2 slices through the lesion, with its outline.
+    pub key_images: Option<KeyImages>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct KeyImages {
+    pub t1c_png_base64: String,
+    pub t2_png_base64: String,
+}
+
+impl Analysis {
+    /// A retryable failure (the PACS was down, the queue was full…): the next hook tries again.
+    pub fn is_transient_failure(&self) -> bool {
+        self.outcome == Outcome::Unavailable
+    }
+}
+
+impl From<&crate::imaging::keyimage::KeyImages> for KeyImages {
+    fn from(k: &crate::imaging::keyimage::KeyImages) -> Self {
+        use base64::Engine;
+        let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+        KeyImages { t1c_png_base64: b64(&k.t1c_png), t2_png_base64: b64(&k.t2_png) }
+    }
+}
