@@ -3,6 +3,8 @@
 //! This layer parses what the EHR sends into typed requests, checks who sent it, and turns the
 //! pipeline's decision into cards. It never touches pixels or tensors.
 
+pub mod auth;
+pub mod card;
 pub mod discovery;
 pub mod hook;
 pub mod outcome;
