@@ -3,6 +3,8 @@
 //!
 //! Pure computation on DICOM objects and arrays: no HTTP, no database, no tensors library.
 
+pub mod series;
 pub mod volume;
 
-pub use volume::Volume;
+pub use series::{SeriesClass, SeriesMetadata, SeriesRules, SeriesRulesError, SeriesSelection, SeriesVerdict, select_series};
+pub use volume::{Volume, VolumeError};
