@@ -3,6 +3,8 @@
 //!
 //! Pure computation on DICOM objects and arrays: no HTTP, no database, no tensors library.
 
+pub mod keyimage;
+pub mod preprocess;
 pub mod series;
 pub mod volume;
 

@@ -51,6 +51,13 @@ pub struct InputSpec {
     pub normalisation: String,
 }
 
+impl InputSpec {
+    /// The preprocessing recipe that produces this input.
+    pub fn recipe(&self) -> crate::imaging::preprocess::Recipe {
+        crate::imaging::preprocess::Recipe { shape: self.shape, spacing_mm: self.spacing_mm }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Member {
     pub file: String,
