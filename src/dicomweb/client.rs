@@ -1,0 +1,276 @@
+//! The DICOMweb client: one reqwest client with timeouts, credentials chosen per base URL.
+
+use std::time::Duration;
+
+use dicom_object::DefaultDicomObject;
+use futures_util::{StreamExt, TryStreamExt};
+use reqwest::header::{ACCEPT, CONTENT_TYPE};
+use serde_json::Value;
+use url::Url;
+
+use super::metadata::{self, MODALITY, SERIES_INSTANCE_UID};
+use super::multipart::{self, Limits};
+use super::{DicomWebError, SeriesMetadata, Step};
+use crate::config::DicomWebSettings;
+
+const DICOM_JSON: &str = "application/dicom+json";
+const MULTIPART_DICOM: &str = r#"multipart/related; type="application/dicom"; transfer-syntax=*"#;
+/// Series metadata requests in flight at once for one study.
+const METADATA_CONCURRENCY: usize = 4;
+
+/// How to authenticate to one DICOMweb base. Never printed: `Debug` is redacted.
+#[derive(Clone)]
+enum Auth {
+    Bearer(String),
+    Basic { username: String, password: String },
+}
+
+#[derive(Clone)]
+struct Credential {
+    /// Normalised base URL (no trailing slash, no query, no user info).
+    base: String,
+    auth: Auth,
+}
+
+impl std::fmt::Debug for Credential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credential").field("base", &self.base).finish_non_exhaustive()
+    }
+}
+
+/// Talks QIDO-RS and WADO-RS to any number of archives (the base comes with each call, from
+/// the ImagingStudy's endpoint). Cheap to clone; share one per service.
+#[derive(Debug, Clone)]
+pub struct DicomWebClient {
+    http: reqwest::Client,
+    timeout: Duration,
+    limits_instances: usize,
+    limits_bytes: u64,
+    credentials: Vec<Credential>,
+}
+
+/// A URL as errors may show it: no user info, no query.
+fn shown(url: &Url) -> String {
+    let mut u = url.clone();
+    let _ = u.set_username("");
+    let _ = u.set_password(None);
+    u.set_query(None);
+    u.set_fragment(None);
+    u.to_string()
+}
+
+/// The DICOMweb service base of `base`, which may also be a full study or series URL
+/// (`…/studies/{uid}[/series/{uid}]`, as some Endpoint.address values are).
+fn normalise_base(base: &str) -> Result<Url, DicomWebError> {
+    let invalid = |reason: &str| DicomWebError::InvalidBaseUrl { base: base.split('@').next_back().unwrap_or("").to_string(), reason: reason.into() };
+    let mut url = Url::parse(base.trim()).map_err(|e| invalid(&e.to_string()))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(invalid("scheme must be http or https"));
+    }
+    let segments: Vec<String> = url.path_segments().map(|s| s.filter(|s| !s.is_empty()).map(str::to_string).collect()).unwrap_or_default();
+    let keep = segments.iter().position(|s| s == "studies").unwrap_or(segments.len());
+    url.set_path(&segments[..keep].join("/"));
+    url.set_query(None);
+    url.set_fragment(None);
+    Ok(url)
+}
+
+/// `base` with `/segments…` appended.
+fn join(base: &Url, segments: &[&str]) -> Url {
+    let mut url = base.clone();
+    if let Ok(mut path) = url.path_segments_mut() {
+        path.pop_if_empty().extend(segments);
+    }
+    url
+}
+
+fn check_uid<'a>(what: &'static str, uid: &'a str) -> Result<&'a str, DicomWebError> {
+    let uid = uid.trim();
+    let ok = !uid.is_empty() && uid.len() <= 64 && uid.bytes().all(|b| b.is_ascii_digit() || b == b'.');
+    if ok { Ok(uid) } else { Err(DicomWebError::InvalidUid { what, uid: uid.to_string() }) }
+}
+
+/// A reqwest error with its causes, without the URL (callers add the redacted one).
+fn describe(e: reqwest::Error) -> String {
+    let e = e.without_url();
+    let mut s = e.to_string();
+    let mut src = std::error::Error::source(&e);
+    while let Some(cause) = src {
+        s.push_str(": ");
+        s.push_str(&cause.to_string());
+        src = cause.source();
+    }
+    s
+}
+
+impl DicomWebClient {
+    /// Builds the client from settings. Credentials are checked by `Settings::check`; a
+    /// credential whose base URL does not parse is refused here.
+    pub fn new(settings: &DicomWebSettings) -> Result<Self, DicomWebError> {
+        let timeout = Duration::from_secs(settings.request_timeout_s.max(1));
+        // The whole-request deadline is enforced around each step (so that it becomes a
+        // typed `Timeout`); reqwest bounds the connection and each read.
+        let http = reqwest::Client::builder()
+            .connect_timeout(timeout)
+            .read_timeout(timeout)
+            .user_agent(concat!("neurocds/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| DicomWebError::Client(describe(e)))?;
+        let credentials = settings
+            .credentials
+            .iter()
+            .map(|c| {
+                let base = shown(&normalise_base(&c.base_url)?).trim_end_matches('/').to_string();
+                let auth = match (&c.bearer_token, &c.username, &c.password) {
+                    (Some(token), _, _) => Auth::Bearer(token.clone()),
+                    (None, Some(u), Some(p)) => Auth::Basic { username: u.clone(), password: p.clone() },
+                    _ => return Err(DicomWebError::InvalidBaseUrl { base, reason: "credential needs bearer_token or username and password".into() }),
+                };
+                Ok(Credential { base, auth })
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(DicomWebClient { http, timeout, limits_instances: settings.max_instances_per_series, limits_bytes: settings.max_bytes_per_series, credentials })
+    }
+
+    /// The credential whose base URL is the longest prefix (on a path boundary) of `url`.
+    fn credential_for(&self, url: &Url) -> Option<&Auth> {
+        let target = shown(url);
+        self.credentials
+            .iter()
+            .filter(|c| target.strip_prefix(&c.base).is_some_and(|rest| rest.is_empty() || rest.starts_with('/')))
+            .max_by_key(|c| c.base.len())
+            .map(|c| &c.auth)
+    }
+
+    /// Sends a GET and checks the status; the caller bounds the time.
+    async fn get(&self, step: Step, url: &Url, accept: &str) -> Result<reqwest::Response, DicomWebError> {
+        let mut request = self.http.get(url.clone()).header(ACCEPT, accept);
+        request = match self.credential_for(url) {
+            Some(Auth::Bearer(token)) => request.bearer_auth(token),
+            Some(Auth::Basic { username, password }) => request.basic_auth(username, Some(password)),
+            None => request,
+        };
+        let response = request.send().await.map_err(|e| self.request_error(step, url, e))?;
+        let status = response.status();
+        if !status.is_success() {
+            return Err(DicomWebError::Status { step, url: shown(url), status: status.as_u16() });
+        }
+        Ok(response)
+    }
+
+    fn request_error(&self, step: Step, url: &Url, e: reqwest::Error) -> DicomWebError {
+        if e.is_timeout() {
+            DicomWebError::Timeout { step, url: shown(url), seconds: self.timeout.as_secs() }
+        } else {
+            DicomWebError::Request { step, url: shown(url), reason: describe(e) }
+        }
+    }
+
+    /// Runs one step under the request deadline.
+    async fn bounded<T>(&self, step: Step, url: &Url, fut: impl Future<Output = Result<T, DicomWebError>>) -> Result<T, DicomWebError> {
+        tokio::time::timeout(self.timeout, fut).await.unwrap_or_else(|_| Err(DicomWebError::Timeout { step, url: shown(url), seconds: self.timeout.as_secs() }))
+    }
+
+    /// A DICOM JSON array (QIDO-RS answer or WADO-RS metadata). An empty body (204) is `[]`.
+    async fn get_json_array(&self, step: Step, url: &Url) -> Result<Vec<Value>, DicomWebError> {
+        self.bounded(step, url, async {
+            let response = self.get(step, url, DICOM_JSON).await?;
+            let content_type = response.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+            if response.content_length().is_some_and(|n| n > self.limits_bytes) {
+                return Err(DicomWebError::TooLarge { step, url: shown(url), limit: self.limits_bytes });
+            }
+            let body = response.bytes().await.map_err(|e| self.request_error(step, url, e))?;
+            if body.iter().all(u8::is_ascii_whitespace) {
+                return Ok(Vec::new());
+            }
+            if !content_type.is_empty() && !content_type.contains("json") {
+                return Err(DicomWebError::UnexpectedContentType { step, url: shown(url), content_type });
+            }
+            let value: Value = serde_json::from_slice(&body).map_err(|e| DicomWebError::BadJson { step, url: shown(url), reason: e.to_string() })?;
+            match value {
+                Value::Array(items) if items.iter().all(Value::is_object) => Ok(items),
+                _ => Err(DicomWebError::BadJson { step, url: shown(url), reason: "expected an array of DICOM JSON objects".into() }),
+            }
+        })
+        .await
+    }
+
+    /// The header fields of every series of a study: QIDO-RS for the list, then WADO-RS
+    /// metadata for each MR series (others keep what QIDO-RS says). Order follows QIDO-RS.
+    pub async fn series_metadata(&self, base: &str, study_uid: &str) -> Result<Vec<SeriesMetadata>, DicomWebError> {
+        let base = normalise_base(base)?;
+        let study_uid = check_uid("StudyInstanceUID", study_uid)?;
+        let search = join(&base, &["studies", study_uid, "series"]);
+        let found = self.get_json_array(Step::SearchSeries, &search).await?;
+        let mut jobs = Vec::with_capacity(found.len());
+        for series in found {
+            let Some(uid) = metadata::text(&series, SERIES_INSTANCE_UID) else {
+                return Err(DicomWebError::BadJson { step: Step::SearchSeries, url: shown(&search), reason: "a series without SeriesInstanceUID (0020000E)".into() });
+            };
+            check_uid("SeriesInstanceUID", &uid)?;
+            jobs.push((uid, series));
+        }
+        futures_util::stream::iter(jobs)
+            .map(|(uid, qido)| {
+                let url = join(&base, &["studies", study_uid, "series", &uid, "metadata"]);
+                async move {
+                    let is_mr = metadata::text(&qido, MODALITY).is_none_or(|m| m.eq_ignore_ascii_case("MR"));
+                    if !is_mr {
+                        return Ok(metadata::from_qido(&uid, &qido));
+                    }
+                    let instances = self.get_json_array(Step::SeriesMetadata, &url).await?;
+                    Ok(metadata::from_instances(&uid, &qido, &instances))
+                }
+            })
+            .buffered(METADATA_CONCURRENCY)
+            .try_collect()
+            .await
+    }
+
+    /// Every instance of one series (WADO-RS, `multipart/related; type="application/dicom"`),
+    /// parsed, within `max_instances_per_series`, `max_bytes_per_series` and the request
+    /// timeout.
+    pub async fn retrieve_series(&self, base: &str, study_uid: &str, series_uid: &str) -> Result<Vec<DefaultDicomObject>, DicomWebError> {
+        let base = normalise_base(base)?;
+        let study_uid = check_uid("StudyInstanceUID", study_uid)?;
+        let series_uid = check_uid("SeriesInstanceUID", series_uid)?;
+        let url = join(&base, &["studies", study_uid, "series", series_uid]);
+        let step = Step::RetrieveSeries;
+        let limits = Limits { max_instances: self.limits_instances, max_bytes: self.limits_bytes };
+        self.bounded(step, &url, async {
+            let response = self.get(step, &url, MULTIPART_DICOM).await?;
+            multipart::read_instances(response, &shown(&url), &limits).await
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn study_and_series_urls_normalise_to_the_service_base() {
+        for given in [
+            "https://pacs.example.org/dicom-web",
+            "https://pacs.example.org/dicom-web/",
+            "https://pacs.example.org/dicom-web/studies/1.2.3",
+            "https://pacs.example.org/dicom-web/studies/1.2.3/series/4.5?x=1",
+        ] {
+            assert_eq!(normalise_base(given).map(|u| shown(&u)).ok().as_deref(), Some("https://pacs.example.org/dicom-web"), "{given}");
+        }
+    }
+
+    #[test]
+    fn uids_with_path_characters_are_refused() {
+        assert!(check_uid("StudyInstanceUID", "1.2.840.10008").is_ok());
+        assert!(matches!(check_uid("StudyInstanceUID", "1.2/../x"), Err(DicomWebError::InvalidUid { .. })));
+        assert!(matches!(check_uid("StudyInstanceUID", ""), Err(DicomWebError::InvalidUid { .. })));
+    }
+
+    #[test]
+    fn errors_show_urls_without_user_info() {
+        let url = Url::parse("https://alice:secret@pacs.example.org/dicom-web/studies?PatientID=1").expect("literal URL");
+        assert_eq!(shown(&url), "https://pacs.example.org/dicom-web/studies");
+    }
+}
