@@ -33,4 +33,5 @@ pub mod inference;
 pub mod pipeline;
 pub mod startup;
 pub mod telemetry;
+pub mod templates;
 pub mod web;

@@ -6,10 +6,17 @@ use actix_cors::Cors;
 use actix_web::{App, HttpServer, dev::Server, http::header, web};
 use tracing_actix_web::TracingLogger;
 
+use handlebars::Handlebars;
+
 use crate::{
     audit::{Database, db},
+    cds::{auth::Verifier, hook::BrainMriCodes},
     config::Settings,
+    dicomweb::DicomWebClient,
+    fhir::client::FhirClient,
+    imaging::SeriesRules,
     inference::{Engine, device::device_name, select_device},
+    pipeline::Pipeline,
     web as pages,
 };
 
@@ -19,6 +26,16 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     pub db: Database,
     pub engine: Engine,
+    pub pipeline: Pipeline,
+    pub verifier: Arc<Verifier>,
+    pub fhir: FhirClient,
+    pub brain_mri_codes: BrainMriCodes,
+    /// Card text (Markdown).
+    pub templates: Arc<Handlebars<'static>>,
+    /// Pages and FHIR narrative (HTML).
+    pub pages: Arc<Handlebars<'static>>,
+    /// The process's main multi-thread runtime: analyses and report writes outlive requests.
+    pub runtime: tokio::runtime::Handle,
     pub started: Instant,
 }
 
@@ -37,6 +54,16 @@ pub enum StartupError {
     Model(#[from] crate::inference::InferenceError),
     #[error("{0}")]
     Device(String),
+    #[error(transparent)]
+    Trust(#[from] crate::cds::auth::TrustError),
+    #[error(transparent)]
+    SeriesRules(#[from] crate::imaging::SeriesRulesError),
+    #[error(transparent)]
+    DicomWeb(#[from] crate::dicomweb::DicomWebError),
+    #[error(transparent)]
+    Template(#[from] crate::templates::TemplateError),
+    #[error("cannot build an HTTP client: {0}")]
+    Http(String),
     #[error("cannot listen on {addr}: {source}")]
     Bind { addr: String, source: std::io::Error },
 }
@@ -56,9 +83,33 @@ impl Application {
         let spread = (settings.decision.max_member_spread > 0.0).then_some(settings.decision.max_member_spread);
         let manifest = resolve(&settings.model.manifest);
         let engine = Engine::start(&manifest, device, settings.model.queue_capacity, settings.model.threads, spread)?;
+        let http = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(settings.fhir.request_timeout_s))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| StartupError::Http(e.to_string()))?;
+        let verifier = Arc::new(Verifier::new(&settings, http)?);
+        let fhir = FhirClient::new(&settings.fhir).map_err(|e| StartupError::Http(e.to_string()))?;
+        let dicomweb = DicomWebClient::new(&settings.dicomweb)?;
+        let rules = SeriesRules::load(&settings.imaging.series_rules)?;
+        let runtime = tokio::runtime::Handle::current();
+        let settings = Arc::new(settings);
+        let pipeline = Pipeline::new(db.clone(), engine.clone(), dicomweb, rules, settings.clone(), runtime.clone());
         let listener = TcpListener::bind(settings.server.listen).map_err(|source| StartupError::Bind { addr: settings.server.listen.to_string(), source })?;
         let port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
-        let state = AppState { settings: Arc::new(settings), db, engine, started: Instant::now() };
+        let state = AppState {
+            brain_mri_codes: BrainMriCodes::new(&settings.hooks.extra_brain_mri_codes),
+            settings,
+            db,
+            engine,
+            pipeline,
+            verifier,
+            fhir,
+            templates: Arc::new(crate::templates::markdown()?),
+            pages: Arc::new(crate::templates::html()?),
+            runtime,
+            started: Instant::now(),
+        };
         let server = run(listener, state.clone())?;
         tracing::info!(port, device = %device_name(device), "neurocds listening");
         Ok(Application { port, server, state })

@@ -24,7 +24,8 @@ CREATE TABLE decisions (
     calibrated_probability DOUBLE PRECISION,
     member_spread         DOUBLE PRECISION,
     recommendation        TEXT,                          -- biopsy | resection-planning | tumour-board
-    outcome               TEXT        NOT NULL,          -- recommended | abstained | unavailable | silent | pending
+    outcome               TEXT        NOT NULL,          -- recommended | abstained | unavailable | pending
+    silent                BOOLEAN     NOT NULL,          -- analysed and audited, no card returned
     reason                TEXT,                          -- why abstained / unavailable
     card_uuid             UUID,
     stage_timings_ms      JSONB       NOT NULL,

@@ -44,6 +44,7 @@ pub struct DecisionRecord {
     pub member_spread: Option<f64>,
     pub recommendation: Option<String>,
     pub outcome: String,
+    pub silent: bool,
     pub reason: Option<String>,
     pub card_uuid: Option<Uuid>,
     pub stage_timings_ms: Value,

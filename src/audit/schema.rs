@@ -24,6 +24,7 @@ diesel::table! {
         member_spread -> Nullable<Double>,
         recommendation -> Nullable<Text>,
         outcome -> Text,
+        silent -> Bool,
         reason -> Nullable<Text>,
         card_uuid -> Nullable<Uuid>,
         stage_timings_ms -> Jsonb,

@@ -201,7 +201,7 @@ pub fn card_for(analysis: &Analysis, ctx: &CardContext) -> Card {
             let lo = ens.member_probabilities.iter().cloned().fold(f64::INFINITY, f64::min);
             let hi = ens.member_probabilities.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
             let series = |s: &Option<crate::pipeline::analysis::UsedSeries>| {
-                s.as_ref().map(|s| s.description.clone().unwrap_or_else(|| s.series_uid.clone())).unwrap_or_else(|| "—".into())
+                s.as_ref().map(|s| clean(s.description.as_deref().unwrap_or(&s.series_uid))).unwrap_or_else(|| "—".into())
             };
             let data = json!({
                 "study_date": analysis.study_started.as_deref().map(|d| d.get(..10).unwrap_or(d)).unwrap_or("unknown date"),
@@ -263,13 +263,8 @@ pub fn running_card(ctx: &CardContext) -> Card {
     }
 }
 
-/// The handlebars registry with the card and narrative templates compiled in.
-pub fn templates() -> Handlebars<'static> {
-    let mut h = Handlebars::new();
-    h.set_strict_mode(true);
-    // Markdown, not HTML: no HTML escaping in card text.
-    h.register_escape_fn(handlebars::no_escape);
-    // The template is compiled into the binary; a broken one fails the tests, not a hook.
-    let _ = h.register_template_string("card-detail", include_str!("../../templates/card-detail.md.hbs"));
-    h
+/// Text from outside (DICOM series descriptions) goes into Markdown: drop what could make a
+/// link, an image or HTML.
+fn clean(s: &str) -> String {
+    s.chars().filter(|c| !matches!(c, '[' | ']' | '(' | ')' | '<' | '>' | '!' | '`' | '*' | '_' | '|')).take(80).collect()
 }

@@ -90,6 +90,8 @@ pub struct HookRequest {
     pub user_id: String,
     /// The bare id, as in `context.patientId`.
     pub patient_id: String,
+    /// `Patient/{patient_id}`.
+    pub patient_reference: String,
     pub encounter_id: Option<String>,
     /// ServiceRequests among the draft orders (on order-select: only the selected ones).
     pub orders: Vec<Value>,
@@ -185,6 +187,7 @@ impl HookRequest {
             fhir_server,
             fhir_authorization: raw.fhir_authorization,
             user_id,
+            patient_reference: format!("Patient/{patient_id}"),
             patient_id,
             encounter_id,
             orders,
@@ -193,7 +196,11 @@ impl HookRequest {
     }
 
     pub fn patient_ref(&self) -> String {
-        format!("Patient/{}", self.patient_id)
+        self.patient_reference.clone()
+    }
+
+    pub fn patient_ref_str(&self) -> &str {
+        &self.patient_reference
     }
 }
 

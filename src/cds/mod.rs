@@ -6,10 +6,25 @@
 pub mod auth;
 pub mod card;
 pub mod discovery;
+pub mod feedback;
 pub mod hook;
 pub mod outcome;
 pub mod prefetch;
+pub mod service;
 
-use actix_web::web;
+use actix_web::{HttpRequest, HttpResponse, web};
+use serde_json::json;
 
-pub fn routes(_cfg: &mut web::ServiceConfig) {}
+use crate::startup::AppState;
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/cds-services", web::get().to(discover))
+        .route("/cds-services/{id}", web::post().to(service::invoke))
+        .route("/cds-services/{id}/feedback", web::post().to(feedback::feedback));
+}
+
+/// `GET /cds-services`. Requires the EHR's JWT like every other CDS endpoint.
+async fn discover(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, outcome::CdsError> {
+    service::trust(&req, &state, &state.settings.cds_services_url()).await?;
+    Ok(HttpResponse::Ok().json(json!({ "services": discovery::services() })))
+}

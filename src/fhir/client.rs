@@ -106,6 +106,20 @@ impl FhirClient {
         Ok(resp.headers().get(header::LOCATION).and_then(|v| v.to_str().ok()).map(str::to_owned))
     }
 
+    /// `POST {base}` with a transaction Bundle.
+    pub async fn transaction(&self, base: &Url, bundle: &Value, token: Option<&str>) -> Result<(), FhirError> {
+        let step = "transaction".to_owned();
+        let mut req = self.http.post(base.clone()).header(header::ACCEPT, FHIR_JSON).header(header::CONTENT_TYPE, FHIR_JSON).body(bundle.to_string());
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let resp = req.send().await.map_err(|e| transport(base, &step, e))?;
+        if !resp.status().is_success() {
+            return Err(FhirError::Status { origin: origin(base), step, status: resp.status().as_u16() });
+        }
+        Ok(())
+    }
+
     async fn get(&self, url: &Url, token: Option<&str>, step: &str) -> Result<reqwest::Response, FhirError> {
         let mut req = self.http.get(url.clone()).header(header::ACCEPT, FHIR_JSON);
         if let Some(t) = token {

@@ -7,4 +7,5 @@
 //! would send `fhirVersion=4.3`, which strict R4 servers refuse (406/415).
 
 pub mod client;
+pub mod report;
 pub mod study;

@@ -58,6 +58,27 @@ pub struct KeyImages {
 }
 
 impl Analysis {
+    /// What order-sign shows when its budget ran out before the analysis finished.
+    pub fn pending_placeholder(study: &crate::fhir::study::PriorStudy, reason: Option<String>) -> Analysis {
+        Analysis {
+            study_uid: study.study_uid.clone(),
+            study_reference: study.reference.clone(),
+            study_started: None,
+            t1c: None,
+            t2: None,
+            series_verdicts: serde_json::Value::Array(Vec::new()),
+            model: ModelInfo { name: String::new(), version: String::new(), ensemble_sha256: String::new(), member_sha256: Vec::new(), preprocessing_version: String::new() },
+            ensemble: None,
+            lesion_volume_ml: None,
+            outcome: Outcome::Unavailable,
+            recommendation: None,
+            reason,
+            failed_stage: Some("time-budget".into()),
+            stage_timings_ms: BTreeMap::new(),
+            key_images: None,
+        }
+    }
+
     /// A retryable failure (the PACS was down, the queue was full…): the next hook tries again.
     pub fn is_transient_failure(&self) -> bool {
         self.outcome == Outcome::Unavailable

@@ -1,0 +1,90 @@
+//! `POST /cds-services/{id}/feedback` (CDS Hooks 2.0 §Feedback): what the clinician did with a
+//! card, stored against the decision the card came from.
+//!
+//! ```json
+//! { "feedback": [ { "card": "<card uuid>", "outcome": "overridden",
+//!     "overrideReason": { "reason": { "code": "clinical-picture-differs", "system": "…" },
+//!                         "userComment": "…" },
+//!     "outcomeTimestamp": "2026-11-26T10:00:00Z" } ] }
+//! ```
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use super::{discovery, hook::RequestError, outcome::CdsError, service::trust};
+use crate::{
+    audit::{FeedbackRecord, log::now_micros},
+    startup::AppState,
+};
+
+#[derive(Debug, Deserialize)]
+struct Body {
+    feedback: Vec<Item>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Item {
+    card: String,
+    outcome: String,
+    #[serde(default)]
+    accepted_suggestions: Vec<Value>,
+    #[serde(default)]
+    override_reason: Option<Value>,
+    outcome_timestamp: String,
+}
+
+fn bad(field: &'static str, problem: impl Into<String>) -> CdsError {
+    CdsError::BadRequest(RequestError::Field { field, problem: problem.into() })
+}
+
+pub async fn feedback(req: HttpRequest, path: web::Path<String>, body: web::Bytes, state: web::Data<AppState>) -> Result<HttpResponse, CdsError> {
+    let service_id = path.into_inner();
+    let endpoint = format!("{}/{}/feedback", state.settings.cds_services_url(), service_id);
+    let client = trust(&req, &state, &endpoint).await?;
+    discovery::hook_for(&service_id).ok_or_else(|| CdsError::UnknownService(service_id.clone()))?;
+    let body: Body = serde_json::from_slice(&body).map_err(|e| CdsError::BadRequest(RequestError::Malformed(e.to_string())))?;
+    if body.feedback.is_empty() {
+        return Err(bad("feedback", "is empty"));
+    }
+    // Check every item before storing any, so a bad batch stores nothing.
+    let mut records = Vec::with_capacity(body.feedback.len());
+    for item in body.feedback {
+        let card = Uuid::parse_str(&item.card).map_err(|_| bad("feedback.card", "must be the uuid of a card"))?;
+        if !matches!(item.outcome.as_str(), "accepted" | "overridden") {
+            return Err(bad("feedback.outcome", "must be accepted or overridden"));
+        }
+        if item.outcome == "accepted" && item.accepted_suggestions.is_empty() {
+            return Err(bad("feedback.acceptedSuggestions", "is required when the outcome is accepted"));
+        }
+        if item.outcome == "overridden" && !item.accepted_suggestions.is_empty() {
+            return Err(bad("feedback.acceptedSuggestions", "must be absent when the outcome is overridden"));
+        }
+        let outcome_at = time::OffsetDateTime::parse(&item.outcome_timestamp, &time::format_description::well_known::Rfc3339)
+            .map_err(|_| bad("feedback.outcomeTimestamp", "must be an RFC 3339 date-time"))?;
+        let outcome_at = outcome_at.to_offset(time::UtcOffset::UTC);
+        let outcome_at = outcome_at.replace_nanosecond(outcome_at.nanosecond() / 1000 * 1000).unwrap_or(outcome_at);
+        let decision = state.db.decision_by_card(card).await.map_err(|e| CdsError::Overloaded(format!("the audit trail is unavailable: {e}")))?;
+        if decision.is_none() {
+            tracing::warn!(card = %card, "feedback for a card neurocds has no record of");
+        }
+        records.push(FeedbackRecord {
+            feedback_id: Uuid::new_v4(),
+            recorded_at: now_micros(),
+            card_uuid: card,
+            decision_id: decision.map(|d| d.record.decision_id),
+            service_id: service_id.clone(),
+            client_iss: client.iss.clone(),
+            outcome: item.outcome,
+            outcome_at,
+            accepted_suggestions: json!(item.accepted_suggestions),
+            override_reason: item.override_reason,
+        });
+    }
+    for r in &records {
+        state.db.append_feedback(r).await.map_err(|e| CdsError::Overloaded(format!("the audit trail is unavailable: {e}")))?;
+    }
+    Ok(HttpResponse::Ok().json(json!({})))
+}

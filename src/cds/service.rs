@@ -1,0 +1,188 @@
+//! `POST /cds-services/{id}`: one hook invocation, from JWT to cards.
+//!
+//! 1. trust the caller (JWT) → 401;
+//! 2. parse the request → 400; unknown service → 404;
+//! 3. no brain MRI among the (selected) draft orders → `{"cards": []}` at once;
+//! 4. prefetch, or fetch what is missing → 412;
+//! 5. choose the prior study; request its analysis (shared, run once) → 503 when overloaded;
+//! 6. order-select answers at once; order-sign waits up to its budget;
+//! 7. record the decision in the audit log; answer with the card (none in silent mode).
+
+use std::time::{Duration, Instant};
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use serde_json::{Value, json};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use super::{
+    card::{self, Card, CardContext},
+    discovery,
+    hook::{Hook, HookRequest},
+    outcome::CdsError,
+    prefetch,
+};
+use crate::{
+    audit::{DecisionRecord, log::now_micros},
+    config::OrderSelectAnswer,
+    fhir::{report, study::choose_prior_study},
+    pipeline::{
+        PipelineError,
+        analysis::Analysis,
+        decision::Outcome,
+    },
+    startup::AppState,
+};
+
+/// Verifies the caller's JWT for `endpoint`; logs why it failed (never the token).
+pub async fn trust(req: &HttpRequest, state: &AppState, endpoint: &str) -> Result<super::auth::VerifiedClient, CdsError> {
+    let header = req.headers().get(actix_web::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    state.verifier.verify(header, endpoint).await.map_err(|e| {
+        tracing::warn!(reason = %e, issuer = e.issuer().unwrap_or("-"), "refused a CDS client token");
+        CdsError::Unauthorized
+    })
+}
+
+fn cards(cards: Vec<Card>) -> HttpResponse {
+    HttpResponse::Ok().json(json!({ "cards": cards }))
+}
+
+pub async fn invoke(req: HttpRequest, path: web::Path<String>, body: web::Bytes, state: web::Data<AppState>) -> Result<HttpResponse, CdsError> {
+    let started = Instant::now();
+    let service_id = path.into_inner();
+    let endpoint = format!("{}/{}", state.settings.cds_services_url(), service_id);
+    let client = trust(&req, &state, &endpoint).await?;
+    let hook = discovery::hook_for(&service_id).ok_or_else(|| CdsError::UnknownService(service_id.clone()))?;
+    let request = HookRequest::parse(&body, &service_id, hook)?;
+    let orders: Vec<&Value> = request.orders.iter().filter(|o| state.brain_mri_codes.matches(o)).collect();
+    if orders.is_empty() {
+        return Ok(cards(Vec::new()));
+    }
+    let order_refs: Vec<String> = orders.iter().filter_map(|o| o.get("id").and_then(Value::as_str)).map(|id| format!("ServiceRequest/{id}")).collect();
+    tracing::info!(hook = hook.as_str(), hook_instance = %request.hook_instance, orders = order_refs.len(), "brain MRI order");
+
+    let prefetched = prefetch::resolve(&request, &state.fhir).await.map_err(|e| {
+        tracing::warn!(error = %e, "prefetch unavailable");
+        CdsError::PreconditionFailed(e.to_string())
+    })?;
+    let mut record = DecisionRecord {
+        decision_id: Uuid::new_v4(),
+        recorded_at: now_micros(),
+        hook: hook.as_str().into(),
+        hook_instance: request.hook_instance.clone(),
+        service_id: service_id.clone(),
+        client_iss: client.iss.clone(),
+        user_ref: Some(request.user_id.clone()),
+        patient_ref: request.patient_ref(),
+        order_refs: json!(order_refs),
+        study_uid: None,
+        series: json!([]),
+        model_version: None,
+        member_hashes: json!([]),
+        preprocessing_version: None,
+        member_probabilities: json!([]),
+        ensemble_probability: None,
+        calibrated_probability: None,
+        member_spread: None,
+        recommendation: None,
+        outcome: Outcome::Unavailable.as_str().into(),
+        silent: client.silent,
+        reason: None,
+        card_uuid: None,
+        stage_timings_ms: json!({}),
+        report: None,
+    };
+    let default_dicomweb = Some(state.settings.dicomweb.default_base_url.as_str());
+    let study = match choose_prior_study(&prefetched.imaging, OffsetDateTime::now_utc(), state.settings.imaging.lookback_days, default_dicomweb) {
+        Ok(s) => s,
+        Err(e) => {
+            // Nothing to analyse is a normal state (first scan): audited, no card.
+            record.reason = Some(e.to_string());
+            record.stage_timings_ms = json!({ "hook": started.elapsed().as_millis() as u64 });
+            state.db.append_decision(&record).await.map_err(|e| CdsError::Overloaded(format!("the audit trail is unavailable: {e}")))?;
+            return Ok(cards(Vec::new()));
+        }
+    };
+    record.study_uid = Some(study.study_uid.clone());
+    let ticket = match state.pipeline.request(&request.patient_ref(), &study).await {
+        Ok(t) => t,
+        Err(e) => {
+            record.reason = Some(e.to_string());
+            let _ = state.db.append_decision(&record).await;
+            return Err(match e {
+                PipelineError::Overloaded(_) => CdsError::Overloaded(e.to_string()),
+                PipelineError::Audit(a) => CdsError::Overloaded(format!("the audit trail is unavailable: {a}")),
+            });
+        }
+    };
+    let budget = match hook {
+        Hook::OrderSelect => Duration::ZERO,
+        Hook::OrderSign => Duration::from_millis(state.settings.hooks.order_sign_budget_ms).saturating_sub(started.elapsed()),
+    };
+    let analysis = state.pipeline.wait(ticket, budget).await;
+    let card_uuid = Uuid::new_v4();
+    let mut report_bundle = None;
+    let card = match &analysis {
+        Some(a) => {
+            fill_record(&mut record, a);
+            report_bundle = report::build(a, &request, &order_refs, &record, &state.pages);
+            let card_resource = report_bundle.as_ref().map(|r| r.card_resource());
+            let ctx = card_context(&state, &record, &request, &order_refs, card_uuid, card_resource.as_ref());
+            Some(card::card_for(a, &ctx))
+        }
+        None if hook == Hook::OrderSelect => {
+            record.outcome = Outcome::Pending.as_str().into();
+            (state.settings.hooks.order_select_answer == OrderSelectAnswer::InfoCard).then(|| card::running_card(&card_context(&state, &record, &request, &order_refs, card_uuid, None)))
+        }
+        None => {
+            record.outcome = Outcome::Unavailable.as_str().into();
+            record.reason = Some(format!("the analysis did not finish within the {} ms order-sign budget", state.settings.hooks.order_sign_budget_ms));
+            let pending = Analysis::pending_placeholder(&study, record.reason.clone());
+            Some(card::card_for(&pending, &card_context(&state, &record, &request, &order_refs, card_uuid, None)))
+        }
+    };
+    // Silent mode: analyse and audit, but show nothing.
+    let card = if client.silent { None } else { card };
+    record.card_uuid = card.as_ref().map(|_| card_uuid);
+    record.report = report_bundle.as_ref().map(|r| json!(r));
+    if let Some(obj) = record.stage_timings_ms.as_object_mut() {
+        obj.insert("hook".into(), json!(started.elapsed().as_millis() as u64));
+    }
+    state.db.append_decision(&record).await.map_err(|e| CdsError::Overloaded(format!("the audit trail is unavailable: {e}")))?;
+    if let (Some(bundle), Some(base), true) = (report_bundle, request.fhir_server.clone(), state.settings.fhir.write_reports && !client.silent) {
+        let token = request.fhir_authorization.as_ref().map(|a| a.access_token.clone());
+        report::write_in_background(state.fhir.clone(), base, bundle, request.hook_instance.clone(), token, state.runtime.clone());
+    }
+    tracing::info!(outcome = %record.outcome, decision_id = %record.decision_id, elapsed_ms = started.elapsed().as_millis() as u64, "hook answered");
+    Ok(cards(card.into_iter().collect()))
+}
+
+fn card_context<'a>(state: &'a AppState, record: &DecisionRecord, request: &'a HookRequest, order_refs: &'a [String], card_uuid: Uuid, report: Option<&'a Value>) -> CardContext<'a> {
+    CardContext {
+        card_uuid,
+        decision_id: record.decision_id,
+        public_base_url: state.settings.server.public_base_url.as_str(),
+        patient_ref: request.patient_ref_str(),
+        order_refs,
+        templates: &state.templates,
+        report,
+    }
+}
+
+/// Copies an analysis into the decision row.
+fn fill_record(record: &mut DecisionRecord, a: &Analysis) {
+    record.series = json!({ "t1c": a.t1c, "t2": a.t2, "verdicts": a.series_verdicts });
+    record.model_version = Some(format!("{}@{}", a.model.name, a.model.version));
+    record.member_hashes = json!(a.model.member_sha256);
+    record.preprocessing_version = Some(a.model.preprocessing_version.clone());
+    if let Some(e) = &a.ensemble {
+        record.member_probabilities = json!(e.member_probabilities);
+        record.ensemble_probability = Some(e.mean_probability);
+        record.calibrated_probability = Some(e.calibrated_probability);
+        record.member_spread = Some(e.spread);
+    }
+    record.recommendation = a.recommendation.map(|r| r.as_str().to_owned());
+    record.outcome = a.outcome.as_str().into();
+    record.reason = a.reason.clone();
+    record.stage_timings_ms = json!(a.stage_timings_ms);
+}
