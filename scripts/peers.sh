@@ -16,6 +16,8 @@ DIR="${NEUROCDS_PEERS_DIR:-$CACHE/peers}"
 PG_PORT="${NEUROCDS_PG_PORT:-55432}"
 ORTHANC_PORT="${NEUROCDS_ORTHANC_PORT:-58042}"
 FHIR_PORT="${NEUROCDS_FHIR_PORT:-58090}"
+FHIR_AUTH_PORT="${NEUROCDS_FHIR_AUTH_PORT:-58091}"
+FHIR_TOKEN="${NEUROCDS_TEST_FHIR_TOKEN:-neurocds-test-ehr-token}"
 PG_BIN="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)"
 log() { printf '[peers] %s\n' "$*" >&2; }
 
@@ -69,27 +71,40 @@ JSON
   echo "export NEUROCDS_TEST_DICOMWEB=http://127.0.0.1:$ORTHANC_PORT/dicom-web"
 }
 
-start_fhir() {
-  local d="$DIR/fhir"; mkdir -p "$d/data"
-  if ! curl -fsS -o /dev/null "http://127.0.0.1:$FHIR_PORT/fhir/metadata" 2>/dev/null; then
+# name, port, auth yaml
+start_sekmet() {
+  local d="$DIR/$1" port="$2"; mkdir -p "$d/data"
+  if ! curl -fsS -o /dev/null "http://127.0.0.1:$port/fhir/metadata" -H "Authorization: Bearer $FHIR_TOKEN" 2>/dev/null; then
     cat > "$d/settings.yaml" <<YAML
-base_url: http://127.0.0.1:$FHIR_PORT/fhir
+base_url: http://127.0.0.1:$port/fhir
 host: 127.0.0.1
-port: $FHIR_PORT
+port: $port
 data_dir: $d/data
 simulator: {enabled: false}
-server_auth: {types: ["none"]}
+server_auth: $3
 validation: {inbound: strict}
 YAML
     setsid nohup "$CACHE/sekmet-venv/bin/sekmet" serve -c "$d/settings.yaml" </dev/null >"$d/sekmet.log" 2>&1 &
-    wait_http "http://127.0.0.1:$FHIR_PORT/fhir/metadata" 60
   fi
+}
+
+start_fhir() {
+  start_sekmet fhir "$FHIR_PORT" '{types: ["none"]}'
+  # A second FHIR server that demands a bearer token, as a real EHR's does.
+  start_sekmet fhir-auth "$FHIR_AUTH_PORT" "{types: [\"bearer\"], tokens: [\"$FHIR_TOKEN\"]}"
+  wait_http "http://127.0.0.1:$FHIR_PORT/fhir/metadata" 60
+  for _ in $(seq 1 600); do
+    curl -fsS -o /dev/null -H "Authorization: Bearer $FHIR_TOKEN" "http://127.0.0.1:$FHIR_AUTH_PORT/fhir/metadata" 2>/dev/null && break; sleep 0.1
+  done
   echo "export NEUROCDS_TEST_FHIR=http://127.0.0.1:$FHIR_PORT/fhir"
-  echo "export NEUROCDS_TEST_FHIR_DB=$d/data/sekmet.db"
+  echo "export NEUROCDS_TEST_FHIR_DB=$DIR/fhir/data/sekmet.db"
+  echo "export NEUROCDS_TEST_FHIR_AUTH=http://127.0.0.1:$FHIR_AUTH_PORT/fhir"
+  echo "export NEUROCDS_TEST_FHIR_TOKEN=$FHIR_TOKEN"
 }
 
 stop_all() {
   pkill -f "sekmet serve -c $DIR/fhir/settings.yaml" 2>/dev/null || true
+  pkill -f "sekmet serve -c $DIR/fhir-auth/settings.yaml" 2>/dev/null || true
   pkill -f "Orthanc $DIR/orthanc/orthanc.json" 2>/dev/null || true
   if [ -f "$PG_DATA/PG_VERSION" ]; then as_pg "$PG_BIN/pg_ctl" -D "$PG_DATA" -m fast stop >/dev/null 2>&1 || true; fi
   # Orthanc needs a few seconds to release its SQLite index.

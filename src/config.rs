@@ -231,11 +231,9 @@ impl Settings {
         Self::from_figment(
             figment
                 .merge(Env::raw().only(&["DATABASE_URL"]).map(|_| "database.url".into()))
-                .merge(
-                    Env::prefixed("NEUROCDS_")
-                        .ignore(&["CONFIG", "CONFIG_DIR", "LOG"])
-                        .split("__"),
-                ),
+                // Only NEUROCDS_<SECTION>__<KEY>: other NEUROCDS_* variables (NEUROCDS_CACHE, the
+                // test peers' NEUROCDS_TEST_*) belong to the scripts, not to the service.
+                .merge(Env::prefixed("NEUROCDS_").filter(|k| k.as_str().contains("__")).split("__")),
         )
     }
 

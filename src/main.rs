@@ -18,7 +18,33 @@ enum Command {
     Serve,
     /// Apply pending database migrations and exit.
     Migrate,
+    /// Audit trail tools: `audit verify` walks the hash chain and names the first broken row.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
 }
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Recompute every row's hash; exit 0 when the chains hold, 2 when one is broken.
+    Verify,
+}
+
+/// `audit verify` found a broken chain (distinct from 1: could not check).
+struct ChainBroken;
+
+impl std::fmt::Display for ChainBroken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the audit chain is broken")
+    }
+}
+impl std::fmt::Debug for ChainBroken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(self, f)
+    }
+}
+impl std::error::Error for ChainBroken {}
 
 fn main() -> ExitCode {
     let device = neurocds::inference::select_device(neurocds::config::DeviceChoice::Auto)
@@ -33,6 +59,7 @@ fn main() -> ExitCode {
     telemetry::init("info");
     match run(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.is::<ChainBroken>() => ExitCode::from(2),
         Err(e) => {
             eprintln!("neurocds: {e:#}");
             ExitCode::FAILURE
@@ -50,6 +77,24 @@ fn run(command: Command) -> anyhow::Result<()> {
                 app.run_until_stopped().await?;
                 tracing::info!("neurocds stopped");
                 Ok(())
+            })
+        }
+        Command::Audit { command: AuditCommand::Verify } => {
+            let settings = Settings::load()?;
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            runtime.block_on(async {
+                let db = neurocds::audit::Database::connect(&settings.database)?;
+                let (checked, broken) = db.verify_chains().await?;
+                match broken {
+                    None => {
+                        println!("audit trail intact: {checked} rows checked");
+                        Ok(())
+                    }
+                    Some(b) => {
+                        println!("audit trail BROKEN at {} row seq {} ({}): {}", b.table, b.seq, b.id, b.reason);
+                        Err(ChainBroken.into())
+                    }
+                }
             })
         }
         Command::Migrate => {

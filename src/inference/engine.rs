@@ -78,7 +78,10 @@ impl Engine {
         let files = manifest.verified_member_paths(dir)?;
         let threads = if threads == 0 { (available_cores() / 2).max(1) } else { threads };
         tch::set_num_threads(threads as i32);
-        tch::set_num_interop_threads(1);
+        // libtorch allows this once per process, before any parallel work (tch unwraps the
+        // error): a second engine in the same process (tests) must not try again.
+        static INTEROP: std::sync::Once = std::sync::Once::new();
+        INTEROP.call_once(|| tch::set_num_interop_threads(1));
         let members = files
             .iter()
             .map(|f| {
