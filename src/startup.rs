@@ -28,6 +28,7 @@ pub struct AppState {
     pub engine: Engine,
     pub pipeline: Pipeline,
     pub verifier: Arc<Verifier>,
+    pub staff: crate::web::staff::StaffAuth,
     pub fhir: FhirClient,
     pub brain_mri_codes: BrainMriCodes,
     /// Card text (Markdown).
@@ -54,6 +55,8 @@ pub enum StartupError {
     Model(#[from] crate::inference::InferenceError),
     #[error("{0}")]
     Device(String),
+    #[error(transparent)]
+    Staff(#[from] crate::web::staff::StaffConfigError),
     #[error(transparent)]
     Trust(#[from] crate::cds::auth::TrustError),
     #[error(transparent)]
@@ -88,6 +91,7 @@ impl Application {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| StartupError::Http(e.to_string()))?;
+        let staff = crate::web::staff::StaffAuth::new(&settings.staff, &http).await?;
         let verifier = Arc::new(Verifier::new(&settings, http)?);
         let fhir = FhirClient::new(&settings.fhir).map_err(|e| StartupError::Http(e.to_string()))?;
         let dicomweb = DicomWebClient::new(&settings.dicomweb)?;
@@ -104,6 +108,7 @@ impl Application {
             engine,
             pipeline,
             verifier,
+            staff,
             fhir,
             templates: Arc::new(crate::templates::markdown()?),
             pages: Arc::new(crate::templates::html()?),

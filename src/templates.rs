@@ -10,6 +10,12 @@ const MARKDOWN: &[(&str, &str)] = &[("card-detail", include_str!("../templates/c
 
 const HTML: &[(&str, &str)] = &[
     ("report-narrative", include_str!("../templates/report-narrative.html.hbs")),
+    ("layout-head", include_str!("../templates/pages/layout-head.html.hbs")),
+    ("layout-foot", include_str!("../templates/pages/layout-foot.html.hbs")),
+    ("report", include_str!("../templates/pages/report.html.hbs")),
+    ("audit", include_str!("../templates/pages/audit.html.hbs")),
+    ("models", include_str!("../templates/pages/models.html.hbs")),
+    ("login", include_str!("../templates/pages/login.html.hbs")),
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -21,7 +27,8 @@ pub struct TemplateError {
 
 fn registry(templates: &[(&'static str, &'static str)], escape: bool) -> Result<Handlebars<'static>, TemplateError> {
     let mut h = Handlebars::new();
-    h.set_strict_mode(true);
+    // Card Markdown is strict (every field must be there); pages tolerate absent optional data.
+    h.set_strict_mode(!escape);
     if !escape {
         h.register_escape_fn(handlebars::no_escape);
     }

@@ -11,6 +11,7 @@ pub mod analyses;
 pub mod chain;
 pub mod db;
 pub mod log;
+pub mod query;
 pub mod schema;
 
 pub use db::{AuditError, Database};

@@ -64,3 +64,4 @@ diesel::table! {
     }
 }
 
+diesel::allow_tables_to_appear_in_same_query!(decisions, feedback);

@@ -1,0 +1,19 @@
+# neurocds: the two commands (see README.md).
+#   make demo   install what is missing, start the peers and the service, play an EHR
+#   make test   install what is missing, start the peers, run every test
+.PHONY: demo test build stop bench
+
+demo:
+	@scripts/demo.sh
+
+test:
+	@scripts/test.sh
+
+build:
+	@scripts/bootstrap.sh service && . scripts/env.sh && cargo build --release --locked
+
+stop:
+	@scripts/demo.sh stop
+
+bench:
+	@scripts/bench.sh

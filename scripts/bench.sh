@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Load benchmark of the CDS endpoint (issue: p99 < 50 ms and >= 1,000 req/s on 2 cores):
+# (a) a non-brain order, (b) a brain MRI order whose analysis is already cached. 16 connections,
+# a fresh signed ES384 token per request. Runs the demo first (idempotent) for a live service.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/demo.sh > /dev/null
+. scripts/env.sh
+DEMO="$NEUROCDS_CACHE/demo"; BASE="http://127.0.0.1:${NEUROCDS_DEMO_PORT:-8080}"; ISS="https://ehr.demo.neurocds.org"
+PY="$NEUROCDS_CACHE/tools-venv/bin/python"
+eval "$(scripts/peers.sh start)"
+URL="$BASE/cds-services/neurocds-brain-mri-order-sign"
+PATIENT=$(head -1 "$DEMO/loaded.jsonl" | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["patient_id"])')
+"$PY" - "$NEUROCDS_TEST_FHIR" "$PATIENT" "$DEMO" <<'PY'
+import json, sys, uuid, requests
+fhir, patient, out = sys.argv[1:]
+bundle = requests.get(f"{fhir}/ImagingStudy", params={"patient": patient, "_include": "ImagingStudy:endpoint"}, timeout=30).json()
+def body(code, prefetch):
+    order = {"resourceType": "ServiceRequest", "id": "o1", "status": "draft", "intent": "order",
+             "code": {"coding": [{"system": "http://www.ama-assn.org/go/cpt", "code": code}]}, "subject": {"reference": f"Patient/{patient}"}}
+    return {"hook": "order-sign", "hookInstance": str(uuid.uuid4()),
+            "context": {"userId": "Practitioner/bench", "patientId": patient,
+                        "draftOrders": {"resourceType": "Bundle", "type": "collection", "entry": [{"resource": order}]}},
+            "prefetch": prefetch}
+json.dump(body("73721", {"patient": None, "priorImaging": None}), open(f"{out}/bench-nonbrain.json", "w"))
+json.dump(body("70553", {"patient": None, "priorImaging": bundle}), open(f"{out}/bench-brain.json", "w"))
+PY
+for CASE in nonbrain brain; do
+  "$PY" bench/sign_many.py "$DEMO/ehr" "$ISS" "$URL" 40000 > "$DEMO/tokens-$CASE.txt"
+  echo "== $CASE order, 16 connections, 10 s (wrk -t2 -c16)"
+  wrk -t2 -c16 -d10s --latency -s bench/cds_load.lua "$URL" -- "$DEMO/tokens-$CASE.txt" "$DEMO/bench-$CASE.json" | grep -E "requests=|Latency|Req/Sec|Non-2xx" || true
+done

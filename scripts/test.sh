@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# The test command: installs what is missing, starts the real peers (private PostgreSQL unless
+# DATABASE_URL is set, Orthanc + DICOMweb, two sekmet FHIR servers), runs every test, and stops
+# the peers it started, whatever happens.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/bootstrap.sh
+. scripts/env.sh
+export NEUROCDS_PEERS_DIR="${NEUROCDS_PEERS_DIR:-$NEUROCDS_CACHE/peers-test}"
+export NEUROCDS_PG_PORT="${NEUROCDS_PG_PORT:-55433}" NEUROCDS_ORTHANC_PORT="${NEUROCDS_ORTHANC_PORT:-58142}"
+export NEUROCDS_FHIR_PORT="${NEUROCDS_FHIR_PORT:-58190}" NEUROCDS_FHIR_AUTH_PORT="${NEUROCDS_FHIR_AUTH_PORT:-58191}"
+export NEUROCDS_PG_DATA="${NEUROCDS_PG_DATA:-$( [ "$(id -u)" = 0 ] && echo /var/tmp/neurocds-pg-test || echo "$NEUROCDS_PEERS_DIR/pg")}"
+trap 'scripts/peers.sh stop' EXIT
+eval "$(scripts/peers.sh start)"
+# Two test threads: the machine has two cores, and each test runs a whole service.
+cargo test --release --locked -- --test-threads="${NEUROCDS_TEST_THREADS:-2}"

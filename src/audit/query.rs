@@ -1,0 +1,162 @@
+//! Reading the decision log for compliance: filters, cursor pages, and summary figures.
+
+use diesel::{ExpressionMethods, NullableExpressionMethods, QueryDsl, SelectableHelper, dsl::sql, sql_types::Bool};
+use diesel_async::RunQueryDsl;
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use super::{
+    db::{AuditError, Database},
+    log::StoredDecision,
+    schema::{decisions, feedback},
+};
+
+/// Filters of `GET /audit/decisions` (all optional, combined with AND).
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+pub struct DecisionFilter {
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub from: Option<OffsetDateTime>,
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub to: Option<OffsetDateTime>,
+    pub patient: Option<String>,
+    pub practitioner: Option<String>,
+    pub recommendation: Option<String>,
+    pub outcome: Option<String>,
+    pub model_version: Option<String>,
+    /// `accepted` or `overridden`: decisions with at least one such feedback.
+    pub feedback: Option<String>,
+}
+
+/// One page, newest first; `next` is the cursor of the following page.
+#[derive(Debug, Serialize)]
+pub struct Page {
+    pub decisions: Vec<StoredDecision>,
+    pub next: Option<String>,
+}
+
+/// Counts for the compliance summary.
+#[derive(Debug, Serialize, PartialEq)]
+pub struct Summary {
+    pub decisions: i64,
+    pub recommended: i64,
+    pub abstained: i64,
+    pub unavailable: i64,
+    pub pending: i64,
+    pub by_recommendation: Vec<RecommendationSummary>,
+}
+
+#[derive(Debug, Serialize, PartialEq)]
+pub struct RecommendationSummary {
+    pub recommendation: String,
+    pub decisions: i64,
+    pub with_feedback: i64,
+    pub overridden: i64,
+    /// Overridden / decisions with feedback (None when there is no feedback yet).
+    pub override_rate: Option<f64>,
+}
+
+fn boxed(f: &DecisionFilter) -> decisions::BoxedQuery<'static, diesel::pg::Pg> {
+    let mut q = decisions::table.into_boxed();
+    if let Some(t) = f.from {
+        q = q.filter(decisions::recorded_at.ge(t));
+    }
+    if let Some(t) = f.to {
+        q = q.filter(decisions::recorded_at.lt(t));
+    }
+    if let Some(p) = f.patient.clone().filter(|s| !s.is_empty()) {
+        let p = if p.contains('/') { p } else { format!("Patient/{p}") };
+        q = q.filter(decisions::patient_ref.eq(p));
+    }
+    if let Some(u) = f.practitioner.clone().filter(|s| !s.is_empty()) {
+        let u = if u.contains('/') { u } else { format!("Practitioner/{u}") };
+        q = q.filter(decisions::user_ref.eq(u));
+    }
+    if let Some(r) = f.recommendation.clone().filter(|s| !s.is_empty()) {
+        q = q.filter(decisions::recommendation.eq(r));
+    }
+    if let Some(o) = f.outcome.clone().filter(|s| !s.is_empty()) {
+        q = q.filter(decisions::outcome.eq(o));
+    }
+    if let Some(m) = f.model_version.clone().filter(|s| !s.is_empty()) {
+        q = q.filter(decisions::model_version.eq(m));
+    }
+    if let Some(fb) = f.feedback.clone().filter(|s| !s.is_empty()) {
+        let cards = feedback::table.filter(feedback::outcome.eq(fb)).select(feedback::card_uuid.nullable());
+        q = q.filter(decisions::card_uuid.eq_any(cards));
+    }
+    q
+}
+
+/// Opaque cursor: the `seq` of the last row of the page, base64.
+fn encode_cursor(seq: i64) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("seq:{seq}"))
+}
+
+pub fn decode_cursor(c: &str) -> Option<i64> {
+    use base64::Engine;
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(c).ok()?;
+    String::from_utf8(raw).ok()?.strip_prefix("seq:")?.parse().ok()
+}
+
+impl Database {
+    pub async fn list_decisions(&self, filter: &DecisionFilter, cursor: Option<i64>, limit: i64) -> Result<Page, AuditError> {
+        let mut conn = self.conn().await?;
+        let mut q = boxed(filter);
+        if let Some(c) = cursor {
+            q = q.filter(decisions::seq.lt(c));
+        }
+        let limit = limit.clamp(1, 1000);
+        let mut rows: Vec<StoredDecision> = q
+            .order(decisions::seq.desc())
+            .limit(limit + 1)
+            .select(StoredDecision::as_select())
+            .load(&mut conn)
+            .await
+            .map_err(AuditError::query("listing decisions"))?;
+        let next = if rows.len() as i64 > limit {
+            rows.truncate(limit as usize);
+            rows.last().map(|r| encode_cursor(r.seq))
+        } else {
+            None
+        };
+        Ok(Page { decisions: rows, next })
+    }
+
+    pub async fn summary(&self, filter: &DecisionFilter) -> Result<Summary, AuditError> {
+        let mut conn = self.conn().await?;
+        let rows: Vec<(String, Option<String>, Option<uuid::Uuid>)> = boxed(filter)
+            .select((decisions::outcome, decisions::recommendation, decisions::card_uuid))
+            .load(&mut conn)
+            .await
+            .map_err(AuditError::query("summarising decisions"))?;
+        let fb: Vec<(uuid::Uuid, String)> = feedback::table
+            .select((feedback::card_uuid, feedback::outcome))
+            .filter(sql::<Bool>("TRUE"))
+            .load(&mut conn)
+            .await
+            .map_err(AuditError::query("summarising feedback"))?;
+        let count = |o: &str| rows.iter().filter(|r| r.0 == o).count() as i64;
+        let mut by = Vec::new();
+        for rec in ["biopsy", "resection-planning", "tumour-board"] {
+            let cards: Vec<uuid::Uuid> = rows.iter().filter(|r| r.1.as_deref() == Some(rec)).filter_map(|r| r.2).collect();
+            let with_feedback = cards.iter().filter(|c| fb.iter().any(|(k, _)| k == *c)).count() as i64;
+            let overridden = cards.iter().filter(|c| fb.iter().any(|(k, o)| k == *c && o == "overridden")).count() as i64;
+            by.push(RecommendationSummary {
+                recommendation: rec.into(),
+                decisions: rows.iter().filter(|r| r.1.as_deref() == Some(rec)).count() as i64,
+                with_feedback,
+                overridden,
+                override_rate: (with_feedback > 0).then(|| overridden as f64 / with_feedback as f64),
+            });
+        }
+        Ok(Summary {
+            decisions: rows.len() as i64,
+            recommended: count("recommended"),
+            abstained: count("abstained"),
+            unavailable: count("unavailable"),
+            pending: count("pending"),
+            by_recommendation: by,
+        })
+    }
+}

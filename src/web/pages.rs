@@ -1,0 +1,254 @@
+//! Server-rendered pages for people (no JavaScript needed): the case report for the
+//! neuro-oncology team, the decision log for compliance, and the model card. Staff tokens only.
+
+use actix_web::{HttpRequest, HttpResponse, cookie::{Cookie, SameSite}, http::header, web};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use super::{
+    audit::deny,
+    staff::{COOKIE, StaffAuthError},
+};
+use crate::{
+    audit::{
+        analyses::{AnalysisKey, Claim},
+        query::{DecisionFilter, decode_cursor},
+    },
+    pipeline::{analysis::Analysis, decision::Recommendation},
+    startup::AppState,
+};
+
+fn page(state: &AppState, name: &str, data: &Value) -> HttpResponse {
+    match state.pages.render(name, data) {
+        Ok(html) => HttpResponse::Ok().content_type("text/html; charset=utf-8").body(html),
+        Err(e) => {
+            tracing::error!(template = name, error = %e, "cannot render a page");
+            HttpResponse::InternalServerError().content_type("text/plain").body("the page could not be rendered")
+        }
+    }
+}
+
+/// Pages send people without a token to the sign-in form rather than a bare 401.
+fn signin_or_deny(req: &HttpRequest, e: StaffAuthError) -> HttpResponse {
+    if matches!(e, StaffAuthError::Missing) && req.headers().get(header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|a| a.contains("text/html")) {
+        return HttpResponse::SeeOther().insert_header((header::LOCATION, "/login")).finish();
+    }
+    deny(e)
+}
+
+fn pct(p: Option<f64>) -> String {
+    p.map(|v| format!("{:.0} %", v * 100.0)).unwrap_or_else(|| "—".into())
+}
+
+pub async fn report(req: HttpRequest, path: web::Path<String>, state: web::Data<AppState>) -> HttpResponse {
+    if let Err(e) = state.staff.verify_request(&req) {
+        return signin_or_deny(&req, e);
+    }
+    let Ok(id) = Uuid::parse_str(&path) else {
+        return HttpResponse::NotFound().content_type("text/plain").body("no such case report");
+    };
+    let decision = match state.db.decision(id).await {
+        Ok(Some(d)) => d,
+        Ok(None) => return HttpResponse::NotFound().content_type("text/plain").body("no such case report"),
+        Err(e) => return HttpResponse::ServiceUnavailable().content_type("text/plain").body(format!("the audit trail is unavailable: {e}")),
+    };
+    let r = &decision.record;
+    let analysis = match (&r.study_uid, &r.model_version) {
+        (Some(study), Some(model)) => {
+            let key = AnalysisKey { patient_ref: r.patient_ref.clone(), study_uid: study.clone(), model_version: model.clone() };
+            match state.db.analysis_state(&key).await {
+                Ok(Some(Claim::Done(v))) => serde_json::from_value::<Analysis>(v).ok(),
+                _ => None,
+            }
+        }
+        _ => None,
+    };
+    let feedback: Vec<Value> = state
+        .db
+        .feedback_for(r.decision_id)
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .map(|f| json!({ "outcome_at": f.record.outcome_at.to_string(), "outcome": f.record.outcome, "reason": f.record.override_reason.as_ref().and_then(|o| o.pointer("/reason/display").and_then(Value::as_str).map(str::to_owned)).unwrap_or_default() }))
+        .collect();
+    let probs: Vec<f64> = serde_json::from_value(r.member_probabilities.clone()).unwrap_or_default();
+    let hashes: Vec<String> = serde_json::from_value(r.member_hashes.clone()).unwrap_or_default();
+    let members: Vec<Value> = probs.iter().enumerate().map(|(i, p)| json!({ "n": i + 1, "p": format!("{:.3}", p), "sha": hashes.get(i).cloned().unwrap_or_default() })).collect();
+    let verdicts = r.series.get("verdicts").cloned().unwrap_or(json!([]));
+    let headline = r.recommendation.as_deref().and_then(|s| serde_json::from_value::<Recommendation>(json!(s)).ok()).map(|x| x.headline()).unwrap_or_default();
+    page(
+        &state,
+        "report",
+        &json!({
+            "decision": r,
+            "headline": headline,
+            "probability": pct(r.calibrated_probability),
+            "mean": pct(r.ensemble_probability),
+            "spread": r.member_spread.map(|s| format!("{s:.2}")).unwrap_or_else(|| "—".into()),
+            "members": members,
+            "verdicts": verdicts,
+            "key_images": analysis.as_ref().and_then(|a| a.key_images.clone()),
+            "feedback": feedback,
+            "timings": r.stage_timings_ms,
+            "content_hash": decision.content_hash,
+        }),
+    )
+}
+
+#[derive(Debug, Deserialize)]
+pub struct AuditPageQuery {
+    #[serde(flatten)]
+    pub filter: RawFilter,
+    pub cursor: Option<String>,
+}
+
+/// Form fields arrive as strings (empty when not filled in).
+#[derive(Debug, Deserialize, Default, serde::Serialize)]
+pub struct RawFilter {
+    #[serde(default)]
+    pub from: String,
+    #[serde(default)]
+    pub to: String,
+    #[serde(default)]
+    pub patient: String,
+    #[serde(default)]
+    pub practitioner: String,
+    #[serde(default)]
+    pub recommendation: String,
+    #[serde(default)]
+    pub outcome: String,
+    #[serde(default)]
+    pub model_version: String,
+    #[serde(default)]
+    pub feedback: String,
+}
+
+impl RawFilter {
+    fn parse(&self) -> Result<DecisionFilter, String> {
+        let time = |s: &str, name: &str| -> Result<Option<time::OffsetDateTime>, String> {
+            if s.is_empty() {
+                return Ok(None);
+            }
+            time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).map(Some).map_err(|_| format!("`{name}` must be an RFC 3339 date-time"))
+        };
+        let some = |s: &String| (!s.is_empty()).then(|| s.clone());
+        Ok(DecisionFilter {
+            from: time(&self.from, "from")?,
+            to: time(&self.to, "to")?,
+            patient: some(&self.patient),
+            practitioner: some(&self.practitioner),
+            recommendation: some(&self.recommendation),
+            outcome: some(&self.outcome),
+            model_version: some(&self.model_version),
+            feedback: some(&self.feedback),
+        })
+    }
+
+    fn query_string(&self) -> String {
+        serde_urlencoded_pairs(self)
+    }
+}
+
+fn serde_urlencoded_pairs(f: &RawFilter) -> String {
+    let pairs = [("from", &f.from), ("to", &f.to), ("patient", &f.patient), ("practitioner", &f.practitioner), ("recommendation", &f.recommendation), ("outcome", &f.outcome), ("model_version", &f.model_version), ("feedback", &f.feedback)];
+    let mut s = url::form_urlencoded::Serializer::new(String::new());
+    for (k, v) in pairs {
+        if !v.is_empty() {
+            s.append_pair(k, v);
+        }
+    }
+    s.finish()
+}
+
+pub async fn audit(req: HttpRequest, q: web::Query<AuditPageQuery>, state: web::Data<AppState>) -> HttpResponse {
+    if let Err(e) = state.staff.verify_request(&req) {
+        return signin_or_deny(&req, e);
+    }
+    let filter = match q.filter.parse() {
+        Ok(f) => f,
+        Err(msg) => return HttpResponse::BadRequest().content_type("text/plain").body(msg),
+    };
+    let cursor = q.cursor.as_deref().and_then(decode_cursor);
+    let (page_rows, summary) = match (state.db.list_decisions(&filter, cursor, 50).await, state.db.summary(&filter).await) {
+        (Ok(p), Ok(s)) => (p, s),
+        (Err(e), _) | (_, Err(e)) => return HttpResponse::ServiceUnavailable().content_type("text/plain").body(format!("the audit trail is unavailable: {e}")),
+    };
+    let qs = q.filter.query_string();
+    let sep = if qs.is_empty() { "" } else { "&" };
+    let options = |values: &[&str], chosen: &str| values.iter().map(|v| json!({ "value": v, "selected": *v == chosen })).collect::<Vec<_>>();
+    let rows: Vec<Value> = page_rows
+        .decisions
+        .iter()
+        .map(|d| json!({
+            "decision_id": d.record.decision_id, "recorded_at": d.record.recorded_at.format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
+            "hook": d.record.hook, "patient_ref": d.record.patient_ref, "outcome": d.record.outcome,
+            "recommendation": d.record.recommendation, "probability": pct(d.record.calibrated_probability)
+        }))
+        .collect();
+    page(
+        &state,
+        "audit",
+        &json!({
+            "filter": q.filter,
+            "recommendations": options(&["biopsy", "resection-planning", "tumour-board"], &q.filter.recommendation),
+            "outcomes": options(&["recommended", "abstained", "unavailable", "pending"], &q.filter.outcome),
+            "feedbacks": options(&["accepted", "overridden"], &q.filter.feedback),
+            "summary": summary,
+            "rows": rows,
+            "next": page_rows.next.map(|c| format!("/audit?{qs}{sep}cursor={c}")),
+            "csv": format!("/audit/decisions?{qs}{sep}format=csv"),
+            "fhir": format!("/audit/decisions?{qs}{sep}format=fhir"),
+        }),
+    )
+}
+
+pub async fn models(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    if let Err(e) = state.staff.verify_request(&req) {
+        return signin_or_deny(&req, e);
+    }
+    let m = state.engine.manifest();
+    let card: serde_json::Map<String, Value> = m
+        .card
+        .as_object()
+        .map(|o| o.iter().map(|(k, v)| (k.clone(), json!(match v { Value::String(s) => s.clone(), other => serde_json::to_string_pretty(other).unwrap_or_default() }))).collect())
+        .unwrap_or_default();
+    page(
+        &state,
+        "models",
+        &json!({
+            "m": m,
+            "classes": m.classes.join(", "),
+            "input": format!("{} × {:?} voxels at {} mm; {}", m.input.channels.join(" + "), m.input.shape, m.input.spacing_mm, m.input.normalisation),
+            "calibration": serde_json::to_string(&m.calibration).unwrap_or_default(),
+            "device": crate::inference::device::device_name(state.engine.device()),
+            "ensemble_sha256": m.ensemble_hash(),
+            "card": card,
+        }),
+    )
+}
+
+pub async fn login_form(state: web::Data<AppState>) -> HttpResponse {
+    page(&state, "login", &json!({ "error": null }))
+}
+
+#[derive(Deserialize)]
+pub struct LoginForm {
+    token: String,
+}
+
+/// Checks the pasted token and keeps it in an HttpOnly, SameSite=Strict cookie.
+pub async fn login(form: web::Form<LoginForm>, state: web::Data<AppState>) -> HttpResponse {
+    let token = form.token.trim();
+    match state.staff.verify(token) {
+        Ok(_) => {
+            let secure = state.settings.server.public_base_url.scheme() == "https";
+            let cookie = Cookie::build(COOKIE, token.to_owned()).path("/").http_only(true).same_site(SameSite::Strict).secure(secure).finish();
+            HttpResponse::SeeOther().cookie(cookie).insert_header((header::LOCATION, "/audit")).finish()
+        }
+        Err(e) => {
+            tracing::warn!(reason = %e, "refused a staff sign-in");
+            page(&state, "login", &json!({ "error": "That token was not accepted." }))
+        }
+    }
+}
