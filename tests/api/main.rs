@@ -3,6 +3,7 @@
 //! row (`rNN`) from `cds-hooks-2.0-requirements.tsv`; docs/cds-hooks-conformance.md maps them.
 
 mod audit;
+mod compliance;
 mod discovery;
 mod feedback;
 mod health;
