@@ -138,6 +138,19 @@ async fn enhanced_multiframe_and_compressed_series_come_back_decodable() {
 }
 
 #[tokio::test]
+async fn a_series_stored_as_jpeg_ls_arrives_transcoded_and_decodes() {
+    // JPEG-LS has no decoder in this build; the client asks for the default transfer syntax,
+    // which the PACS transcodes to.
+    let fx = uploaded();
+    let s = fx.series("jpeg_ls_lossless");
+    let objs = client().retrieve_series(&dicomweb(), &fx.manifest.study_uid, &s.series_uid).await.expect("retrieve");
+    assert!(objs.iter().all(|o| o.meta().transfer_syntax().trim_end_matches('\0') == "1.2.840.10008.1.2.1"));
+    let v = Volume::assemble(&s.series_uid, &objs).expect("assemble transcoded JPEG-LS");
+    let baseline = Volume::assemble("baseline", &read_files(&fx.series("explicit_le").files)).expect("baseline");
+    assert_eq!(v.data, baseline.data);
+}
+
+#[tokio::test]
 async fn a_full_study_or_series_url_works_as_the_base() {
     let fx = uploaded();
     let (study, s) = (&fx.manifest.study_uid, fx.series("t2_axial"));

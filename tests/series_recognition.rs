@@ -160,6 +160,15 @@ fn ambiguous_t1_acquired_after_a_contrast_series_is_post_contrast() {
 }
 
 #[test]
+fn t1_acquired_after_a_perfusion_run_with_contrast_is_post_contrast() {
+    let perfusion = row("SIEMENS", "ep2d_perf", Some(1500.0), Some(30.0), None, "EP", "Gadovist", "", "2D", AXIAL, 1000, Other);
+    let t1 = row("SIEMENS", "t1_se_tra", Some(550.0), Some(9.1), None, "SE", "", "", "2D", AXIAL, 25, T1PostContrast);
+    let sel = select_series(&SeriesRules::default(), &[timed("7.1", perfusion, 4, "101000"), timed("7.2", t1, 5, "101500")]);
+    assert_eq!(sel.verdicts[1].class, T1PostContrast, "{}", sel.verdicts[1].reason);
+    assert!(sel.verdicts[1].reason.contains("\"ep2d_perf\""), "{}", sel.verdicts[1].reason);
+}
+
+#[test]
 fn acquisition_order_can_be_switched_off_by_the_site() {
     let text = std::fs::read_to_string("config/series-rules.toml").expect("rules file").replace("acquisition_order = true", "acquisition_order = false");
     let rules = SeriesRules::parse(&text, Path::new("site.toml")).expect("edited rules");
