@@ -183,6 +183,14 @@ async fn more_bytes_than_allowed_is_a_typed_error() {
 }
 
 #[tokio::test]
+async fn metadata_larger_than_the_byte_limit_is_a_typed_error() {
+    let fx = uploaded();
+    let small = DicomWebClient::new(&settings(1200, 20_000, 30, vec![])).expect("client");
+    let err = small.series_metadata(&dicomweb(), &fx.manifest.study_uid).await.expect_err("limit");
+    assert!(matches!(err, DicomWebError::TooLarge { limit: 20_000, .. }), "{err}");
+}
+
+#[tokio::test]
 async fn an_unknown_series_is_http_404_naming_the_step_and_path() {
     let fx = uploaded();
     let err = client().retrieve_series(&dicomweb(), &fx.manifest.study_uid, "1.2.3.4.5.6.7.8.9").await.expect_err("no such series");

@@ -186,7 +186,14 @@ impl DicomWebClient {
             if response.content_length().is_some_and(|n| n > self.limits_bytes) {
                 return Err(DicomWebError::TooLarge { step, url: shown(url), limit: self.limits_bytes });
             }
-            let body = response.bytes().await.map_err(|e| self.request_error(step, url, e))?;
+            let mut response = response;
+            let mut body = Vec::new();
+            while let Some(chunk) = response.chunk().await.map_err(|e| self.request_error(step, url, e))? {
+                if (body.len() + chunk.len()) as u64 > self.limits_bytes {
+                    return Err(DicomWebError::TooLarge { step, url: shown(url), limit: self.limits_bytes });
+                }
+                body.extend_from_slice(&chunk);
+            }
             if body.iter().all(u8::is_ascii_whitespace) {
                 return Ok(Vec::new());
             }
