@@ -406,7 +406,7 @@ impl SeriesRules {
         let judged = |class, reason: String| Judged { class, contrast: Contrast::Unknown, reason, t1_basis: None };
         let desc = m.description.as_deref();
         let modality = m.modality.as_deref().unwrap_or("").trim().to_ascii_uppercase();
-        if !self.modalities.iter().any(|x| *x == modality) {
+        if !self.modalities.contains(&modality) {
             return judged(SeriesClass::Other, format!("modality {:?} is not {}", modality, self.modalities.join("/")));
         }
         if let Some(p) = self.localizer.find(desc) {
