@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use dicom_object::DefaultDicomObject;
+use dicom_transfer_syntax_registry::{TransferSyntaxIndex, TransferSyntaxRegistry};
 use futures_util::{StreamExt, TryStreamExt};
 use reqwest::header::{ACCEPT, CONTENT_TYPE};
 use serde_json::Value;
@@ -14,7 +15,13 @@ use super::{DicomWebError, SeriesMetadata, Step};
 use crate::config::DicomWebSettings;
 
 const DICOM_JSON: &str = "application/dicom+json";
-const MULTIPART_DICOM: &str = r#"multipart/related; type="application/dicom"; transfer-syntax=*"#;
+/// The instances as the archive stores them (no transcoding on the server, the cheapest).
+const MULTIPART_AS_STORED: &str = r#"multipart/related; type="application/dicom"; transfer-syntax=*"#;
+/// No `transfer-syntax` parameter: the server sends Explicit VR Little Endian (PS3.18
+/// 8.7.3.5.2), transcoding what it stores compressed. Asked only when the stored syntax has no
+/// decoder in this build (JPEG-LS), because servers may lack the codec to transcode (Orthanc
+/// answers 500 for JPEG 2000).
+const MULTIPART_DEFAULT: &str = r#"multipart/related; type="application/dicom""#;
 /// Series metadata requests in flight at once for one study.
 const METADATA_CONCURRENCY: usize = 4;
 
@@ -179,7 +186,14 @@ impl DicomWebClient {
             if response.content_length().is_some_and(|n| n > self.limits_bytes) {
                 return Err(DicomWebError::TooLarge { step, url: shown(url), limit: self.limits_bytes });
             }
-            let body = response.bytes().await.map_err(|e| self.request_error(step, url, e))?;
+            let mut response = response;
+            let mut body = Vec::new();
+            while let Some(chunk) = response.chunk().await.map_err(|e| self.request_error(step, url, e))? {
+                if (body.len() + chunk.len()) as u64 > self.limits_bytes {
+                    return Err(DicomWebError::TooLarge { step, url: shown(url), limit: self.limits_bytes });
+                }
+                body.extend_from_slice(&chunk);
+            }
             if body.iter().all(u8::is_ascii_whitespace) {
                 return Ok(Vec::new());
             }
@@ -229,7 +243,8 @@ impl DicomWebClient {
 
     /// Every instance of one series (WADO-RS, `multipart/related; type="application/dicom"`),
     /// parsed, within `max_instances_per_series`, `max_bytes_per_series` and the request
-    /// timeout.
+    /// timeout. Asks for the stored transfer syntax; if this build cannot decode it, asks once
+    /// more for the server's default (uncompressed) one.
     pub async fn retrieve_series(&self, base: &str, study_uid: &str, series_uid: &str) -> Result<Vec<DefaultDicomObject>, DicomWebError> {
         let base = normalise_base(base)?;
         let study_uid = check_uid("StudyInstanceUID", study_uid)?;
@@ -237,12 +252,25 @@ impl DicomWebClient {
         let url = join(&base, &["studies", study_uid, "series", series_uid]);
         let step = Step::RetrieveSeries;
         let limits = Limits { max_instances: self.limits_instances, max_bytes: self.limits_bytes };
-        self.bounded(step, &url, async {
-            let response = self.get(step, &url, MULTIPART_DICOM).await?;
-            multipart::read_instances(response, &shown(&url), &limits).await
-        })
-        .await
+        let fetch = |accept: &'static str| {
+            let (url, limits) = (&url, &limits);
+            self.bounded(step, url, async move {
+                let response = self.get(step, url, accept).await?;
+                multipart::read_instances(response, &shown(url), limits).await
+            })
+        };
+        let stored = fetch(MULTIPART_AS_STORED).await?;
+        if stored.iter().all(|obj| decodable(obj.meta().transfer_syntax())) {
+            return Ok(stored);
+        }
+        drop(stored);
+        fetch(MULTIPART_DEFAULT).await
     }
+}
+
+/// Whether this build can decode pixel data in a transfer syntax.
+fn decodable(uid: &str) -> bool {
+    TransferSyntaxRegistry.get(uid.trim_end_matches(['\0', ' '])).is_some_and(|ts| ts.can_decode_all())
 }
 
 #[cfg(test)]

@@ -43,10 +43,8 @@ pub(crate) async fn read_instances(response: reqwest::Response, url: &str, limit
             return Err(DicomWebError::TooManyInstances { step, url: url.into(), limit: limits.max_instances });
         }
         let part = instances.len();
-        if let Some(ct) = field.content_type() {
-            if ct.essence_str() != "application/dicom" {
-                return Err(DicomWebError::BadInstance { step, url: url.into(), part, reason: format!("Content-Type {ct}") });
-            }
+        if let Some(ct) = field.content_type().filter(|ct| ct.essence_str() != "application/dicom") {
+            return Err(DicomWebError::BadInstance { step, url: url.into(), part, reason: format!("Content-Type {ct}") });
         }
         let mut buf = Vec::new();
         while let Some(chunk) = field.chunk().await.map_err(multipart_err)? {

@@ -380,6 +380,9 @@ struct Judged {
     class: SeriesClass,
     contrast: Contrast,
     reason: String,
+    /// Why a T1 of unknown contrast is a T1: the start of its reason if acquisition order
+    /// settles it.
+    t1_basis: Option<String>,
 }
 
 fn fmt_ms(v: Option<f64>) -> String {
@@ -400,10 +403,10 @@ fn has(values: &[String], wanted: &str) -> bool {
 
 impl SeriesRules {
     fn judge(&self, m: &SeriesMetadata) -> Judged {
-        let judged = |class, reason: String| Judged { class, contrast: Contrast::Unknown, reason };
+        let judged = |class, reason: String| Judged { class, contrast: Contrast::Unknown, reason, t1_basis: None };
         let desc = m.description.as_deref();
         let modality = m.modality.as_deref().unwrap_or("").trim().to_ascii_uppercase();
-        if !self.modalities.iter().any(|x| *x == modality) {
+        if !self.modalities.contains(&modality) {
             return judged(SeriesClass::Other, format!("modality {:?} is not {}", modality, self.modalities.join("/")));
         }
         if let Some(p) = self.localizer.find(desc) {
@@ -474,20 +477,29 @@ impl SeriesRules {
     /// Pre or post contrast, from the series' own header; acquisition order may settle
     /// `Unknown` later.
     fn judge_t1(&self, m: &SeriesMetadata, why_t1: String) -> Judged {
-        let post = |reason: String| Judged { class: SeriesClass::T1PostContrast, contrast: Contrast::Post, reason };
-        if let Some(agent) = m.contrast_bolus_agent.as_deref() {
-            if !self.agent_none.contains(&agent.trim().to_ascii_lowercase()) {
-                return post(format!("{why_t1}; ContrastBolusAgent {:?}", agent.trim()));
-            }
+        let post = |reason: String| Judged { class: SeriesClass::T1PostContrast, contrast: Contrast::Post, reason, t1_basis: None };
+        if let Some(agent) = self.agent_given(m) {
+            return post(format!("{why_t1}; ContrastBolusAgent {agent:?}"));
         }
         let desc = m.description.as_deref();
         if let Some(p) = self.pre.find(desc) {
-            return Judged { class: SeriesClass::T1Pre, contrast: Contrast::Pre, reason: format!("{why_t1}; description matches pre-contrast pattern {p:?}") };
+            return Judged { class: SeriesClass::T1Pre, contrast: Contrast::Pre, reason: format!("{why_t1}; description matches pre-contrast pattern {p:?}"), t1_basis: None };
         }
         if let Some(p) = self.post.find(desc) {
             return post(format!("{why_t1}; description matches post-contrast pattern {p:?}"));
         }
-        Judged { class: SeriesClass::T1Pre, contrast: Contrast::Unknown, reason: format!("{why_t1}; no contrast agent recorded and no post-contrast keyword") }
+        Judged {
+            class: SeriesClass::T1Pre,
+            contrast: Contrast::Unknown,
+            reason: format!("{why_t1}; no contrast agent recorded and no post-contrast keyword"),
+            t1_basis: Some(why_t1),
+        }
+    }
+
+    /// The contrast agent a series records, unless the value means "none".
+    fn agent_given<'m>(&self, m: &'m SeriesMetadata) -> Option<&'m str> {
+        let agent = m.contrast_bolus_agent.as_deref()?.trim();
+        (!self.agent_none.contains(&agent.to_ascii_lowercase())).then_some(agent)
     }
 
     fn same_protocol(&self, a: &SeriesMetadata, b: &SeriesMetadata) -> bool {
@@ -546,7 +558,8 @@ pub fn select_series(rules: &SeriesRules, series: &[SeriesMetadata]) -> SeriesSe
 
     // Acquisition order settles T1s whose own header says nothing about contrast.
     if rules.acquisition_order {
-        let known_post: Vec<usize> = (0..series.len()).filter(|&i| judged[i].contrast == Contrast::Post).collect();
+        // Any series recording an agent counts (a perfusion run is often where it was given).
+        let known_post: Vec<usize> = (0..series.len()).filter(|&i| judged[i].contrast == Contrast::Post || rules.agent_given(&series[i]).is_some()).collect();
         let t1s: Vec<usize> = (0..series.len()).filter(|&i| matches!(judged[i].class, SeriesClass::T1Pre | SeriesClass::T1PostContrast)).collect();
         let mut settled = Vec::new();
         for &i in &t1s {
@@ -562,7 +575,7 @@ pub fn select_series(rules: &SeriesRules, series: &[SeriesMetadata]) -> SeriesSe
         for (i, why) in settled {
             judged[i].class = SeriesClass::T1PostContrast;
             judged[i].contrast = Contrast::Post;
-            judged[i].reason = format!("{}; {why}", judged[i].reason.replace("; no contrast agent recorded and no post-contrast keyword", ""));
+            judged[i].reason = format!("{}; no contrast agent recorded, but {why}", judged[i].t1_basis.take().unwrap_or_default());
         }
     }
 

@@ -59,7 +59,7 @@ pub enum VolumeError {
     #[error("series {series_uid}: instance {sop_uid} has PixelSpacing {found:?} while the series has {expected:?}")]
     DifferentPixelSpacing { series_uid: String, sop_uid: String, expected: [f64; 2], found: [f64; 2] },
     #[error("series {series_uid}: mixed orientations: instance {sop_uid} has ImageOrientationPatient {found:?}, the series {expected:?}")]
-    MixedOrientations { series_uid: String, sop_uid: String, expected: [f64; 6], found: [f64; 6] },
+    MixedOrientations { series_uid: String, sop_uid: String, expected: Box<[f64; 6]>, found: Box<[f64; 6]> },
     #[error("series {series_uid}: a single slice is not a volume")]
     SingleSlice { series_uid: String },
     #[error("series {series_uid}: instances {first} and {second} share the slice position {position_mm:.3} mm along the normal")]
@@ -159,7 +159,7 @@ impl Volume {
                 return Err(VolumeError::DifferentDimensions { series_uid: sid(), sop_uid: f.sop_uid.clone(), rows: first.rows, columns: first.columns, found_rows: f.rows, found_columns: f.columns });
             }
             if f.orientation.iter().zip(&first.orientation).any(|(a, b)| (a - b).abs() > ORIENTATION_TOLERANCE) {
-                return Err(VolumeError::MixedOrientations { series_uid: sid(), sop_uid: f.sop_uid.clone(), expected: first.orientation, found: f.orientation });
+                return Err(VolumeError::MixedOrientations { series_uid: sid(), sop_uid: f.sop_uid.clone(), expected: Box::new(first.orientation), found: Box::new(f.orientation) });
             }
             if f.pixel_spacing.iter().zip(&first.pixel_spacing).any(|(a, b)| (a - b).abs() > 1e-3 * b.abs().max(1e-3)) {
                 return Err(VolumeError::DifferentPixelSpacing { series_uid: sid(), sop_uid: f.sop_uid.clone(), expected: first.pixel_spacing, found: f.pixel_spacing });
