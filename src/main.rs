@@ -18,6 +18,8 @@ enum Command {
     Serve,
     /// Apply pending database migrations and exit.
     Migrate,
+    /// Write a synthetic GBM / lymphoma cohort (DICOM studies + manifest).
+    Synth(neurocds::cohort::cli::SynthArgs),
 }
 
 fn main() -> ExitCode {
@@ -58,5 +60,6 @@ fn run(command: Command) -> anyhow::Result<()> {
             println!("{} migration(s) applied; schema current", applied.len());
             Ok(())
         }
+        Command::Synth(args) => Ok(neurocds::cohort::cli::run(args)?),
     }
 }

@@ -55,6 +55,18 @@ struct Ellipsoid {
 }
 
 impl Ellipsoid {
+    /// Share of a voxel at `q` inside the ellipsoid (partial-volume width `w`); the box test
+    /// first, because most voxels are far from any given structure.
+    #[inline]
+    fn coverage(&self, q: [f64; 3], w: f64) -> f64 {
+        for a in 0..3 {
+            if (q[a] - self.centre[a]).abs() > self.semi[a] + w {
+                return 0.0;
+            }
+        }
+        1.0 - ramp(self.distance(q), w)
+    }
+
     /// Approximate signed distance in mm (negative inside): cheap and good enough for partial
     /// volume ramps a voxel wide.
     #[inline]
@@ -233,12 +245,12 @@ impl Anatomy {
 
         // Deep structures only exist near the centre; skip the ellipsoids elsewhere.
         if q[0].abs() < 40.0 && q[1].abs() < 45.0 && q[2] > -30.0 && q[2] < 35.0 {
-            let deep = self.deep_grey.iter().map(|e| 1.0 - ramp(e.distance(q), w)).fold(0.0, f64::max) as f32;
+            let deep = self.deep_grey.iter().map(|e| e.coverage(q, w)).fold(0.0, f64::max) as f32;
             let moved = wm * deep * 0.8;
             wm -= moved;
             gm += moved;
-            let vent = self.ventricles.iter().map(|e| 1.0 - ramp(e.distance(q), w)).fold(0.0, f64::max) as f32;
-            let plexus = self.choroid.iter().map(|e| 1.0 - ramp(e.distance(q), w)).fold(0.0, f64::max) as f32;
+            let vent = self.ventricles.iter().map(|e| e.coverage(q, w)).fold(0.0, f64::max) as f32;
+            let plexus = self.choroid.iter().map(|e| e.coverage(q, w)).fold(0.0, f64::max) as f32;
             let brain = wm + gm;
             let taken = vent.min(brain);
             if brain > 0.0 {

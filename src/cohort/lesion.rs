@@ -139,7 +139,7 @@ impl Lesion {
         // Far outside the margin only the oedema is left, which needs no noise: it takes its
         // finger-like shape from the white matter it follows. Skipping the lattice there keeps
         // large oedematous GBMs cheap.
-        let near = rho < 1.0 + self.irregularity + 2.0 * w / radius;
+        let near = rho * (1.0 - self.irregularity) < 1.0 + 2.0 * w / radius;
         let n = if near { self.noise.sample(q) } else { [0.0; 3] };
         let rho_margin = rho * (1.0 + self.irregularity * n[0] as f64);
         let outside_mm = (rho_margin - 1.0) * radius;
@@ -163,7 +163,7 @@ impl Lesion {
         // Oedema falls off over about `oedema_mm` and ends at `OEDEMA_REACH` decay lengths (a
         // compact profile, so the lesion's reach is finite).
         let x = outside_mm.max(0.0) / (OEDEMA_REACH * self.oedema_mm);
-        let oedema = if x < 1.0 { self.oedema_strength * (1.0 - x).powi(3) * (0.8 + 0.2 * n[2] as f64) } else { 0.0 };
+        let oedema = if x < 1.0 { self.oedema_strength * (1.0 - x).powi(3) } else { 0.0 };
         let patch = 1.0 + self.heterogeneity * n[2] as f64;
         Some(LesionSample {
             enhancing: enhancing as f32,

@@ -224,6 +224,28 @@ impl SyntheticCase {
         self.scene.localiser()
     }
 
+    /// The deterministic SOP Instance UID of image `instance` (1-based) of a series.
+    pub fn sop_instance_uid(&self, kind: SeriesKind, instance: u32) -> String {
+        self.scene.instance_uid(kind, instance)
+    }
+
+    /// A date of birth consistent with `age` on `acquired_on`, the same on every run.
+    pub fn birth_date(&self) -> Date {
+        let year = self.acquired_on.year() - self.age as i32;
+        let anniversary = self
+            .acquired_on
+            .replace_year(year)
+            .or_else(|_| Date::from_calendar_date(year, Month::February, 28))
+            .unwrap_or(self.acquired_on);
+        // Born 1-364 days before the anniversary: the patient turned `age` during the past year.
+        anniversary - time::Duration::days(1 + (self.scene.case_hash() % 364) as i64)
+    }
+
+    /// A stable accession number for the study.
+    pub fn accession_number(&self) -> String {
+        format!("SYN{:010}", self.scene.case_hash() % 10_000_000_000)
+    }
+
     /// The deterministic UID of one of this study's series.
     pub fn series_uid(&self, kind: SeriesKind) -> String {
         self.scene.series_uid(kind)

@@ -18,6 +18,9 @@ use super::sites::{SITES, SiteProfile};
 use super::{CohortSpec, Diagnosis};
 use crate::imaging::Volume;
 
+/// Largest stored pixel value (16-bit unsigned).
+const MAX_STORED: f32 = 65535.0;
+
 /// The series of a synthetic session, in acquisition order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum SeriesKind {
@@ -270,6 +273,15 @@ impl Scene {
         derived_uid(self.seed, self.index, &format!("series/{}", kind.slug()))
     }
 
+    pub fn instance_uid(&self, kind: SeriesKind, instance: u32) -> String {
+        derived_uid(self.seed, self.index, &format!("instance/{}/{instance}", kind.slug()))
+    }
+
+    /// A stable number for things like the accession number and the birthday offset.
+    pub fn case_hash(&self) -> u64 {
+        rng::mix(rng::case_seed(self.seed, self.index, Stream::Demographics, 1))
+    }
+
     /// The affine of the axial grid: voxel (i, j, k) → LPS mm.
     pub fn affine(&self) -> [[f64; 4]; 4] {
         let g = &self.grid;
@@ -338,7 +350,7 @@ impl Scene {
         let sd = kinds.map(|k| (site.noise * 0.85) as f32 * contrast(k).noise_factor);
         let out_scale = kinds.map(|k| (site.intensity_scale / 0.85 * self.gain) as f32 * contrast(k).series_scale);
         let slope = site.rescale_slope as f32;
-        let max_stored = 65535.0f32;
+        let inv_slope = 1.0 / slope;
         let n = g.cols * g.rows * g.slices;
         let mut data: [Vec<f32>; N] = kinds.map(|_| Vec::with_capacity(n));
         let voxel_ml = g.spacing[0] * g.spacing[1] * g.spacing[2] / 1000.0;
@@ -363,7 +375,9 @@ impl Scene {
                         let re = signal + sd[s] * n1;
                         let im = sd[s] * n2;
                         let value = (re * re + im * im).sqrt() * out_scale[s];
-                        let stored = (value / slope).round().clamp(0.0, max_stored);
+                        // Non-negative, so adding one half and truncating rounds (and is much
+                        // cheaper than `f32::round`).
+                        let stored = (value * inv_slope + 0.5).min(MAX_STORED) as u32 as f32;
                         data[s].push(stored * slope);
                     }
                 }
@@ -421,7 +435,7 @@ impl Scene {
                     let re = signal + sd * n1;
                     let im = sd * n2;
                     let value = (re * re + im * im).sqrt() * scale;
-                    (value / slope).round().clamp(0.0, 65535.0) * slope
+                    ((value / slope + 0.5).min(MAX_STORED) as u32) as f32 * slope
                 });
                 LocaliserImage { plane, orientation: o, position, pixel_spacing_mm: PIXEL, data }
             })
