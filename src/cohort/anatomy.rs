@@ -26,6 +26,14 @@ pub(crate) struct Tissue {
     pub intracranial: f32,
 }
 
+impl Tissue {
+    /// Nothing but air.
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.fat == 0.0 && self.bone == 0.0 && self.intracranial == 0.0
+    }
+}
+
 /// A smooth one-dimensional function: a sum of two sinusoids.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Wave1 {

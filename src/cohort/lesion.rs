@@ -23,7 +23,7 @@ use super::anatomy::{Anatomy, ramp};
 use super::rng;
 
 /// Lattice spacing of the lesion's noise fields (irregular margin, patchy enhancement).
-const NOISE_CELL_MM: f64 = 6.0;
+const NOISE_CELL_MM: f64 = 4.5;
 
 /// Where oedema ends, in decay lengths beyond the margin; (1 - x)³ over this range decays like
 /// exp(-x / decay length) near the margin.
@@ -171,7 +171,7 @@ impl Lesion {
             haemorrhage: haem as f32,
             oedema: oedema.clamp(0.0, 1.0) as f32,
             enhancement: (self.enhancement * patch) as f32,
-            t2: (self.t2_signal * (1.0 + 0.6 * self.heterogeneity * n[1] as f64)) as f32,
+            t2: (self.t2_signal * (1.0 + 0.5 * self.heterogeneity * n[1] as f64)) as f32,
             flair: self.flair_signal as f32,
         })
     }

@@ -368,8 +368,10 @@ impl Scene {
                         tally.oedema_ml += mix.oedema as f64 * voxel_ml;
                     }
                     let bias = bx[i] * by[j] * bz[k];
+                    // About half the grid is air around the head: no signal, only noise.
+                    let air = lesion.is_none() && t.is_empty();
                     for s in 0..N {
-                        let signal = mix.signal(&contrasts[s], kinds[s], gw) * bias;
+                        let signal = if air { 0.0 } else { mix.signal(&contrasts[s], kinds[s], gw) * bias };
                         let (n1, n2) = noise[s].pair();
                         // Magnitude images: Gaussian noise on both channels gives Rician noise.
                         let re = signal + sd[s] * n1;
