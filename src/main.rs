@@ -23,6 +23,8 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Write a synthetic GBM / lymphoma cohort (DICOM studies + manifest).
+    Synth(neurocds::cohort::cli::SynthArgs),
 }
 
 #[derive(Subcommand)]
@@ -103,5 +105,6 @@ fn run(command: Command) -> anyhow::Result<()> {
             println!("{} migration(s) applied; schema current", applied.len());
             Ok(())
         }
+        Command::Synth(args) => Ok(neurocds::cohort::cli::run(args)?),
     }
 }
