@@ -9,11 +9,13 @@
 //!    that have too few slices to hold a lesion in 3-D;
 //! 2. resample T1c onto a coarse working grid (the recipe's spacing, along the T1c voxel axes)
 //!    and T2 onto the same grid through patient coordinates (the two affines; trilinear);
-//! 3. head mask: intensity threshold, largest connected component, holes filled;
-//! 4. robust normalisation per channel inside the head: `(x − median) / (IQR / 1.349)`;
-//! 5. lesion: enhancing voxels (robust z above [`ENHANCING_Z`]) inside the head minus its rim,
-//!    connected components, the one with the most enhancement wins; abstain when there is none
-//!    or when it touches the volume's edge;
+//! 3. head mask: intensity threshold, largest connected component, holes filled; the brain is
+//!    approximated by the head mask eroded by [`BRAIN_DEPTH_MM`] (scalp fat, skull, dura and the
+//!    venous sinuses lie in that rim, and fat and sinuses are bright on T1c);
+//! 4. robust normalisation per channel inside the brain: `(x − median) / (IQR / 1.349)`;
+//! 5. lesion: enhancing voxels (robust z above [`ENHANCING_Z`]) inside the brain, connected
+//!    components, the one with the most enhancement wins; abstain when there is none or when it
+//!    touches the volume's edge;
 //! 6. crop a cube of `shape × spacing_mm` aligned with the patient axes (L, P, S) and centred on
 //!    the lesion, sampled from the original series with 2×2×2 supersampling (a cheap box filter
 //!    against aliasing), normalised with the statistics of step 4.
@@ -32,13 +34,13 @@ use super::volume::Volume;
 pub const RECIPE_VERSION: &str = "neurocds-prep/1";
 
 /// Robust z-score above which a T1c voxel counts as enhancing.
-const ENHANCING_Z: f32 = 3.0;
+const ENHANCING_Z: f32 = 2.0;
 /// Smallest enhancing component that counts as a lesion (vessels and noise are smaller).
 const MIN_LESION_ML: f64 = 0.25;
 /// Fewer slices than this cannot hold a lesion in three dimensions.
 pub const MIN_SLICES: usize = 12;
-/// Width of the head's rim (scalp, dura, sinuses) excluded from the lesion search.
-const RIM_MM: f64 = 6.0;
+/// Depth below the head's surface where the brain starts (scalp, skull, dura, sinuses above it).
+const BRAIN_DEPTH_MM: f64 = 14.0;
 /// Normalised intensities are clipped to this range so one bright artefact cannot dominate.
 const CLIP: (f32, f32) = (-5.0, 15.0);
 /// A head smaller than this is not a head (a localiser, an empty series).
@@ -147,13 +149,12 @@ pub fn prepare(t1c: &Volume, t2: &Volume, recipe: &Recipe) -> Result<Prepared, A
         return Err(abstain(NoHead, format!("only {:.0} mL of the T1c volume looks like tissue", head_voxels as f64 * voxel_ml)));
     }
 
-    // Step 4: robust statistics inside the head.
-    let s1 = RobustStats::inside(&w1, &mask).ok_or_else(|| abstain(NoHead, "the T1c series is flat inside the head"))?;
-    let s2 = RobustStats::inside(&w2, &mask).ok_or_else(|| abstain(NoHead, "the T2 series is flat inside the head (or does not cover it)"))?;
+    // Step 4: robust statistics inside the brain.
+    let inner = erode(&mask, (BRAIN_DEPTH_MM / sp).round() as usize);
+    let s1 = RobustStats::inside(&w1, &inner).ok_or_else(|| abstain(NoHead, "the T1c series is flat inside the brain"))?;
+    let s2 = RobustStats::inside(&w2, &inner).ok_or_else(|| abstain(NoHead, "the T2 series is flat inside the brain (or does not cover it)"))?;
 
     // Step 5: the enhancing lesion.
-    let rim = (RIM_MM / sp).ceil() as usize;
-    let inner = erode(&mask, rim);
     let candidates = Array3::from_shape_fn(w1.dim(), |ix| inner[ix] && s1.z(w1[ix]) > ENHANCING_Z);
     let lesion = largest_enhancing_component(&candidates, &w1, &s1).filter(|c| c.voxels.len() as f64 * voxel_ml >= MIN_LESION_ML);
     let Some(lesion) = lesion else {
@@ -393,17 +394,21 @@ fn fill_holes(mask: &mut Array3<bool>) {
     mask.zip_mut_with(&outside, |m, &o| *m = !o);
 }
 
-/// Erodes by `r` voxels (6-neighbourhood, repeated). Beyond the volume's faces counts as inside,
+/// Erodes by `r` voxels, alternating 6- and 26-neighbourhoods so the structuring element is
+/// nearly round (a 6-neighbourhood alone erodes diagonals by only r/√3). Beyond the volume's faces counts as inside,
 /// so a head cut by the field of view keeps its voxels there and a lesion at the cut is still
 /// found (and then refused as [`AbstentionKind::LesionAtEdge`]), not silently lost.
 fn erode(mask: &Array3<bool>, r: usize) -> Array3<bool> {
     let dims = mask.dim();
     let mut cur = mask.clone();
-    for _ in 0..r {
+    let all26: Vec<(isize, isize, isize)> =
+        (-1..=1).flat_map(|a| (-1..=1).flat_map(move |b| (-1..=1).map(move |c| (a, b, c)))).filter(|&d| d != (0, 0, 0)).collect();
+    for step in 0..r {
         let prev = cur.clone();
+        let structuring: &[(isize, isize, isize)] = if step % 2 == 0 { &NEIGHBOURS } else { &all26 };
         for (ix, v) in cur.indexed_iter_mut() {
             if *v {
-                *v = NEIGHBOURS.iter().all(|&d| neighbour(ix, d, dims).is_none_or(|q| prev[q]));
+                *v = structuring.iter().all(|&d| neighbour(ix, d, dims).is_none_or(|q| prev[q]));
             }
         }
     }

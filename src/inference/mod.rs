@@ -8,6 +8,9 @@
 pub mod device;
 pub mod engine;
 pub mod manifest;
+pub mod metrics;
+pub mod net;
+pub mod plot;
 
 pub use device::select_device;
 pub use engine::{Engine, EnsembleOutput, InferenceError, ModelInput};
