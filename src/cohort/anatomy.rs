@@ -1,0 +1,261 @@
+//! The procedural head phantom: scalp, skull, CSF, folded cortex, white matter, deep grey
+//! matter, ventricles, choroid plexus and the superior sagittal sinus, with a smooth random
+//! shape per patient.
+//!
+//! Everything is expressed in millimetres relative to the head centre, axes LPS. The shapes are
+//! analytic so that any point can be evaluated without a template; the per-axis parts (cortical
+//! folding, shape deformation) are sums of one-dimensional waves, so the renderer can tabulate
+//! them once per grid axis instead of calling `sin` for every voxel.
+
+use rand::rngs::StdRng;
+
+use super::rng;
+
+/// Fractions of each tissue in one voxel (they sum to at most 1; the rest is air).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Tissue {
+    pub wm: f32,
+    pub gm: f32,
+    pub csf: f32,
+    /// Scalp fat and skin; diploic marrow.
+    pub fat: f32,
+    pub bone: f32,
+    pub choroid: f32,
+    pub sinus: f32,
+    /// Inside the inner table of the skull (where a tumour may grow).
+    pub intracranial: f32,
+}
+
+/// A smooth one-dimensional function: a sum of two sinusoids.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Wave1 {
+    terms: [(f64, f64, f64); 2], // amplitude, angular frequency (rad/mm), phase
+}
+
+impl Wave1 {
+    fn random(rng: &mut StdRng, amplitude: f64, wavelength_mm: (f64, f64)) -> Self {
+        let mut term = |a: f64| {
+            let wl = rng::uniform(rng, wavelength_mm.0, wavelength_mm.1);
+            (a, std::f64::consts::TAU / wl, rng::uniform(rng, 0.0, std::f64::consts::TAU))
+        };
+        Self { terms: [term(amplitude), term(amplitude * 0.35)] }
+    }
+
+    #[inline]
+    pub fn eval(&self, x: f64) -> f64 {
+        self.terms.iter().map(|&(a, k, p)| a * (k * x + p).sin()).sum()
+    }
+}
+
+/// An axis-aligned ellipsoid (mm).
+#[derive(Debug, Clone, Copy)]
+struct Ellipsoid {
+    centre: [f64; 3],
+    semi: [f64; 3],
+}
+
+impl Ellipsoid {
+    /// Approximate signed distance in mm (negative inside): cheap and good enough for partial
+    /// volume ramps a voxel wide.
+    #[inline]
+    fn distance(&self, q: [f64; 3]) -> f64 {
+        let dx = (q[0] - self.centre[0]) / self.semi[0];
+        let dy = (q[1] - self.centre[1]) / self.semi[1];
+        let dz = (q[2] - self.centre[2]) / self.semi[2];
+        let min_semi = self.semi[0].min(self.semi[1]).min(self.semi[2]);
+        ((dx * dx + dy * dy + dz * dz).sqrt() - 1.0) * min_semi
+    }
+}
+
+/// Linear partial-volume ramp: 0 well below the surface at `x = 0`, 1 well above, over `w` mm.
+#[inline]
+pub(crate) fn ramp(x: f64, w: f64) -> f64 {
+    (0.5 + x / w).clamp(0.0, 1.0)
+}
+
+/// One patient's head.
+#[derive(Debug, Clone)]
+pub(crate) struct Anatomy {
+    /// Outer scalp semi-axes (LR, AP, SI).
+    pub semi: [f64; 3],
+    /// Relative radial deformation, one wave per axis (added).
+    pub deform: [Wave1; 3],
+    /// Cortical folding field, one wave per axis (added); its zero set is the sulcal sheet.
+    pub fold: [Wave1; 3],
+    fold_gradient: f64,
+    sulcus_half_width_mm: f64,
+    sulcus_depth_mm: f64,
+    cortex_mm: f64,
+    midline_x: f64,
+    ventricles: Vec<Ellipsoid>,
+    deep_grey: Vec<Ellipsoid>,
+    choroid: Vec<Ellipsoid>,
+}
+
+/// Depths below the scalp surface (mm) of the layers of the head.
+const SCALP_MM: f64 = 5.0;
+const SKULL_MM: f64 = 11.5;
+const CSF_MM: f64 = 13.0;
+
+impl Anatomy {
+    /// A random head; older patients get larger ventricles and wider sulci (atrophy).
+    pub fn random(rng: &mut StdRng, age: u32) -> Self {
+        let size = rng::normal(rng, 1.0, 0.035).clamp(0.9, 1.08);
+        let semi = [
+            78.0 * size * rng::uniform(rng, 0.96, 1.04),
+            98.0 * size * rng::uniform(rng, 0.96, 1.04),
+            88.0 * size * rng::uniform(rng, 0.96, 1.04),
+        ];
+        let deform = [
+            Wave1::random(rng, 0.02, (90.0, 220.0)),
+            Wave1::random(rng, 0.02, (90.0, 220.0)),
+            Wave1::random(rng, 0.015, (90.0, 220.0)),
+        ];
+        // Sulci every 2-3 cm: the zero set of a sum of three waves is a connected labyrinth of
+        // sheets, dense enough for a convoluted look, sparse enough to leave white matter cores.
+        let fold_wavelength = rng::uniform(rng, 40.0, 50.0);
+        let fold = [
+            Wave1::random(rng, 1.0, (fold_wavelength * 0.85, fold_wavelength * 1.15)),
+            Wave1::random(rng, 1.0, (fold_wavelength * 0.85, fold_wavelength * 1.15)),
+            Wave1::random(rng, 1.0, (fold_wavelength * 0.85, fold_wavelength * 1.15)),
+        ];
+        let atrophy = ((age as f64 - 40.0) / 45.0).clamp(0.0, 1.0);
+        let vs = (0.8 + 0.7 * atrophy) * rng::uniform(rng, 0.85, 1.15);
+        let asym = rng::uniform(rng, -0.12, 0.12);
+        let midline_x = rng::uniform(rng, -1.5, 1.5);
+        let mut ventricles = Vec::new();
+        for side in [-1.0, 1.0] {
+            let s = vs * (1.0 + side * asym);
+            // Lateral ventricle body and frontal horn, atrium and occipital horn.
+            ventricles.push(Ellipsoid { centre: [midline_x + side * (4.0 + 5.0 * s), -2.0, 14.0], semi: [3.0 + 2.5 * s, 28.0, 4.0 + 3.5 * s] });
+            ventricles.push(Ellipsoid { centre: [midline_x + side * 15.0, 26.0, 10.0], semi: [4.0 * s + 2.0, 9.0, 6.0 * s] });
+        }
+        ventricles.push(Ellipsoid { centre: [midline_x, 4.0, -2.0], semi: [1.2 + 1.6 * vs, 12.0, 8.0] });
+        let mut deep_grey = Vec::new();
+        let mut choroid = Vec::new();
+        for side in [-1.0, 1.0] {
+            deep_grey.push(Ellipsoid { centre: [midline_x + side * 10.0, 8.0, 0.0], semi: [8.0, 14.0, 9.0] }); // thalamus
+            deep_grey.push(Ellipsoid { centre: [midline_x + side * 23.0, -4.0, 1.0], semi: [6.0, 15.0, 10.0] }); // lentiform
+            deep_grey.push(Ellipsoid { centre: [midline_x + side * (9.0 + 4.0 * vs), -20.0, 11.0], semi: [4.5, 9.0, 8.0] }); // caudate head
+            choroid.push(Ellipsoid { centre: [midline_x + side * 15.0, 25.0, 9.0], semi: [2.5, 5.0, 3.0] });
+        }
+        Self {
+            semi,
+            deform,
+            fold,
+            fold_gradient: std::f64::consts::TAU / fold_wavelength * 1.3,
+            sulcus_half_width_mm: 0.4 + 0.9 * atrophy,
+            sulcus_depth_mm: rng::uniform(rng, 9.0, 13.0),
+            cortex_mm: rng::uniform(rng, 2.2, 2.8),
+            midline_x,
+            ventricles,
+            deep_grey,
+            choroid,
+        }
+    }
+
+    /// Deformation at a point, the sum of the per-axis waves (for points off the grid).
+    pub fn deform_at(&self, q: [f64; 3]) -> f64 {
+        self.deform[0].eval(q[0]) + self.deform[1].eval(q[1]) + self.deform[2].eval(q[2])
+    }
+
+    /// Folding field at a point (for points off the grid).
+    pub fn fold_at(&self, q: [f64; 3]) -> f64 {
+        self.fold[0].eval(q[0]) + self.fold[1].eval(q[1]) + self.fold[2].eval(q[2])
+    }
+
+    /// Normalised radius of `q` on the scalp ellipsoid after deformation (1 = scalp surface).
+    #[inline]
+    pub fn radius(&self, q: [f64; 3], deform: f64) -> f64 {
+        let x = q[0] / self.semi[0];
+        let y = q[1] / self.semi[1];
+        let z = q[2] / self.semi[2];
+        (x * x + y * y + z * z).sqrt() * (1.0 - deform)
+    }
+
+    /// The brain's extent along each axis (for placing lesions inside it).
+    pub fn brain_semi(&self) -> [f64; 3] {
+        let mean = self.mean_semi();
+        self.semi.map(|s| s * (1.0 - CSF_MM / mean))
+    }
+
+    fn mean_semi(&self) -> f64 {
+        (self.semi[0] + self.semi[1] + self.semi[2]) / 3.0
+    }
+
+    /// Tissue fractions at `q`; `deform` and `fold` are this point's field values (tabulated
+    /// by the caller), `w` the partial-volume width in mm.
+    #[inline]
+    pub fn tissue(&self, q: [f64; 3], deform: f64, fold: f64, w: f64) -> Tissue {
+        let depth = (1.0 - self.radius(q, deform)) * self.mean_semi();
+        let mut t = Tissue::default();
+        if depth < -w {
+            return t; // air
+        }
+        let inside_scalp = ramp(depth, w);
+        let below_scalp = ramp(depth - SCALP_MM, w);
+        let below_skull = ramp(depth - SKULL_MM, w);
+        let below_csf = ramp(depth - CSF_MM, w);
+        // Diploic marrow in the middle of the skull reads like fat on T1.
+        let bone_layer = (below_scalp - below_skull) as f32;
+        let diploe = (1.0 - ((depth - (SCALP_MM + SKULL_MM) / 2.0).abs() / 1.6)).clamp(0.0, 1.0) as f32;
+        t.fat = (inside_scalp - below_scalp) as f32 + bone_layer * diploe * 0.6;
+        t.bone = bone_layer * (1.0 - diploe * 0.6);
+        t.intracranial = below_skull as f32;
+        let outer_csf = (below_skull - below_csf) as f32;
+        if below_skull <= 0.0 {
+            return t;
+        }
+
+        // Distance to the nearest CSF surface: the brain surface, a sulcus, or the
+        // interhemispheric fissure.
+        let cortical_depth = depth - CSF_MM;
+        let sheet = fold.abs() / self.fold_gradient;
+        let mut to_csf = cortical_depth.min(sheet.max(cortical_depth - self.sulcus_depth_mm) - self.sulcus_half_width_mm);
+        let dx = (q[0] - self.midline_x).abs();
+        // The fissure reaches down to the corpus callosum between the frontal and occipital
+        // horns, and all the way down in front of and behind it.
+        let fissure_floor = if q[1].abs() < 38.0 { 22.0 } else { -200.0 };
+        if q[2] > fissure_floor {
+            to_csf = to_csf.min(dx - 1.2);
+        }
+        // Superior sagittal sinus: in the midline, just inside the skull, above the vertex half.
+        if dx < 4.0 && q[2] > 0.0 {
+            let s = (ramp(3.0 - dx, w) * (below_skull - ramp(depth - (SKULL_MM + 5.0), w))) as f32;
+            t.sinus = s.min(outer_csf + 0.5).min(1.0);
+        }
+
+        let parenchyma = ramp(to_csf, w);
+        let white = ramp(to_csf - self.cortex_mm, w);
+        let mut csf = (below_csf * (1.0 - parenchyma)) as f32 + outer_csf;
+        let mut gm = (below_csf * (parenchyma - white)) as f32;
+        let mut wm = (below_csf * white) as f32;
+
+        // Deep structures only exist near the centre; skip the ellipsoids elsewhere.
+        if q[0].abs() < 40.0 && q[1].abs() < 45.0 && q[2] > -30.0 && q[2] < 35.0 {
+            let deep = self.deep_grey.iter().map(|e| 1.0 - ramp(e.distance(q), w)).fold(0.0, f64::max) as f32;
+            let moved = wm * deep * 0.8;
+            wm -= moved;
+            gm += moved;
+            let vent = self.ventricles.iter().map(|e| 1.0 - ramp(e.distance(q), w)).fold(0.0, f64::max) as f32;
+            let plexus = self.choroid.iter().map(|e| 1.0 - ramp(e.distance(q), w)).fold(0.0, f64::max) as f32;
+            let brain = wm + gm;
+            let taken = vent.min(brain);
+            if brain > 0.0 {
+                wm -= wm / brain * taken;
+                gm -= gm / brain * taken;
+            }
+            let choroid = (plexus * taken).min(taken);
+            csf += taken - choroid;
+            t.choroid = choroid;
+        }
+        let sinus_taken = t.sinus.min(csf + gm);
+        let from_csf = sinus_taken.min(csf);
+        csf -= from_csf;
+        gm -= sinus_taken - from_csf;
+        t.wm = wm.max(0.0);
+        t.gm = gm.max(0.0);
+        t.csf = csf.max(0.0);
+        t
+    }
+}

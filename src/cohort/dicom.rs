@@ -1,0 +1,1 @@
+//! Writes a synthetic case as a DICOM MR study.
