@@ -18,6 +18,10 @@ enum Command {
     Serve,
     /// Apply pending database migrations and exit.
     Migrate,
+    /// Train the GBM-vs-PCNSL ensemble on a synthetic cohort and write members, manifest, card and validation report.
+    Train(neurocds::inference::train::TrainArgs),
+    /// Evaluate an ensemble on a labelled cohort: AUC with CIs, calibration, subgroups, ensemble size.
+    Evaluate(neurocds::inference::evaluate::EvaluateArgs),
 }
 
 fn main() -> ExitCode {
@@ -58,5 +62,7 @@ fn run(command: Command) -> anyhow::Result<()> {
             println!("{} migration(s) applied; schema current", applied.len());
             Ok(())
         }
+        Command::Train(args) => Ok(args.run()?),
+        Command::Evaluate(args) => Ok(args.run()?),
     }
 }
