@@ -25,6 +25,10 @@ enum Command {
     },
     /// Write a synthetic GBM / lymphoma cohort (DICOM studies + manifest).
     Synth(neurocds::cohort::cli::SynthArgs),
+    /// Train the GBM-vs-PCNSL ensemble on a synthetic cohort and write members, manifest, card and validation report.
+    Train(neurocds::inference::train::TrainArgs),
+    /// Evaluate an ensemble on a labelled cohort: AUC with CIs, calibration, subgroups, ensemble size.
+    Evaluate(neurocds::inference::evaluate::EvaluateArgs),
 }
 
 #[derive(Subcommand)]
@@ -106,5 +110,7 @@ fn run(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Synth(args) => Ok(neurocds::cohort::cli::run(args)?),
+        Command::Train(args) => Ok(args.run()?),
+        Command::Evaluate(args) => Ok(args.run()?),
     }
 }

@@ -9,11 +9,13 @@
 //!    that have too few slices to hold a lesion in 3-D;
 //! 2. resample T1c onto a coarse working grid (the recipe's spacing, along the T1c voxel axes)
 //!    and T2 onto the same grid through patient coordinates (the two affines; trilinear);
-//! 3. head mask: intensity threshold, largest connected component, holes filled;
-//! 4. robust normalisation per channel inside the head: `(x − median) / (IQR / 1.349)`;
-//! 5. lesion: enhancing voxels (robust z above [`ENHANCING_Z`]) inside the head minus its rim,
-//!    connected components, the one with the most enhancement wins; abstain when there is none
-//!    or when it touches the volume's edge;
+//! 3. head mask: intensity threshold, largest connected component, holes filled; the brain is
+//!    approximated by the head mask eroded by [`BRAIN_DEPTH_MM`] (scalp fat, skull, dura and the
+//!    venous sinuses lie in that rim, and fat and sinuses are bright on T1c);
+//! 4. robust normalisation per channel inside the brain: `(x − median) / (IQR / 1.349)`;
+//! 5. lesion: enhancing voxels (robust z above [`ENHANCING_Z`]) inside the brain, connected
+//!    components, the one with the most enhancement wins; abstain when there is none or when it
+//!    touches the volume's edge;
 //! 6. crop a cube of `shape × spacing_mm` aligned with the patient axes (L, P, S) and centred on
 //!    the lesion, sampled from the original series with 2×2×2 supersampling (a cheap box filter
 //!    against aliasing), normalised with the statistics of step 4.
@@ -32,13 +34,13 @@ use super::volume::Volume;
 pub const RECIPE_VERSION: &str = "neurocds-prep/1";
 
 /// Robust z-score above which a T1c voxel counts as enhancing.
-const ENHANCING_Z: f32 = 3.0;
+const ENHANCING_Z: f32 = 2.0;
 /// Smallest enhancing component that counts as a lesion (vessels and noise are smaller).
 const MIN_LESION_ML: f64 = 0.25;
 /// Fewer slices than this cannot hold a lesion in three dimensions.
 pub const MIN_SLICES: usize = 12;
-/// Width of the head's rim (scalp, dura, sinuses) excluded from the lesion search.
-const RIM_MM: f64 = 6.0;
+/// Depth below the head's surface where the brain starts (scalp, skull, dura, sinuses above it).
+const BRAIN_DEPTH_MM: f64 = 14.0;
 /// Normalised intensities are clipped to this range so one bright artefact cannot dominate.
 const CLIP: (f32, f32) = (-5.0, 15.0);
 /// A head smaller than this is not a head (a localiser, an empty series).
@@ -136,8 +138,7 @@ pub fn prepare(t1c: &Volume, t2: &Volume, recipe: &Recipe) -> Result<Prepared, A
     // working (a, b, c) → T1c index (i, j, k)
     let grid_to_t1 = Affine::scale(step);
     let grid_to_t2 = a2_inv.compose(&a1).compose(&grid_to_t1);
-    let w1 = resample(&t1c.data, &grid_to_t1, dims);
-    let w2 = resample(&t2.data, &grid_to_t2, dims);
+    let (w1, w2) = rayon::join(|| resample(&t1c.data, &grid_to_t1, dims), || resample(&t2.data, &grid_to_t2, dims));
     let voxel_ml = sp * sp * sp / 1000.0;
 
     // Step 3: head mask.
@@ -147,13 +148,12 @@ pub fn prepare(t1c: &Volume, t2: &Volume, recipe: &Recipe) -> Result<Prepared, A
         return Err(abstain(NoHead, format!("only {:.0} mL of the T1c volume looks like tissue", head_voxels as f64 * voxel_ml)));
     }
 
-    // Step 4: robust statistics inside the head.
-    let s1 = RobustStats::inside(&w1, &mask).ok_or_else(|| abstain(NoHead, "the T1c series is flat inside the head"))?;
-    let s2 = RobustStats::inside(&w2, &mask).ok_or_else(|| abstain(NoHead, "the T2 series is flat inside the head (or does not cover it)"))?;
+    // Step 4: robust statistics inside the brain.
+    let inner = erode(&mask, BRAIN_DEPTH_MM / sp);
+    let s1 = RobustStats::inside(&w1, &inner).ok_or_else(|| abstain(NoHead, "the T1c series is flat inside the brain"))?;
+    let s2 = RobustStats::inside(&w2, &inner).ok_or_else(|| abstain(NoHead, "the T2 series is flat inside the brain (or does not cover it)"))?;
 
     // Step 5: the enhancing lesion.
-    let rim = (RIM_MM / sp).ceil() as usize;
-    let inner = erode(&mask, rim);
     let candidates = Array3::from_shape_fn(w1.dim(), |ix| inner[ix] && s1.z(w1[ix]) > ENHANCING_Z);
     let lesion = largest_enhancing_component(&candidates, &w1, &s1).filter(|c| c.voxels.len() as f64 * voxel_ml >= MIN_LESION_ML);
     let Some(lesion) = lesion else {
@@ -262,13 +262,19 @@ pub(crate) fn trilinear(data: &Array3<f32>, p: [f64; 3]) -> Option<f32> {
 }
 
 /// Samples `src` at every point of a grid `[c, b, a]` of `dims`, where `map` takes `(a, b, c)`
-/// to a source index. Points outside the source read 0 (air).
+/// to a source index. Points outside the source read 0 (air). Slices in parallel.
 fn resample(src: &Array3<f32>, map: &Affine, dims: [usize; 3]) -> Array3<f32> {
-    let mut out = Array3::<f32>::zeros(dims);
-    for ((c, b, a), v) in out.indexed_iter_mut() {
-        *v = trilinear(src, map.apply([a as f64, b as f64, c as f64])).unwrap_or(0.0);
-    }
-    out
+    use rayon::prelude::*;
+    let plane = dims[1] * dims[2];
+    let mut out = vec![0f32; dims[0] * plane];
+    out.par_chunks_mut(plane.max(1)).enumerate().for_each(|(c, slice)| {
+        for b in 0..dims[1] {
+            for a in 0..dims[2] {
+                slice[b * dims[2] + a] = trilinear(src, map.apply([a as f64, b as f64, c as f64])).unwrap_or(0.0);
+            }
+        }
+    });
+    Array3::from_shape_vec(dims, out).unwrap_or_else(|_| Array3::zeros(dims))
 }
 
 /// Tissue: brighter than a tenth of the bright end on either sequence; then the largest
@@ -328,40 +334,78 @@ impl RobustStats {
     }
 }
 
-const NEIGHBOURS: [(isize, isize, isize); 6] = [(-1, 0, 0), (1, 0, 0), (0, -1, 0), (0, 1, 0), (0, 0, -1), (0, 0, 1)];
 
-#[inline]
-fn neighbour(ix: (usize, usize, usize), d: (isize, isize, isize), dims: (usize, usize, usize)) -> Option<(usize, usize, usize)> {
-    let n = |x: usize, dx: isize, len: usize| {
-        let y = x as isize + dx;
-        (y >= 0 && (y as usize) < len).then_some(y as usize)
-    };
-    Some((n(ix.0, d.0, dims.0)?, n(ix.1, d.1, dims.1)?, n(ix.2, d.2, dims.2)?))
+/// Flat (C-order) index arithmetic on a `[k, j, i]` grid, for the flood fills: a `u32` per voxel
+/// on the stack instead of a tuple, and no ndarray bounds checks in the inner loop.
+struct Grid {
+    nk: usize,
+    nj: usize,
+    ni: usize,
+}
+
+impl Grid {
+    fn of<T>(a: &Array3<T>) -> Grid {
+        let (nk, nj, ni) = a.dim();
+        Grid { nk, nj, ni }
+    }
+
+    fn unflat(&self, f: usize) -> (usize, usize, usize) {
+        (f / (self.nj * self.ni), (f / self.ni) % self.nj, f % self.ni)
+    }
+
+    fn on_face(&self, f: usize) -> bool {
+        let (k, j, i) = self.unflat(f);
+        k == 0 || j == 0 || i == 0 || k + 1 == self.nk || j + 1 == self.nj || i + 1 == self.ni
+    }
+
+    /// Calls `visit` with each 6-neighbour of flat index `f` inside the grid.
+    #[inline]
+    fn for_each_neighbour(&self, f: usize, mut visit: impl FnMut(usize)) {
+        let (k, j, i) = self.unflat(f);
+        let plane = self.nj * self.ni;
+        if i > 0 {
+            visit(f - 1);
+        }
+        if i + 1 < self.ni {
+            visit(f + 1);
+        }
+        if j > 0 {
+            visit(f - self.ni);
+        }
+        if j + 1 < self.nj {
+            visit(f + self.ni);
+        }
+        if k > 0 {
+            visit(f - plane);
+        }
+        if k + 1 < self.nk {
+            visit(f + plane);
+        }
+    }
 }
 
 /// 6-connected components of the `true` voxels, each as its list of indices.
 fn components(mask: &Array3<bool>) -> Vec<Vec<(usize, usize, usize)>> {
-    let dims = mask.dim();
-    let mut seen = Array3::from_elem(dims, false);
+    let grid = Grid::of(mask);
+    let flat: Vec<bool> = mask.iter().copied().collect();
+    let mut seen = vec![false; flat.len()];
     let mut out = Vec::new();
-    let mut stack = Vec::new();
-    for (ix, &m) in mask.indexed_iter() {
-        if !m || seen[ix] {
+    let mut stack: Vec<usize> = Vec::new();
+    for start in 0..flat.len() {
+        if !flat[start] || seen[start] {
             continue;
         }
         let mut comp = Vec::new();
-        seen[ix] = true;
-        stack.push(ix);
+        seen[start] = true;
+        stack.push(start);
         while let Some(p) = stack.pop() {
-            comp.push(p);
-            for d in NEIGHBOURS {
-                if let Some(q) = neighbour(p, d, dims) {
-                    if mask[q] && !seen[q] {
-                        seen[q] = true;
-                        stack.push(q);
-                    }
+            comp.push(grid.unflat(p));
+            grid.for_each_neighbour(p, |q| {
+                if flat[q] && !seen[q] {
+                    seen[q] = true;
+                    stack.push(q);
                 }
-            }
+            });
         }
         out.push(comp);
     }
@@ -370,44 +414,83 @@ fn components(mask: &Array3<bool>) -> Vec<Vec<(usize, usize, usize)>> {
 
 /// Marks as inside every background voxel that cannot reach the volume's faces.
 fn fill_holes(mask: &mut Array3<bool>) {
-    let dims = mask.dim();
-    let mut outside = Array3::from_elem(dims, false);
-    let mut stack = Vec::new();
-    for (ix, &m) in mask.indexed_iter() {
-        let on_face = ix.0 == 0 || ix.1 == 0 || ix.2 == 0 || ix.0 + 1 == dims.0 || ix.1 + 1 == dims.1 || ix.2 + 1 == dims.2;
-        if on_face && !m {
-            outside[ix] = true;
-            stack.push(ix);
-        }
+    let grid = Grid::of(mask);
+    let flat: Vec<bool> = mask.iter().copied().collect();
+    let mut outside = vec![false; flat.len()];
+    let mut stack: Vec<usize> = (0..flat.len()).filter(|&f| !flat[f] && grid.on_face(f)).collect();
+    for &f in &stack {
+        outside[f] = true;
     }
     while let Some(p) = stack.pop() {
-        for d in NEIGHBOURS {
-            if let Some(q) = neighbour(p, d, dims) {
-                if !mask[q] && !outside[q] {
-                    outside[q] = true;
-                    stack.push(q);
+        grid.for_each_neighbour(p, |q| {
+            if !flat[q] && !outside[q] {
+                outside[q] = true;
+                stack.push(q);
+            }
+        });
+    }
+    for (m, o) in mask.iter_mut().zip(outside) {
+        *m = !o;
+    }
+}
+
+/// The voxels of `mask` deeper than `depth` voxels below its surface, by a two-pass 3-4-5
+/// chamfer distance transform (within about 8 % of Euclidean, one pass each way, no per-voxel
+/// allocation). Beyond the volume's faces counts as inside, so a head cut by the field of view
+/// keeps its voxels there and a lesion at the cut is still found (and then refused as
+/// [`AbstentionKind::LesionAtEdge`]), not silently lost.
+fn erode(mask: &Array3<bool>, depth: f64) -> Array3<bool> {
+    let (nk, nj, ni) = mask.dim();
+    const FAR: u32 = u32::MAX / 2;
+    let mut dist: Vec<u32> = mask.iter().map(|&m| if m { FAR } else { 0 }).collect();
+    // Half of the 26-neighbourhood that precedes a voxel in raster order, with chamfer weights
+    // (3 face, 4 edge, 5 corner; 3 = one voxel).
+    let mut half = Vec::new();
+    for dk in -1isize..=0 {
+        for dj in -1isize..=1 {
+            for di in -1isize..=1 {
+                let before = dk < 0 || (dk == 0 && (dj < 0 || (dj == 0 && di < 0)));
+                if before {
+                    let weight = match dk.abs() + dj.abs() + di.abs() {
+                        1 => 3,
+                        2 => 4,
+                        _ => 5,
+                    };
+                    half.push((dk, dj, di, weight));
                 }
             }
         }
     }
-    mask.zip_mut_with(&outside, |m, &o| *m = !o);
-}
-
-/// Erodes by `r` voxels (6-neighbourhood, repeated). Beyond the volume's faces counts as inside,
-/// so a head cut by the field of view keeps its voxels there and a lesion at the cut is still
-/// found (and then refused as [`AbstentionKind::LesionAtEdge`]), not silently lost.
-fn erode(mask: &Array3<bool>, r: usize) -> Array3<bool> {
-    let dims = mask.dim();
-    let mut cur = mask.clone();
-    for _ in 0..r {
-        let prev = cur.clone();
-        for (ix, v) in cur.indexed_iter_mut() {
-            if *v {
-                *v = NEIGHBOURS.iter().all(|&d| neighbour(ix, d, dims).is_none_or(|q| prev[q]));
+    let index = |k: usize, j: usize, i: usize| (k * nj + j) * ni + i;
+    let pass = |forward: bool, dist: &mut Vec<u32>| {
+        for kk in 0..nk {
+            let k = if forward { kk } else { nk - 1 - kk };
+            for jj in 0..nj {
+                let j = if forward { jj } else { nj - 1 - jj };
+                for ii in 0..ni {
+                    let i = if forward { ii } else { ni - 1 - ii };
+                    let here = index(k, j, i);
+                    if dist[here] == 0 {
+                        continue;
+                    }
+                    let mut best = dist[here];
+                    for &(dk, dj, di, w) in &half {
+                        let (dk, dj, di) = if forward { (dk, dj, di) } else { (-dk, -dj, -di) };
+                        let (k2, j2, i2) = (k as isize + dk, j as isize + dj, i as isize + di);
+                        if k2 < 0 || j2 < 0 || i2 < 0 || k2 >= nk as isize || j2 >= nj as isize || i2 >= ni as isize {
+                            continue;
+                        }
+                        best = best.min(dist[index(k2 as usize, j2 as usize, i2 as usize)] + w);
+                    }
+                    dist[here] = best;
+                }
             }
         }
-    }
-    cur
+    };
+    pass(true, &mut dist);
+    pass(false, &mut dist);
+    let threshold = (depth * 3.0).round() as u32;
+    Array3::from_shape_vec(mask.dim(), dist.into_iter().map(|d| d > threshold).collect()).unwrap_or_else(|_| mask.clone())
 }
 
 /// An enhancing component on the working grid.

@@ -138,26 +138,32 @@ impl Engine {
     }
 
     fn out_of_distribution(&self, input: &ModelInput) -> Option<String> {
-        let b = self.manifest.ood.as_ref()?;
-        let outside = |v: f64, [lo, hi]: [f64; 2]| !(lo..=hi).contains(&v);
-        if outside(input.lesion_volume_ml, b.lesion_volume_ml) {
-            return Some(format!(
-                "lesion volume {:.1} mL lies outside the training range {:.1}–{:.1} mL",
-                input.lesion_volume_ml, b.lesion_volume_ml[0], b.lesion_volume_ml[1]
-            ));
-        }
-        if outside(input.t1c_lesion_mean, b.t1c_lesion_mean) {
-            return Some(format!(
-                "lesion enhancement {:.2} lies outside the training range {:.2}–{:.2}",
-                input.t1c_lesion_mean, b.t1c_lesion_mean[0], b.t1c_lesion_mean[1]
-            ));
-        }
-        None
+        out_of_distribution(&self.manifest, input)
     }
 
     fn summarise(&self, members: Vec<f64>, ood: Option<String>) -> EnsembleOutput {
         summarise(members, &self.manifest, self.max_member_spread, ood)
     }
+}
+
+/// Why `input` lies outside the ranges seen in training (the manifest's `ood` bounds), if it
+/// does. Shared by the engine and `evaluate`.
+pub fn out_of_distribution(manifest: &Manifest, input: &ModelInput) -> Option<String> {
+    let b = manifest.ood.as_ref()?;
+    let outside = |v: f64, [lo, hi]: [f64; 2]| !(lo..=hi).contains(&v);
+    if outside(input.lesion_volume_ml, b.lesion_volume_ml) {
+        return Some(format!(
+            "lesion volume {:.1} mL lies outside the training range {:.1}–{:.1} mL",
+            input.lesion_volume_ml, b.lesion_volume_ml[0], b.lesion_volume_ml[1]
+        ));
+    }
+    if outside(input.t1c_lesion_mean, b.t1c_lesion_mean) {
+        return Some(format!(
+            "lesion enhancement {:.2} lies outside the training range {:.2}–{:.2}",
+            input.t1c_lesion_mean, b.t1c_lesion_mean[0], b.t1c_lesion_mean[1]
+        ));
+    }
+    None
 }
 
 /// Mean, spread, calibration and the abstention rule, shared by the engine and `evaluate`.

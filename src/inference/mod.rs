@@ -8,6 +8,12 @@
 pub mod device;
 pub mod engine;
 pub mod manifest;
+pub mod dataset;
+pub mod metrics;
+pub mod net;
+pub mod plot;
+pub mod train;
+pub mod evaluate;
 
 pub use device::select_device;
 pub use engine::{Engine, EnsembleOutput, InferenceError, ModelInput};

@@ -1,0 +1,603 @@
+//! `neurocds evaluate`: runs a shipped ensemble on a labelled cohort and reports it the way
+//! TRIPOD+AI asks: discrimination with bootstrap and DeLong intervals, ensemble vs best member,
+//! operating points, calibration, subgroups, and the effect of ensemble size.
+//!
+//! The members are the TorchScript files the service loads (hash-checked through the manifest);
+//! inputs come from the service's own preprocessing; calibration and abstention follow
+//! [`super::engine::summarise`]. Output: `evaluation.json`, `report.md` and PNG plots in `--out`.
+
+use std::{
+    collections::BTreeMap,
+    fmt::Write as _,
+    path::{Path, PathBuf},
+    str::FromStr,
+};
+
+use rand::{SeedableRng, rngs::StdRng, seq::SliceRandom};
+use serde::{Deserialize, Serialize};
+use tch::{CModule, Device, Kind, Tensor};
+
+use super::{
+    dataset::{self, Case, Split, SplitPlan},
+    engine::{out_of_distribution, summarise},
+    manifest::{Manifest, ManifestError},
+    metrics::{self, Calibration, Interval, OperatingPoint, PairedTest},
+    plot::{self, Canvas},
+};
+use crate::cohort::CohortSpec;
+
+#[derive(Debug, thiserror::Error)]
+pub enum EvaluateError {
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
+    #[error("cannot load model member {file}: {source}")]
+    Load { file: PathBuf, source: tch::TchError },
+    #[error("forward pass of member {member} failed: {source}")]
+    Forward { member: usize, source: tch::TchError },
+    #[error("cannot write {path}: {source}")]
+    Write { path: PathBuf, source: std::io::Error },
+    #[error("cannot draw {what}: {source}")]
+    Plot { what: String, source: png::EncodingError },
+    #[error("cohort {0:?}: expected `seed=S,patients=N`")]
+    CohortSpec(String),
+    #[error("no case of the cohort could be evaluated ({0})")]
+    Empty(String),
+}
+
+/// Which cohort to evaluate on. Only generated cohorts are supported: a synthetic cohort is
+/// named by its seed and size, and regenerated deterministically.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CohortSource {
+    Synthetic { seed: u64, patients: usize },
+}
+
+impl FromStr for CohortSource {
+    type Err = EvaluateError;
+
+    /// Parses `seed=42,patients=1500`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || EvaluateError::CohortSpec(s.to_string());
+        let (mut seed, mut patients) = (None, None);
+        for part in s.split(',') {
+            let (key, value) = part.split_once('=').ok_or_else(bad)?;
+            match key.trim() {
+                "seed" => seed = Some(value.trim().parse().map_err(|_| bad())?),
+                "patients" => patients = Some(value.trim().parse().map_err(|_| bad())?),
+                _ => return Err(bad()),
+            }
+        }
+        Ok(CohortSource::Synthetic { seed: seed.ok_or_else(bad)?, patients: patients.ok_or_else(bad)? })
+    }
+}
+
+/// Knobs of the report.
+#[derive(Debug, Clone, Copy)]
+pub struct ReportSettings {
+    /// Prevalence of PCNSL at which PPV and NPV are also reported.
+    pub prevalence: f64,
+    pub bootstrap_resamples: usize,
+    pub seed: u64,
+}
+
+impl Default for ReportSettings {
+    fn default() -> Self {
+        // PCNSL is a small minority of enhancing masses in the GBM-vs-PCNSL differential.
+        ReportSettings { prevalence: 0.10, bootstrap_resamples: 2000, seed: 7 }
+    }
+}
+
+/// One case's ensemble output.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Prediction {
+    pub patient_id: String,
+    pub split: Split,
+    pub pcnsl: bool,
+    pub members: Vec<f64>,
+    pub mean: f64,
+    pub calibrated: f64,
+    pub spread: f64,
+    /// The engine's reason for abstaining (out of distribution, members disagree), if any.
+    pub abstain_reason: Option<String>,
+}
+
+/// The whole evaluation.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EvaluationReport {
+    pub model: String,
+    pub version: String,
+    pub ensemble_sha256: String,
+    pub cohort: String,
+    pub prevalence: f64,
+    pub bootstrap_resamples: usize,
+    /// Cases preprocessing declined, by split and reason.
+    pub preprocessing_abstentions: BTreeMap<String, BTreeMap<String, usize>>,
+    pub groups: Vec<GroupReport>,
+    pub predictions: Vec<Prediction>,
+}
+
+/// Metrics on one set of patients.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct GroupReport {
+    pub name: String,
+    pub patients: usize,
+    pub pcnsl: usize,
+    /// Of these, how many the engine would abstain on (out of distribution, disagreement).
+    /// They are included in every metric below, so the numbers are not flattered by abstention.
+    pub engine_abstentions: usize,
+    pub auc_bootstrap: Interval,
+    pub auc_delong: Interval,
+    pub member_aucs: Vec<Interval>,
+    pub best_member: usize,
+    /// Ensemble (a) against the best single member (b), paired DeLong.
+    pub ensemble_vs_best_member: PairedTest,
+    /// "Lymphoma likely": calibrated P(PCNSL) ≥ `thresholds.lymphoma_likely`.
+    pub lymphoma_likely: OperatingPoint,
+    /// PCNSL-positive meaning "not GBM likely": P ≥ `thresholds.gbm_likely`. Its sensitivity
+    /// is the share of lymphomas that escape a "GBM likely" (resection) recommendation.
+    pub not_gbm_likely: OperatingPoint,
+    /// Recommendation × histology counts: `[lymphoma_likely, tumour_board, gbm_likely]` each
+    /// as `[pcnsl, gbm]`.
+    pub recommendations: [[usize; 2]; 3],
+    pub calibration: Calibration,
+    pub subgroups: Vec<Subgroup>,
+    pub ensemble_size: Vec<EnsembleSizeRow>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Subgroup {
+    pub attribute: String,
+    pub value: String,
+    pub patients: usize,
+    pub pcnsl: usize,
+    /// DeLong interval; absent where the subgroup lacks a class.
+    pub auc: Option<Interval>,
+}
+
+/// AUC and prediction stability over random subsets of `k` members.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EnsembleSizeRow {
+    pub k: usize,
+    pub subsets: usize,
+    pub auc_mean: f64,
+    pub auc_sd: f64,
+    /// Mean over patients of the standard deviation of the k-member mean probability across
+    /// subsets: how much a patient's answer depends on which members happen to be used.
+    pub prediction_sd: f64,
+}
+
+/// Command-line arguments of `neurocds evaluate`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct EvaluateArgs {
+    /// The ensemble's manifest.
+    #[arg(long, default_value = "models/ensemble/manifest.json")]
+    pub model: PathBuf,
+    /// The cohort: `seed=S,patients=N` (a synthetic cohort, regenerated).
+    #[arg(long)]
+    pub cohort: String,
+    /// Directory for evaluation.json, report.md and the plots.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// PCNSL prevalence at which PPV and NPV are also reported.
+    #[arg(long, default_value_t = 0.10)]
+    pub prevalence: f64,
+    #[arg(long, default_value_t = 2000)]
+    pub bootstrap: usize,
+    #[arg(long, default_value_t = 2)]
+    pub threads: usize,
+}
+
+impl EvaluateArgs {
+    pub fn run(self) -> Result<(), EvaluateError> {
+        let opts = EvaluateOptions {
+            manifest: self.model,
+            cohort: self.cohort.parse()?,
+            out: self.out,
+            settings: ReportSettings { prevalence: self.prevalence, bootstrap_resamples: self.bootstrap, ..Default::default() },
+            threads: self.threads,
+        };
+        let report = run(&opts)?;
+        for g in &report.groups {
+            println!(
+                "{:>13}: {} patients, AUC {:.3} (95 % CI {:.3}-{:.3}), calibration slope {:.2}",
+                g.name, g.patients, g.auc_bootstrap.estimate, g.auc_bootstrap.lower, g.auc_bootstrap.upper, g.calibration.slope
+            );
+        }
+        println!("report written to {}", opts.out.join("report.md").display());
+        Ok(())
+    }
+}
+
+/// Options of `neurocds evaluate`.
+#[derive(Debug, Clone)]
+pub struct EvaluateOptions {
+    pub manifest: PathBuf,
+    pub cohort: CohortSource,
+    pub out: PathBuf,
+    pub settings: ReportSettings,
+    pub threads: usize,
+}
+
+/// The command: load, generate, predict, report, write.
+pub fn run(opts: &EvaluateOptions) -> Result<EvaluationReport, EvaluateError> {
+    tch::set_num_threads(opts.threads.max(1) as i32);
+    let manifest = Manifest::load(&opts.manifest)?;
+    let dir = opts.manifest.parent().unwrap_or(Path::new("."));
+    let members = load_members(&manifest, dir)?;
+    let CohortSource::Synthetic { seed, patients } = opts.cohort;
+    let spec = CohortSpec::new(seed, patients);
+    let cases = dataset::generate(&spec, &manifest.input.recipe(), "preparing");
+    // The training split is reused when this is the training cohort; any other cohort is unseen
+    // as a whole and is reported by internal/external origin.
+    let trained_on = manifest.card.pointer("/training/cohort").and_then(|c| serde_json::from_value::<TrainingCohortRef>(c.clone()).ok());
+    let plan = trained_on.filter(|t| t.seed == seed && t.patients == patients).map(|t| t.split_plan);
+    let description = match plan {
+        Some(_) => format!("synthetic seed={seed} patients={patients} (the training cohort; held-out splits only)"),
+        None => format!("synthetic seed={seed} patients={patients} (unseen)"),
+    };
+    let report = evaluate_cases(&manifest, &members, &cases, plan, &opts.settings, description)?;
+    write_report(&report, &opts.out)?;
+    Ok(report)
+}
+
+/// What `train` records about its cohort in the manifest card.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TrainingCohortRef {
+    pub seed: u64,
+    pub patients: usize,
+    pub split_plan: SplitPlan,
+}
+
+/// Loads every member (hash-checked) on the CPU in evaluation mode.
+pub fn load_members(manifest: &Manifest, dir: &Path) -> Result<Vec<CModule>, EvaluateError> {
+    manifest
+        .verified_member_paths(dir)?
+        .into_iter()
+        .map(|file| {
+            let mut m = CModule::load_on_device(&file, Device::Cpu).map_err(|source| EvaluateError::Load { file, source })?;
+            m.set_eval();
+            Ok(m)
+        })
+        .collect()
+}
+
+/// P(PCNSL) of every member on every input: `[member][case]`. Batches of 32, no gradients.
+pub fn member_probabilities(members: &[CModule], inputs: &[&[f32]], shape: [usize; 3]) -> Result<Vec<Vec<f64>>, EvaluateError> {
+    let _guard = tch::no_grad_guard();
+    let [d, h, w] = shape.map(|x| x as i64);
+    let mut out = vec![Vec::with_capacity(inputs.len()); members.len()];
+    for chunk in inputs.chunks(32) {
+        let flat: Vec<f32> = chunk.iter().flat_map(|x| x.iter().copied()).collect();
+        let batch = Tensor::from_slice(&flat).view([chunk.len() as i64, 2, d, h, w]);
+        for (mi, m) in members.iter().enumerate() {
+            let forward = |source| EvaluateError::Forward { member: mi, source };
+            let logits = m.forward_ts(&[&batch]).map_err(forward)?;
+            let p = logits.f_softmax(-1, Kind::Float).and_then(|p| p.f_select(1, 1)).map_err(forward)?;
+            let p = Vec::<f32>::try_from(&p).map_err(forward)?;
+            out[mi].extend(p.into_iter().map(f64::from));
+        }
+    }
+    Ok(out)
+}
+
+/// Runs the ensemble on every prepared case and reports the held-out groups.
+pub fn evaluate_cases(
+    manifest: &Manifest,
+    members: &[CModule],
+    cases: &[Case],
+    plan: Option<SplitPlan>,
+    settings: &ReportSettings,
+    cohort: String,
+) -> Result<EvaluationReport, EvaluateError> {
+    let split_of = |c: &Case| match plan {
+        Some(p) => p.split(c),
+        None if c.external => Split::External,
+        None => Split::Prospective,
+    };
+    let mut preprocessing_abstentions: BTreeMap<String, BTreeMap<String, usize>> = BTreeMap::new();
+    let mut ready = Vec::new();
+    for c in cases {
+        let split = split_of(c);
+        if split == Split::Development {
+            continue;
+        }
+        match &c.input {
+            Ok(input) => ready.push((c, split, input)),
+            Err(kind) => {
+                let reason = serde_json::to_value(kind).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default();
+                *preprocessing_abstentions.entry(split.as_str().into()).or_default().entry(reason).or_default() += 1;
+            }
+        }
+    }
+    if ready.is_empty() {
+        return Err(EvaluateError::Empty("every held-out case was declined by preprocessing".into()));
+    }
+    let inputs: Vec<&[f32]> = ready.iter().map(|(_, _, i)| i.data.as_slice()).collect();
+    let per_member = member_probabilities(members, &inputs, manifest.input.shape)?;
+    let predictions: Vec<Prediction> = ready
+        .iter()
+        .enumerate()
+        .map(|(n, (c, split, input))| {
+            let probs: Vec<f64> = per_member.iter().map(|m| m[n]).collect();
+            let engine_input = super::ModelInput { data: Vec::new(), lesion_volume_ml: input.lesion_volume_ml, t1c_lesion_mean: input.t1c_lesion_mean };
+            let out = summarise(probs, manifest, manifest.max_member_spread, out_of_distribution(manifest, &engine_input));
+            Prediction {
+                patient_id: c.patient_id.clone(),
+                split: *split,
+                pcnsl: c.pcnsl,
+                members: out.member_probabilities,
+                mean: out.mean_probability,
+                calibrated: out.calibrated_probability,
+                spread: out.spread,
+                abstain_reason: out.abstain_reason,
+            }
+        })
+        .collect();
+    let case_of: BTreeMap<&str, &Case> = ready.iter().map(|(c, _, _)| (c.patient_id.as_str(), *c)).collect();
+    let mut groups = Vec::new();
+    for (name, wanted) in [
+        ("external", &[Split::External][..]),
+        ("prospective", &[Split::Prospective][..]),
+        ("validation", &[Split::Validation][..]),
+        ("all_held_out", &[Split::Validation, Split::Prospective, Split::External][..]),
+    ] {
+        let subset: Vec<&Prediction> = predictions.iter().filter(|p| wanted.contains(&p.split)).collect();
+        let pcnsl = subset.iter().filter(|p| p.pcnsl).count();
+        if pcnsl == 0 || pcnsl == subset.len() {
+            continue;
+        }
+        let group_cases: Vec<&Case> = subset.iter().filter_map(|p| case_of.get(p.patient_id.as_str()).copied()).collect();
+        groups.push(group_report(name, &subset, &group_cases, manifest, settings));
+    }
+    Ok(EvaluationReport {
+        model: manifest.name.clone(),
+        version: manifest.version.clone(),
+        ensemble_sha256: manifest.ensemble_hash(),
+        cohort,
+        prevalence: settings.prevalence,
+        bootstrap_resamples: settings.bootstrap_resamples,
+        preprocessing_abstentions,
+        groups,
+        predictions,
+    })
+}
+
+fn group_report(name: &str, preds: &[&Prediction], cases: &[&Case], manifest: &Manifest, settings: &ReportSettings) -> GroupReport {
+    let labels: Vec<bool> = preds.iter().map(|p| p.pcnsl).collect();
+    let calibrated: Vec<f64> = preds.iter().map(|p| p.calibrated).collect();
+    let n_members = preds.first().map_or(0, |p| p.members.len());
+    let member_scores: Vec<Vec<f64>> = (0..n_members).map(|m| preds.iter().map(|p| p.members[m]).collect()).collect();
+    let member_aucs: Vec<Interval> = member_scores.iter().map(|s| metrics::delong_interval(s, &labels)).collect();
+    let best_member = (0..n_members).max_by(|&a, &b| member_aucs[a].estimate.total_cmp(&member_aucs[b].estimate)).unwrap_or(0);
+    let ensemble_vs_best_member = match member_scores.get(best_member) {
+        Some(best) => metrics::delong_paired(&calibrated, best, &labels),
+        None => metrics::delong_paired(&calibrated, &calibrated, &labels),
+    };
+    let t = manifest.thresholds;
+    let mut recommendations = [[0usize; 2]; 3];
+    for p in preds {
+        let row = if p.calibrated >= t.lymphoma_likely {
+            0
+        } else if p.calibrated < t.gbm_likely {
+            2
+        } else {
+            1
+        };
+        recommendations[row][if p.pcnsl { 0 } else { 1 }] += 1;
+    }
+    GroupReport {
+        name: name.to_string(),
+        patients: preds.len(),
+        pcnsl: labels.iter().filter(|l| **l).count(),
+        engine_abstentions: preds.iter().filter(|p| p.abstain_reason.is_some()).count(),
+        auc_bootstrap: metrics::bootstrap_auc(&calibrated, &labels, settings.bootstrap_resamples, settings.seed),
+        auc_delong: metrics::delong_interval(&calibrated, &labels),
+        member_aucs,
+        best_member,
+        ensemble_vs_best_member,
+        lymphoma_likely: metrics::operating_point(&calibrated, &labels, t.lymphoma_likely, settings.prevalence),
+        not_gbm_likely: metrics::operating_point(&calibrated, &labels, t.gbm_likely, settings.prevalence),
+        recommendations,
+        calibration: metrics::calibration(&calibrated, &labels, 10),
+        subgroups: subgroups(preds, cases),
+        ensemble_size: ensemble_size(&member_scores, &labels, settings.seed),
+    }
+}
+
+fn age_band(age: u32) -> &'static str {
+    match age {
+        0..50 => "<50",
+        50..65 => "50-64",
+        65..75 => "65-74",
+        _ => ">=75",
+    }
+}
+
+fn subgroups(preds: &[&Prediction], cases: &[&Case]) -> Vec<Subgroup> {
+    type Key = fn(&Case) -> String;
+    let attributes: [(&str, Key); 5] = [
+        ("age_band", |c| age_band(c.age).to_string()),
+        ("sex", |c| c.sex.clone()),
+        ("site", |c| if c.external { "external".into() } else { "internal".into() }),
+        ("vendor", |c| c.vendor.clone()),
+        ("field_strength", |c| format!("{:.1}T", c.field_strength_t)),
+    ];
+    let mut out = Vec::new();
+    for (attribute, key) in attributes {
+        let mut by_value: BTreeMap<String, (Vec<f64>, Vec<bool>)> = BTreeMap::new();
+        for (p, c) in preds.iter().zip(cases) {
+            let e = by_value.entry(key(c)).or_default();
+            e.0.push(p.calibrated);
+            e.1.push(p.pcnsl);
+        }
+        for (value, (scores, labels)) in by_value {
+            let pcnsl = labels.iter().filter(|l| **l).count();
+            let auc = (pcnsl > 0 && pcnsl < labels.len()).then(|| metrics::delong_interval(&scores, &labels));
+            out.push(Subgroup { attribute: attribute.into(), value, patients: labels.len(), pcnsl, auc });
+        }
+    }
+    out
+}
+
+/// Up to this many random member subsets per ensemble size.
+const SUBSETS_PER_SIZE: usize = 30;
+
+fn ensemble_size(member_scores: &[Vec<f64>], labels: &[bool], seed: u64) -> Vec<EnsembleSizeRow> {
+    let n = member_scores.len();
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut rows = Vec::new();
+    for k in 1..=n {
+        let mut subsets: Vec<Vec<usize>> = Vec::new();
+        for _ in 0..SUBSETS_PER_SIZE * 4 {
+            let mut idx: Vec<usize> = (0..n).collect();
+            idx.shuffle(&mut rng);
+            let mut s = idx[..k].to_vec();
+            s.sort_unstable();
+            if !subsets.contains(&s) {
+                subsets.push(s);
+            }
+            if subsets.len() == SUBSETS_PER_SIZE {
+                break;
+            }
+        }
+        let means: Vec<Vec<f64>> = subsets
+            .iter()
+            .map(|s| (0..labels.len()).map(|i| s.iter().map(|&m| member_scores[m][i]).sum::<f64>() / k as f64).collect())
+            .collect();
+        let aucs: Vec<f64> = means.iter().map(|m| metrics::auc(m, labels)).collect();
+        let (auc_mean, auc_sd) = mean_sd(&aucs);
+        let prediction_sd = (0..labels.len()).map(|i| mean_sd(&means.iter().map(|m| m[i]).collect::<Vec<_>>()).1).sum::<f64>() / labels.len().max(1) as f64;
+        rows.push(EnsembleSizeRow { k, subsets: subsets.len(), auc_mean, auc_sd, prediction_sd });
+    }
+    rows
+}
+
+fn mean_sd(x: &[f64]) -> (f64, f64) {
+    let n = x.len().max(1) as f64;
+    let mean = x.iter().sum::<f64>() / n;
+    let var = if x.len() > 1 { x.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0) } else { 0.0 };
+    (mean, var.sqrt())
+}
+
+/// Writes `evaluation.json`, `report.md` and per-group `roc-*.png`, `calibration-*.png`.
+pub fn write_report(report: &EvaluationReport, dir: &Path) -> Result<(), EvaluateError> {
+    let write = |name: &str, bytes: &[u8]| {
+        let path = dir.join(name);
+        std::fs::write(&path, bytes).map_err(|source| EvaluateError::Write { path, source })
+    };
+    std::fs::create_dir_all(dir).map_err(|source| EvaluateError::Write { path: dir.into(), source })?;
+    let json = serde_json::to_vec_pretty(report).map_err(|e| EvaluateError::Write { path: dir.join("evaluation.json"), source: e.into() })?;
+    write("evaluation.json", &json)?;
+    for g in &report.groups {
+        let preds: Vec<&Prediction> = report.predictions.iter().filter(|p| group_contains(&g.name, p.split)).collect();
+        let labels: Vec<bool> = preds.iter().map(|p| p.pcnsl).collect();
+        let mut roc = Canvas::unit_square(480);
+        roc.line((0.0, 0.0), (1.0, 1.0), plot::GREY, 2);
+        for m in 0..preds.first().map_or(0, |p| p.members.len()) {
+            let s: Vec<f64> = preds.iter().map(|p| p.members[m]).collect();
+            roc.polyline(&metrics::roc_curve(&s, &labels), plot::LIGHT, 2);
+        }
+        let s: Vec<f64> = preds.iter().map(|p| p.calibrated).collect();
+        roc.polyline(&metrics::roc_curve(&s, &labels), plot::BLUE, 3);
+        let png = roc.png().map_err(|source| EvaluateError::Plot { what: format!("roc-{}", g.name), source })?;
+        write(&format!("roc-{}.png", g.name), &png)?;
+
+        let mut cal = Canvas::unit_square(480);
+        cal.line((0.0, 0.0), (1.0, 1.0), plot::GREY, 2);
+        let points: Vec<(f64, f64)> = g.calibration.bins.iter().filter(|b| b.count > 0).map(|b| (b.mean_predicted, b.observed)).collect();
+        cal.polyline(&points, plot::ORANGE, 3);
+        for p in &points {
+            cal.marker(*p, plot::ORANGE, 9);
+        }
+        let png = cal.png().map_err(|source| EvaluateError::Plot { what: format!("calibration-{}", g.name), source })?;
+        write(&format!("calibration-{}.png", g.name), &png)?;
+    }
+    write("report.md", markdown(report).as_bytes())
+}
+
+fn group_contains(group: &str, split: Split) -> bool {
+    match group {
+        "all_held_out" => split != Split::Development,
+        other => other == split.as_str(),
+    }
+}
+
+fn ci(i: &Interval) -> String {
+    format!("{:.3} ({:.3}–{:.3})", i.estimate, i.lower, i.upper)
+}
+
+fn pct(x: f64) -> String {
+    if x.is_nan() { "n/a".into() } else { format!("{:.1} %", 100.0 * x) }
+}
+
+/// The human-readable report.
+pub fn markdown(r: &EvaluationReport) -> String {
+    let mut md = String::new();
+    let _ = writeln!(md, "# Validation report: {} {}\n", r.model, r.version);
+    let _ = writeln!(md, "- Ensemble SHA-256 (over member hashes): `{}`", r.ensemble_sha256);
+    let _ = writeln!(md, "- Cohort: {}", r.cohort);
+    let _ = writeln!(md, "- AUC intervals: stratified bootstrap ({} patient resamples, percentile) and DeLong (fast mid-rank form)", r.bootstrap_resamples);
+    let _ = writeln!(md, "- PPV/NPV are also given at an assumed PCNSL prevalence of {:.0} %", 100.0 * r.prevalence);
+    let _ = writeln!(md, "- Probabilities are the calibrated ensemble P(PCNSL); engine abstentions (out of distribution, member disagreement) are counted but kept in every metric.\n");
+    if !r.preprocessing_abstentions.is_empty() {
+        let _ = writeln!(md, "Cases preprocessing declined (not scored): {}\n", serde_json::to_string(&r.preprocessing_abstentions).unwrap_or_default());
+    }
+    let _ = writeln!(md, "## Summary\n\n| group | patients (PCNSL) | AUC, bootstrap 95 % CI | AUC, DeLong 95 % CI | best member AUC | ensemble − best member (p) | calibration slope | intercept | Brier |");
+    let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|");
+    for g in &r.groups {
+        let _ = writeln!(
+            md,
+            "| {} | {} ({}) | {} | {} | {:.3} (member {}) | {:+.3} (p = {:.3}) | {:.2} | {:+.2} | {:.3} |",
+            g.name,
+            g.patients,
+            g.pcnsl,
+            ci(&g.auc_bootstrap),
+            ci(&g.auc_delong),
+            g.member_aucs.get(g.best_member).map_or(f64::NAN, |m| m.estimate),
+            g.best_member,
+            g.ensemble_vs_best_member.difference,
+            g.ensemble_vs_best_member.p_value,
+            g.calibration.slope,
+            g.calibration.intercept,
+            g.calibration.brier
+        );
+    }
+    for g in &r.groups {
+        let _ = writeln!(md, "\n## {} ({} patients, {} PCNSL; engine would abstain on {})\n", g.name, g.patients, g.pcnsl, g.engine_abstentions);
+        let _ = writeln!(md, "![ROC]({}) ![calibration]({})\n", format_args!("roc-{}.png", g.name), format_args!("calibration-{}.png", g.name));
+        let _ = writeln!(md, "ROC: x = 1 − specificity, y = sensitivity (blue: ensemble; light: members). Calibration: x = predicted, y = observed, deciles of predicted probability; grey = ideal.\n");
+        let _ = writeln!(md, "| operating point | threshold | sensitivity | specificity | PPV | NPV | PPV @ {:.0} % | NPV @ {:.0} % |", 100.0 * r.prevalence, 100.0 * r.prevalence);
+        let _ = writeln!(md, "|---|---|---|---|---|---|---|---|");
+        for (label, op) in [("lymphoma likely (P ≥ t)", &g.lymphoma_likely), ("not GBM likely (P ≥ t)", &g.not_gbm_likely)] {
+            let _ = writeln!(
+                md,
+                "| {label} | {:.3} | {} | {} | {} | {} | {} | {} |",
+                op.threshold,
+                pct(op.sensitivity),
+                pct(op.specificity),
+                pct(op.ppv),
+                pct(op.npv),
+                pct(op.ppv_at_prevalence),
+                pct(op.npv_at_prevalence)
+            );
+        }
+        let rec = &g.recommendations;
+        let _ = writeln!(md, "\n| recommendation | PCNSL | GBM |\n|---|---|---|");
+        for (label, row) in ["lymphoma likely → biopsy", "tumour board", "GBM likely → resection planning"].iter().zip(rec) {
+            let _ = writeln!(md, "| {label} | {} | {} |", row[0], row[1]);
+        }
+        let _ = writeln!(md, "\n| member | AUC (DeLong 95 % CI) |\n|---|---|");
+        for (m, a) in g.member_aucs.iter().enumerate() {
+            let _ = writeln!(md, "| {m} | {} |", ci(a));
+        }
+        let _ = writeln!(md, "\n| subgroup | patients (PCNSL) | AUC (DeLong 95 % CI) |\n|---|---|---|");
+        for s in &g.subgroups {
+            let auc = s.auc.as_ref().map_or("n/a (one class)".to_string(), ci);
+            let _ = writeln!(md, "| {} = {} | {} ({}) | {} |", s.attribute, s.value, s.patients, s.pcnsl, auc);
+        }
+        let _ = writeln!(md, "\n| ensemble size k | subsets | AUC mean ± SD | per-patient SD of P |\n|---|---|---|---|");
+        for row in &g.ensemble_size {
+            let _ = writeln!(md, "| {} | {} | {:.3} ± {:.3} | {:.4} |", row.k, row.subsets, row.auc_mean, row.auc_sd, row.prediction_sd);
+        }
+    }
+    md
+}
