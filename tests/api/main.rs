@@ -5,6 +5,7 @@
 mod audit;
 mod compliance;
 mod discovery;
+mod e2e;
 mod feedback;
 mod health;
 mod helpers;

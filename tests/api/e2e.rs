@@ -1,0 +1,159 @@
+//! End to end through the real peers: synthetic DICOM studies in Orthanc, their records in the
+//! FHIR server, signed EHR tokens, PostgreSQL and the shipped ensemble.
+
+use std::{path::PathBuf, process::Command, sync::OnceLock};
+
+use serde_json::{Value, json};
+
+use crate::{
+    helpers::{TestApp, brain_mri_hook, peer, python, spawn_app_with},
+    hooks::decisions,
+};
+
+const SELECT: &str = "neurocds-brain-mri-order-select";
+const SIGN: &str = "neurocds-brain-mri-order-sign";
+
+struct Cohort {
+    dir: PathBuf,
+    rows: Vec<Value>,
+}
+
+/// A small synthetic cohort written once per test run with `neurocds synth`.
+fn cohort() -> &'static Cohort {
+    static C: OnceLock<Cohort> = OnceLock::new();
+    C.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("neurocds-e2e-cohort-{}", std::process::id()));
+        let ok = Command::new(env!("CARGO_BIN_EXE_neurocds"))
+            .args(["synth", "--out"])
+            .arg(&dir)
+            .args(["--patients", "16", "--seed", "4242", "--quiet"])
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        assert!(ok, "neurocds synth failed");
+        let manifest: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("manifest.json")).unwrap()).unwrap();
+        let rows = manifest.get("patients").cloned().unwrap_or(manifest).as_array().cloned().unwrap();
+        Cohort { dir, rows }
+    })
+}
+
+fn pick(label: &str, phenotype: &str, nth: usize) -> Value {
+    cohort()
+        .rows
+        .iter()
+        .filter(|r| r["label"] == label && r["phenotype"] == phenotype && r["mimic"] == false)
+        .nth(nth)
+        .cloned()
+        .unwrap_or_else(|| panic!("no {label} {phenotype} case #{nth} in the test cohort"))
+}
+
+/// Uploads a patient's study to Orthanc and its records to FHIR; returns the FHIR patient id.
+fn load(row: &Value) -> String {
+    let out = Command::new(python().join("tools-venv/bin/python"))
+        .args(["scripts/demo_ehr.py", "load", "--cohort"])
+        .arg(&cohort().dir)
+        .args(["--orthanc", &peer("NEUROCDS_TEST_ORTHANC"), "--dicomweb", &peer("NEUROCDS_TEST_DICOMWEB"), "--fhir", &peer("NEUROCDS_TEST_FHIR")])
+        .args(["--patient", row["patient_id"].as_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "load: {}", String::from_utf8_lossy(&out.stderr));
+    let line: Value = serde_json::from_slice(out.stdout.split(|b| *b == b'\n').next().unwrap()).unwrap();
+    line["patient_id"].as_str().unwrap().to_owned()
+}
+
+async fn app() -> TestApp {
+    spawn_app_with(json!({
+        "model": { "manifest": "models/ensemble/manifest.json" },
+        // Tests share two cores: give order-sign room; the budget itself is tested below.
+        "hooks": { "order_sign_budget_ms": 120000 }
+    }))
+    .await
+}
+
+fn sign_for(patient: &str) -> Value {
+    brain_mri_hook("order-sign", patient, None, Some((&peer("NEUROCDS_TEST_FHIR"), None)))
+}
+
+fn validate(resources: &[Value]) {
+    let file = std::env::temp_dir().join(format!("neurocds-fhir-{}.json", uuid::Uuid::new_v4()));
+    std::fs::write(&file, serde_json::to_string(resources).unwrap()).unwrap();
+    for (venv, mode) in [("tools-venv", "schema"), ("fhir-r4-venv", "model")] {
+        let out = Command::new(python().join(venv).join("bin/python")).args(["scripts/validate_fhir.py", mode]).arg(&file).output().unwrap();
+        assert!(out.status.success(), "{mode} validation failed:\n{}", String::from_utf8_lossy(&out.stdout));
+    }
+}
+
+#[tokio::test]
+async fn a_glioblastoma_like_study_is_advised_resection_planning_and_a_lymphoma_like_study_biopsy() {
+    let app = app().await;
+    for (label, phenotype, expected) in [("gbm", "ring-necrotic", "resection-planning"), ("pcnsl", "solid", "biopsy")] {
+        let patient = load(&pick(label, phenotype, 0));
+        let select = brain_mri_hook("order-select", &patient, None, Some((&peer("NEUROCDS_TEST_FHIR"), None)));
+        let (status, _) = app.hook(SELECT, &select).await;
+        assert_eq!(status, 200);
+        let (status, resp) = app.hook(SIGN, &sign_for(&patient)).await;
+        assert_eq!(status, 200, "{resp}");
+        let card = &resp["cards"][0];
+        crate::helpers::assert_no_null_or_empty(&resp, "response");
+        let rows = decisions(&app).await;
+        let row = rows.iter().rev().find(|d| d.record.patient_ref == format!("Patient/{patient}")).unwrap();
+        assert_eq!(row.record.outcome, "recommended", "{label}: {:?} {card}", row.record.reason);
+        assert_eq!(row.record.recommendation.as_deref(), Some(expected), "{label}: P(lymphoma) = {:?}", row.record.calibrated_probability);
+        // The card: summary under 140, a suggestion for the next step, override reasons with display, an absolute link.
+        assert!(card["summary"].as_str().unwrap().chars().count() < 140);
+        assert_eq!(card["selectionBehavior"], "at-most-one");
+        assert!(card["overrideReasons"].as_array().unwrap().iter().all(|r| r["display"].is_string()));
+        assert_eq!(card["links"][0]["type"], "absolute");
+        assert!(card["detail"].as_str().unwrap().contains("does not place or change orders"));
+        // The DiagnosticReport it offers is valid R4, two independent ways.
+        let report = card["suggestions"].as_array().unwrap().iter().flat_map(|s| s["actions"].as_array().unwrap()).find(|a| a["resource"]["resourceType"] == "DiagnosticReport").expect("the card offers the report")["resource"].clone();
+        let stored: Value = row.record.report.clone().unwrap();
+        validate(&[report, stored["provenance"].clone(), stored["device"].clone()]);
+    }
+    assert_eq!(app.app.db.verify_chains().await.unwrap().1, None);
+}
+
+#[tokio::test]
+async fn concurrent_hooks_for_the_same_study_run_the_analysis_once() {
+    let app = app().await;
+    let patient = load(&pick("gbm", "ring-necrotic", 1));
+    let bodies: Vec<Value> = (0..4).map(|_| sign_for(&patient)).collect();
+    let calls = bodies.iter().map(|b| app.hook(SIGN, b));
+    let answers = futures_util::future::join_all(calls).await;
+    assert!(answers.iter().all(|(s, _)| *s == 200));
+    let rows = decisions(&app).await;
+    assert_eq!(rows.len(), 4);
+    let timings: Vec<&Value> = rows.iter().map(|d| &d.record.stage_timings_ms["retrieval"]).collect();
+    assert!(timings.iter().all(|t| *t == timings[0] && !t.is_null()), "one analysis, shared: {timings:?}");
+}
+
+#[tokio::test]
+async fn past_the_order_sign_budget_the_clinician_gets_an_answer_without_a_recommendation() {
+    let app = spawn_app_with(json!({ "model": { "manifest": "models/ensemble/manifest.json" }, "hooks": { "order_sign_budget_ms": 1 } })).await;
+    let patient = load(&pick("pcnsl", "solid", 1));
+    let (status, resp) = app.hook(SIGN, &sign_for(&patient)).await;
+    assert_eq!(status, 200);
+    assert!(resp["cards"][0]["summary"].as_str().unwrap().contains("unavailable"), "{resp}");
+    let row = &decisions(&app).await[0];
+    assert_eq!(row.record.outcome, "unavailable");
+    assert!(row.record.reason.as_deref().unwrap().contains("budget"));
+}
+
+#[tokio::test]
+async fn a_study_without_a_t2_series_abstains_with_the_reason() {
+    let app = app().await;
+    let row = pick("gbm", "solid", 0);
+    let patient = load(&row);
+    // Remove the T2 series from the PACS (Orthanc's REST API), as if it was never sent.
+    let orthanc = peer("NEUROCDS_TEST_ORTHANC");
+    let http = reqwest::Client::new();
+    let found: Value = http.post(format!("{orthanc}/tools/lookup")).body(row["t2_series_uid"].as_str().unwrap().to_owned()).send().await.unwrap().json().await.unwrap();
+    let id = found[0]["ID"].as_str().unwrap();
+    assert!(http.delete(format!("{orthanc}/series/{id}")).send().await.unwrap().status().is_success());
+    let (status, resp) = app.hook(SIGN, &sign_for(&patient)).await;
+    assert_eq!(status, 200);
+    assert!(resp["cards"][0]["summary"].as_str().unwrap().contains("declined"), "{resp}");
+    let d = &decisions(&app).await[0];
+    assert_eq!(d.record.outcome, "abstained");
+    assert!(d.record.reason.as_deref().unwrap().contains("T2"), "{:?}", d.record.reason);
+}
