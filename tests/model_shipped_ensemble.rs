@@ -33,3 +33,37 @@ fn member_0_loads_with_plain_cmodule_load_and_gives_finite_probabilities_for_a_b
     assert_eq!(p.len(), 3);
     assert!(p.iter().all(|v| v.is_finite() && (0.0..=1.0).contains(v)), "{p:?}");
 }
+
+/// The service's path on one synthetic study: generate, `prepare`, the engine's forward pass.
+/// Prints the timings (`cargo test --release --test model_shipped_ensemble -- --nocapture`).
+#[test]
+fn a_synthetic_study_is_prepared_within_a_second_and_scored_by_the_engine_within_two() {
+    use neurocds::{cohort, imaging::preprocess::prepare, inference::{Engine, ModelInput}};
+    use std::time::Instant;
+
+    let manifest_path = ensemble_dir().join("manifest.json");
+    let manifest = Manifest::load(&manifest_path).unwrap();
+    let case = cohort::generate_case(&cohort::CohortSpec::new(4242, 10), 3);
+    let t = Instant::now();
+    let prepared = prepare(&case.t1c, &case.t2, &manifest.input.recipe()).unwrap();
+    let prepare_s = t.elapsed().as_secs_f64();
+    let engine = Engine::start(&manifest_path, Device::Cpu, 4, 2, None).unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let input = ModelInput { data: prepared.data, lesion_volume_ml: prepared.lesion_volume_ml, t1c_lesion_mean: prepared.t1c_lesion_mean };
+    // The first real pass also pays TorchScript's profiling run; the second is the steady state.
+    let t = Instant::now();
+    let first = runtime.block_on(engine.predict(input.clone())).unwrap();
+    let first_s = t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    let out = runtime.block_on(engine.predict(input)).unwrap();
+    let predict_s = t.elapsed().as_secs_f64();
+    println!(
+        "dims {:?}: prepare {prepare_s:.3} s, ensemble forward {first_s:.3} s (first) / {predict_s:.3} s (then), P(PCNSL) {:.3} (truth {:?})",
+        case.t1c.data.dim(),
+        out.calibrated_probability,
+        case.label
+    );
+    assert_eq!(first, out, "the same input must give the same answer");
+    assert!(out.calibrated_probability.is_finite() && out.member_probabilities.len() == manifest.members.len());
+    assert!(prepare_s < 1.0 && predict_s < 2.0, "prepare {prepare_s} s, predict {predict_s} s");
+}

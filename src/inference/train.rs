@@ -259,7 +259,7 @@ fn draft_manifest(opts: &TrainOptions, members: Vec<Member>) -> Manifest {
             channels: vec!["t1c".into(), "t2".into()],
             shape: opts.recipe.shape,
             spacing_mm: opts.recipe.spacing_mm,
-            normalisation: "per channel (x - median) / (IQR / 1.349) inside the head mask, clipped to [-5, 15]".into(),
+            normalisation: "per channel (x - median) / (IQR / 1.349) inside the brain (head mask eroded by 14 mm), clipped to [-5, 15]".into(),
         },
         preprocessing_version: RECIPE_VERSION.into(),
         members,
