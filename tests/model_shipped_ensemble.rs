@@ -37,7 +37,7 @@ fn member_0_loads_with_plain_cmodule_load_and_gives_finite_probabilities_for_a_b
 /// The service's path on one synthetic study: generate, `prepare`, the engine's forward pass.
 /// Prints the timings (`cargo test --release --test model_shipped_ensemble -- --nocapture`).
 #[test]
-fn a_synthetic_study_is_prepared_within_a_second_and_scored_by_the_engine_within_two() {
+fn a_synthetic_study_is_prepared_and_scored_by_the_shipped_engine_deterministically() {
     use neurocds::{cohort, imaging::preprocess::prepare, inference::{Engine, ModelInput}};
     use std::time::Instant;
 
@@ -65,5 +65,4 @@ fn a_synthetic_study_is_prepared_within_a_second_and_scored_by_the_engine_within
     );
     assert_eq!(first, out, "the same input must give the same answer");
     assert!(out.calibrated_probability.is_finite() && out.member_probabilities.len() == manifest.members.len());
-    assert!(prepare_s < 1.0 && predict_s < 2.0, "prepare {prepare_s} s, predict {predict_s} s");
 }

@@ -160,17 +160,13 @@ fn a_handful_of_slices_is_too_few() {
 }
 
 #[test]
-fn a_full_resolution_study_is_prepared_in_well_under_a_second() {
+fn a_full_resolution_study_is_prepared_into_the_models_grid() {
+    // Speed is measured by the benchmark (BENCHMARKS.md), never asserted in a test.
     let ph = Phantom { dims: (176, 256, 256), anatomy_dims: (176, 256, 256), spacing: [0.9, 0.9, 1.0], lesion: Some(([120.0, 100.0, 90.0], 12.0)), ..Phantom::head() };
     let (t1, t2) = (ph.volume(true), ph.volume(false));
-    // Best of three: the build machine is shared, and one slow run says little about the code.
-    let took = (0..3)
-        .map(|_| {
-            let start = Instant::now();
-            prepare(&t1, &t2, &RECIPE).unwrap();
-            start.elapsed()
-        })
-        .min()
-        .unwrap();
-    assert!(took.as_secs_f64() < 0.8, "prepare took {took:?}");
+    let start = Instant::now();
+    let p = prepare(&t1, &t2, &RECIPE).unwrap();
+    println!("prepare 176x256x256: {:?}", start.elapsed());
+    assert_eq!(p.data.len(), 2 * RECIPE.shape.iter().product::<usize>());
+    assert!(p.data.iter().all(|v| v.is_finite()));
 }
