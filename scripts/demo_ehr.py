@@ -12,7 +12,7 @@ Run with the tools venv (~/.cache/neurocds/tools-venv/bin/python):
         --fhir URL [--token T] [--prefetch]
         Sends one signed hook call for a brain MRI order (CPT 70553) and prints the JSON answer.
 """
-import argparse, glob, json, os, subprocess, sys, uuid
+import argparse, datetime, glob, json, os, subprocess, sys, uuid
 
 import requests
 
@@ -79,7 +79,9 @@ def load(a):
             "subject": {"reference": f"Patient/{fid}"},
             "identifier": [{"system": "urn:dicom:uid", "value": f"urn:oid:{row['study_uid']}"}],
             "modality": [{"system": DCM, "code": "MR"}],
-            "started": f"{row['acquired_on']}T09:00:00Z",
+            # The cohort spreads acquisition dates over years (for the temporal split); in the
+            # EHR's timeline the demo's prior MR is recent, inside the service's look-back.
+            "started": (datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(days=a.prior_days)).strftime("%Y-%m-%dT09:00:00Z"),
             "description": "MRI BRAIN WITHOUT AND WITH CONTRAST",
             "endpoint": [{"reference": "Endpoint/pacs"}],
             "numberOfSeries": len(series),
@@ -122,6 +124,7 @@ def main():
         l.add_argument(k, required=True)
     l.add_argument("--patient", action="append")
     l.add_argument("--token")
+    l.add_argument("--prior-days", type=int, default=14, help="how long before today the prior MR was done")
     h = sub.add_parser("hook")
     for k in ("--service", "--keys", "--iss", "--hook", "--patient", "--fhir"):
         h.add_argument(k, required=True)

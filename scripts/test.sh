@@ -13,4 +13,4 @@ export NEUROCDS_PG_DATA="${NEUROCDS_PG_DATA:-$( [ "$(id -u)" = 0 ] && echo /var/
 trap 'scripts/peers.sh stop' EXIT
 eval "$(scripts/peers.sh start)"
 # Two test threads: the machine has two cores, and each test runs a whole service.
-cargo test --release --locked -- --test-threads="${NEUROCDS_TEST_THREADS:-2}"
+cargo test --release --locked --no-fail-fast -- --test-threads="${NEUROCDS_TEST_THREADS:-2}"

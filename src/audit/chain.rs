@@ -3,7 +3,10 @@
 //! `content_hash = SHA-256(prev_hash ‖ "\n" ‖ canonical JSON of the row's content)`, where the
 //! content is every column but `seq`, `content_hash` and `prev_hash`, and canonical JSON sorts
 //! object keys at every depth (PostgreSQL's JSONB does not keep key order, so the hash must not
-//! depend on it). The first row's `prev_hash` is [`GENESIS`]. Changing any stored value, or
+//! depend on it). Numbers are written as serde_json writes them, which is exact only because
+//! serde_json's `float_roundtrip` feature is on: a value read back from JSONB then parses to the
+//! very same `f64` (without it, an occasional value comes back one ULP off and the chain
+//! "breaks"). The first row's `prev_hash` is [`GENESIS`]. Changing any stored value, or
 //! removing or reordering rows, breaks the chain at that row.
 
 use serde::Serialize;
