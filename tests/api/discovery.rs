@@ -56,3 +56,26 @@ async fn browser_clients_get_cors_preflight_answers() {
     let allowed = r.headers()["access-control-allow-headers"].to_str().unwrap().to_lowercase();
     assert!(allowed.contains("authorization"));
 }
+
+/// A real EHR-side client (npm @medplum/core MedplumClient) discovers the services and calls
+/// order-sign with a signed token.
+#[tokio::test]
+async fn medplum_client_discovers_and_calls_the_order_sign_service() {
+    let app = spawn_app().await;
+    let aud = format!("{}/cds-services", app.base);
+    let (t1, t2) = (ehr().token(&aud, &[]), ehr().token(&aud, &[]));
+    let mut body = crate::helpers::brain_mri_hook("order-sign", "p1", Some(serde_json::json!({ "patient": null, "priorImaging": null })), None);
+    body["context"]["draftOrders"]["entry"][0]["resource"]["code"]["coding"][0]["code"] = serde_json::json!("73721");
+    let node_modules = crate::helpers::python().join("node/node_modules");
+    let out = tokio::process::Command::new("node")
+        .args(["--experimental-websocket", "tests/support/medplum_cds_client.mjs", &app.base, &t1, &t2, &body.to_string()])
+        .env("NODE_PATH", &node_modules)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .await
+        .expect("node");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let result: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(result["services"], serde_json::json!(["neurocds-brain-mri-order-select", "neurocds-brain-mri-order-sign"]));
+    assert_eq!(result["answer"], serde_json::json!({ "cards": [] }));
+}
