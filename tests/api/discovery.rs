@@ -67,13 +67,17 @@ async fn medplum_client_discovers_and_calls_the_order_sign_service() {
     let mut body = crate::helpers::brain_mri_hook("order-sign", "p1", Some(serde_json::json!({ "patient": null, "priorImaging": null })), None);
     body["context"]["draftOrders"]["entry"][0]["resource"]["code"]["coding"][0]["code"] = serde_json::json!("73721");
     let node_modules = crate::helpers::python().join("node/node_modules");
-    let out = tokio::process::Command::new("node")
-        .args(["--experimental-websocket", "tests/support/medplum_cds_client.mjs", &app.base, &t1, &t2, &body.to_string()])
-        .env("NODE_PATH", &node_modules)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .await
-        .expect("node");
+    let base = app.base.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("node")
+            .args(["--experimental-websocket", "tests/support/medplum_cds_client.mjs", &base, &t1, &t2, &body.to_string()])
+            .env("NODE_PATH", &node_modules)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .output()
+    })
+    .await
+    .unwrap()
+    .expect("node");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let result: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(result["services"], serde_json::json!(["neurocds-brain-mri-order-select", "neurocds-brain-mri-order-sign"]));
