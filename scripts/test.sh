@@ -13,4 +13,14 @@ export NEUROCDS_PG_DATA="${NEUROCDS_PG_DATA:-$( [ "$(id -u)" = 0 ] && echo /var/
 trap 'scripts/peers.sh stop' EXIT
 eval "$(scripts/peers.sh start)"
 # Two test threads: the machine has two cores, and each test runs a whole service.
-cargo test --release --locked --no-fail-fast -- --test-threads="${NEUROCDS_TEST_THREADS:-2}"
+# `--tests`: unit and integration tests (the doc comments hold wire formats, not doctests).
+LOG="$(mktemp)"
+set +e
+cargo test --release --locked --no-fail-fast --tests -- --test-threads="${NEUROCDS_TEST_THREADS:-2}" 2>&1 | tee "$LOG"
+status=${PIPESTATUS[0]}
+set -e
+passed=$(grep -E '^test result:' "$LOG" | sed -E 's/.* ([0-9]+) passed.*/\1/' | awk '{s+=$1} END {print s+0}')
+failed=$(grep -E '^test result:' "$LOG" | sed -E 's/.* ([0-9]+) failed.*/\1/' | awk '{s+=$1} END {print s+0}')
+rm -f "$LOG"
+echo "all test binaries: ${passed:-0} passed, ${failed:-0} failed"
+exit "$status"
