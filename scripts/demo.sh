@@ -80,17 +80,7 @@ for P in "$GBM" "$PCNSL"; do
   "$PY" scripts/demo_ehr.py hook --service "$BASE" --keys "$DEMO/ehr" --iss "$ISS" --hook order-select --patient "$FID" --fhir "$NEUROCDS_TEST_FHIR" > /dev/null
   sleep 1
   echo "[demo] patient $FID: order-sign…"
-  "$PY" scripts/demo_ehr.py hook --service "$BASE" --keys "$DEMO/ehr" --iss "$ISS" --hook order-sign --patient "$FID" --fhir "$NEUROCDS_TEST_FHIR" \
-    | "$PY" -c '
-import json, sys
-r = json.load(sys.stdin); cards = (r.get("body") or {}).get("cards", [])
-print(f"  HTTP {r[\"status\"]}, {len(cards)} card(s)")
-for c in cards:
-    print("  ┌ " + c["summary"]); print("  │ indicator: " + c["indicator"])
-    for line in c.get("detail", "").splitlines(): print("  │ " + line)
-    for s in c.get("suggestions", []): print("  │ suggestion: " + s["label"])
-    for l in c.get("links", []): print("  └ case report: " + l["url"])
-'
+  "$PY" scripts/demo_ehr.py hook --service "$BASE" --keys "$DEMO/ehr" --iss "$ISS" --hook order-sign --patient "$FID" --fhir "$NEUROCDS_TEST_FHIR" --pretty
 done
 echo
 echo "neurocds is running at $BASE (readiness: $BASE/readyz); logs: $DEMO/neurocds.log"

@@ -113,7 +113,21 @@ def hook(a):
         body["fhirAuthorization"] = {"access_token": a.token, "token_type": "Bearer", "expires_in": 300,
                                      "scope": "patient/Patient.read patient/ImagingStudy.read patient/Endpoint.read", "subject": "neurocds"}
     r = requests.post(url, json=body, headers={"Authorization": f"Bearer {sign(a.keys, a.iss, url)}"}, timeout=30)
-    print(json.dumps({"status": r.status_code, "body": r.json() if r.content else None}))
+    answer = r.json() if r.content else None
+    if not a.pretty:
+        print(json.dumps({"status": r.status_code, "body": answer}))
+        return
+    cards = (answer or {}).get("cards", [])
+    print(f"  HTTP {r.status_code}, {len(cards)} card(s)")
+    for c in cards:
+        print("  ┌ " + c["summary"])
+        print("  │ indicator: " + c["indicator"])
+        for line in c.get("detail", "").splitlines():
+            print("  │ " + line)
+        for s in c.get("suggestions", []):
+            print("  │ suggestion: " + s["label"])
+        for link in c.get("links", []):
+            print("  └ case report: " + link["url"])
 
 
 def main():
@@ -130,6 +144,7 @@ def main():
         h.add_argument(k, required=True)
     h.add_argument("--token")
     h.add_argument("--hook-instance")
+    h.add_argument("--pretty", action="store_true", help="print the cards for a person")
     a = ap.parse_args()
     {"load": load, "hook": hook}[a.cmd](a)
 
