@@ -30,7 +30,7 @@ fi
 eval "$(scripts/peers.sh start)"
 echo "[demo] building neurocds (release)…"
 cargo build --release --locked --quiet
-BIN="$CARGO_TARGET_DIR/release/neurocds"
+BIN="${NEUROCDS_BIN:-$CARGO_TARGET_DIR/release/neurocds}"
 
 # 1. Synthetic studies (deterministic per seed).
 if [ ! -f "$DEMO/cohort/manifest.json" ]; then

@@ -155,6 +155,8 @@ pub struct HookSettings {
     pub order_sign_budget_ms: u64,
     pub extra_brain_mri_codes: Vec<String>,
     pub max_pending_analyses: usize,
+    /// Finished analyses kept in memory per process (0: always ask the database).
+    pub cached_analyses: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -45,7 +45,20 @@ struct Row {
 
 impl Database {
     pub async fn claim_analysis(&self, key: &AnalysisKey) -> Result<Claim, AuditError> {
-        let mut conn = self.conn().await?;
+        // Give the connection back before reading the state: holding one while waiting for a
+        // second deadlocks the pool under load (every holder waits for a free connection).
+        let taken = {
+            let mut conn = self.conn().await?;
+            self.try_claim(&mut conn, key).await?
+        };
+        if taken {
+            return Ok(Claim::Mine);
+        }
+        self.analysis_state(key).await.map(|c| c.unwrap_or(Claim::Running))
+    }
+
+    /// Inserts a `running` row, or takes over a failed or stale one; true when this caller won.
+    async fn try_claim(&self, conn: &mut diesel_async::AsyncPgConnection, key: &AnalysisKey) -> Result<bool, AuditError> {
         let taken: Vec<Row> = diesel::sql_query(
             "INSERT INTO analyses (patient_ref, study_uid, model_version, state, started_at) \
              VALUES ($1, $2, $3, 'running', now()) \
@@ -59,13 +72,10 @@ impl Database {
         .bind::<Text, _>(&key.study_uid)
         .bind::<Text, _>(&key.model_version)
         .bind::<diesel::sql_types::Double, _>(STALE_AFTER_S as f64)
-        .load(&mut conn)
+        .load(conn)
         .await
         .map_err(AuditError::query("claiming an analysis"))?;
-        if !taken.is_empty() {
-            return Ok(Claim::Mine);
-        }
-        self.analysis_state(key).await.map(|c| c.unwrap_or(Claim::Running))
+        Ok(!taken.is_empty())
     }
 
     /// `None` when no such analysis exists.

@@ -18,6 +18,7 @@ use diesel_async::{
 };
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 
+use super::writer::DecisionWriter;
 use crate::config::DatabaseSettings;
 
 /// The SQL in `migrations/`, compiled into the binary.
@@ -38,6 +39,8 @@ pub enum AuditError {
     },
     #[error("audit database: migrations failed: {0}")]
     Migration(String),
+    #[error("audit database: appending a decision failed: {0}")]
+    Append(String),
 }
 
 impl AuditError {
@@ -51,6 +54,7 @@ impl AuditError {
 pub struct Database {
     pool: Pool<AsyncPgConnection>,
     acquire_timeout: Duration,
+    decisions: DecisionWriter,
 }
 
 impl Database {
@@ -75,17 +79,18 @@ impl Database {
             .max_size(settings.pool_size)
             .build()
             .map_err(|e| AuditError::Pool(e.to_string()))?;
-        Ok(Database { pool, acquire_timeout })
+        let decisions = DecisionWriter::start(pool.clone(), acquire_timeout);
+        Ok(Database { pool, acquire_timeout, decisions })
+    }
+
+    /// Where decisions are appended (group commit; see [`super::writer`]).
+    pub(crate) fn decision_writer(&self) -> &DecisionWriter {
+        &self.decisions
     }
 
     /// A pooled connection, or [`AuditError::Unavailable`] after the configured wait.
     pub async fn conn(&self) -> Result<Object<AsyncPgConnection>, AuditError> {
-        match tokio::time::timeout(self.acquire_timeout, self.pool.get()).await {
-            Ok(Ok(c)) => Ok(c),
-            Ok(Err(PoolError::Backend(e))) => Err(AuditError::Unavailable(e.to_string())),
-            Ok(Err(e)) => Err(AuditError::Unavailable(e.to_string())),
-            Err(_) => Err(AuditError::Unavailable("timed out waiting for a connection".into())),
-        }
+        acquire(&self.pool, self.acquire_timeout).await
     }
 
     /// True when the database answers a trivial query.
@@ -112,6 +117,16 @@ impl Database {
             .into_iter()
             .filter(|v| !applied.contains(v))
             .collect())
+    }
+}
+
+/// A connection from `pool`, or [`AuditError::Unavailable`] after `timeout`.
+pub(crate) async fn acquire(pool: &Pool<AsyncPgConnection>, timeout: Duration) -> Result<Object<AsyncPgConnection>, AuditError> {
+    match tokio::time::timeout(timeout, pool.get()).await {
+        Ok(Ok(c)) => Ok(c),
+        Ok(Err(PoolError::Backend(e))) => Err(AuditError::Unavailable(e.to_string())),
+        Ok(Err(e)) => Err(AuditError::Unavailable(e.to_string())),
+        Err(_) => Err(AuditError::Unavailable("timed out waiting for a connection".into())),
     }
 }
 

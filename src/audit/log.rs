@@ -103,31 +103,41 @@ async fn lock(conn: &mut AsyncPgConnection, key: i64) -> Result<(), diesel::resu
     diesel::sql_query("SELECT pg_advisory_xact_lock($1)").bind::<diesel::sql_types::BigInt, _>(key).execute(conn).await.map(|_| ())
 }
 
+/// Appends `records`, in order, to the decision chain in one transaction under the chain's lock;
+/// returns their `seq`s. Rows go in one statement at a time so that `seq` order is chain order.
+pub(crate) async fn append_decisions(conn: &mut AsyncPgConnection, records: &[DecisionRecord]) -> Result<Vec<i64>, diesel::result::Error> {
+    conn.transaction::<Vec<i64>, diesel::result::Error, _>(async move |c| {
+        lock(c, DECISIONS_LOCK).await?;
+        let mut prev: String = decisions::table
+            .select(decisions::content_hash)
+            .order(decisions::seq.desc())
+            .first(c)
+            .await
+            .optional()?
+            .unwrap_or_else(|| GENESIS.to_owned());
+        let mut seqs = Vec::with_capacity(records.len());
+        for record in records {
+            let hash = chain::content_hash(&prev, record);
+            let seq = diesel::insert_into(decisions::table)
+                .values((record, decisions::content_hash.eq(&hash), decisions::prev_hash.eq(&prev)))
+                .returning(decisions::seq)
+                .get_result(c)
+                .await?;
+            seqs.push(seq);
+            prev = hash;
+        }
+        Ok(seqs)
+    })
+    .await
+}
+
 impl Database {
-    /// Appends a decision to the chain; returns its `seq`.
+    /// Appends a decision to the chain and returns its `seq` once it is committed.
+    ///
+    /// Appends from concurrent hooks are committed together by the decision writer
+    /// ([`super::writer`]): one transaction and one hold of the chain's lock per batch.
     pub async fn append_decision(&self, record: &DecisionRecord) -> Result<i64, AuditError> {
-        let mut conn = self.conn().await?;
-        let record = record.clone();
-        conn.transaction::<i64, diesel::result::Error, _>(async move |c| {
-            {
-                lock(c, DECISIONS_LOCK).await?;
-                let prev: String = decisions::table
-                    .select(decisions::content_hash)
-                    .order(decisions::seq.desc())
-                    .first(c)
-                    .await
-                    .optional()?
-                    .unwrap_or_else(|| GENESIS.to_owned());
-                let hash = chain::content_hash(&prev, &record);
-                diesel::insert_into(decisions::table)
-                    .values((&record, decisions::content_hash.eq(hash), decisions::prev_hash.eq(prev)))
-                    .returning(decisions::seq)
-                    .get_result(c)
-                    .await
-            }
-        })
-        .await
-        .map_err(AuditError::query("appending a decision"))
+        self.decision_writer().append(record.clone()).await
     }
 
     /// Appends feedback to its chain; returns its `seq`.

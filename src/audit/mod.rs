@@ -13,6 +13,7 @@ pub mod db;
 pub mod log;
 pub mod query;
 pub mod schema;
+pub mod writer;
 
 pub use db::{AuditError, Database};
 pub use log::{DecisionRecord, FeedbackRecord, StoredDecision, StoredFeedback};

@@ -3,6 +3,7 @@
 //! clinician-safe answer.
 
 pub mod analysis;
+pub mod cache;
 pub mod decision;
 pub mod run;
 

@@ -18,6 +18,7 @@ use tokio::sync::{Semaphore, watch};
 
 use super::{
     analysis::{Analysis, ModelInfo, UsedSeries},
+    cache::FinishedAnalyses,
     decision::{Outcome, effective_thresholds, recommend},
 };
 use crate::{
@@ -51,9 +52,9 @@ pub enum PipelineError {
 
 /// Where a hook stands with an analysis.
 pub enum Ticket {
-    Ready(Box<Analysis>),
+    Ready(Arc<Analysis>),
     /// Running in this process.
-    Local(watch::Receiver<Option<Analysis>>),
+    Local(watch::Receiver<Option<Arc<Analysis>>>),
     /// Running elsewhere (another replica): poll the database.
     Remote(AnalysisKey),
 }
@@ -65,7 +66,8 @@ pub struct Pipeline {
     dicomweb: DicomWebClient,
     rules: Arc<SeriesRules>,
     settings: Arc<Settings>,
-    inflight: Arc<Mutex<HashMap<AnalysisKey, watch::Receiver<Option<Analysis>>>>>,
+    inflight: Arc<Mutex<HashMap<AnalysisKey, watch::Receiver<Option<Arc<Analysis>>>>>>,
+    finished: Arc<FinishedAnalyses>,
     permits: Arc<Semaphore>,
     runtime: tokio::runtime::Handle,
 }
@@ -73,7 +75,8 @@ pub struct Pipeline {
 impl Pipeline {
     pub fn new(db: Database, engine: Engine, dicomweb: DicomWebClient, rules: SeriesRules, settings: Arc<Settings>, runtime: tokio::runtime::Handle) -> Pipeline {
         let permits = Arc::new(Semaphore::new(settings.hooks.max_pending_analyses));
-        Pipeline { db, engine, dicomweb, rules: Arc::new(rules), settings, inflight: Arc::default(), permits, runtime }
+        let finished = Arc::new(FinishedAnalyses::new(settings.hooks.cached_analyses));
+        Pipeline { db, engine, dicomweb, rules: Arc::new(rules), settings, inflight: Arc::default(), finished, permits, runtime }
     }
 
     pub fn engine(&self) -> &Engine {
@@ -88,12 +91,15 @@ impl Pipeline {
     /// Returns the finished analysis, or starts it (once, across hooks and replicas).
     pub async fn request(&self, patient_ref: &str, study: &PriorStudy) -> Result<Ticket, PipelineError> {
         let key = self.key_for(patient_ref, study);
+        if let Some(a) = self.finished.get(&key) {
+            return Ok(Ticket::Ready(a));
+        }
         if let Some(rx) = self.inflight.lock().ok().and_then(|m| m.get(&key).cloned()) {
             return Ok(Ticket::Local(rx));
         }
         match self.db.claim_analysis(&key).await? {
             Claim::Done(v) => match serde_json::from_value::<Analysis>(v) {
-                Ok(a) => Ok(Ticket::Ready(Box::new(a))),
+                Ok(a) => Ok(Ticket::Ready(self.finished.insert(key, &a))),
                 // A result this build cannot read (older format): run it again.
                 Err(_) => self.start(key, study.clone()),
             },
@@ -133,6 +139,7 @@ impl Pipeline {
             if let Err(e) = this.db.finish_analysis(&key, done, &value).await {
                 tracing::error!(error = %e, "could not record the analysis result");
             }
+            let analysis = if done { this.finished.insert(key.clone(), &analysis) } else { Arc::new(analysis) };
             let _ = tx.send(Some(analysis));
             if let Ok(mut m) = this.inflight.lock() {
                 m.remove(&key);
@@ -142,9 +149,9 @@ impl Pipeline {
     }
 
     /// Waits for a ticket at most `budget`; `None` when the budget ran out first.
-    pub async fn wait(&self, ticket: Ticket, budget: Duration) -> Option<Analysis> {
+    pub async fn wait(&self, ticket: Ticket, budget: Duration) -> Option<Arc<Analysis>> {
         match ticket {
-            Ticket::Ready(a) => Some(*a),
+            Ticket::Ready(a) => Some(a),
             Ticket::Local(mut rx) => {
                 let r = tokio::time::timeout(budget, rx.wait_for(Option::is_some)).await;
                 r.ok().and_then(|r| r.ok()).and_then(|g| g.clone())
@@ -155,7 +162,7 @@ impl Pipeline {
                     if let Ok(Some(Claim::Done(v))) = self.db.analysis_state(&key).await
                         && let Ok(a) = serde_json::from_value::<Analysis>(v)
                     {
-                        return Some(a);
+                        return Some(self.finished.insert(key, &a));
                     }
                     if Instant::now() + POLL > deadline {
                         return None;
