@@ -10,3 +10,4 @@ mod feedback;
 mod health;
 mod helpers;
 mod hooks;
+mod pages;
