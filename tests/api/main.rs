@@ -7,6 +7,7 @@ mod compliance;
 mod discovery;
 mod e2e;
 mod feedback;
+mod fhir_examples;
 mod health;
 mod helpers;
 mod hooks;
