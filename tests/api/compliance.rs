@@ -1,50 +1,11 @@
 //! The compliance API and the pages: staff tokens with a role open them; EHR tokens do not.
 
-use std::process::Command;
-
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::helpers::{TestApp, brain_mri_hook, ehr, spawn_app_with};
+use crate::helpers::{Idp, STAFF_ISS, TestApp, brain_mri_hook, ehr, spawn_app_with};
 
 const SIGN: &str = "neurocds-brain-mri-order-sign";
-const STAFF_ISS: &str = "https://idp.test.neurocds.org";
-
-/// The hospital's identity provider: an ES256 key and tokens with a `role` claim.
-struct Idp {
-    dir: std::path::PathBuf,
-}
-
-impl Idp {
-    fn new() -> Idp {
-        let dir = std::env::temp_dir().join(format!("neurocds-idp-{}", Uuid::new_v4().simple()));
-        let ok = Command::new(crate::helpers::python().join("tools-venv/bin/python"))
-            .args(["scripts/ehr_token.py", "keygen", "--dir"])
-            .arg(&dir)
-            .args(["--alg", "ES256", "--kid", "idp-1"])
-            .output()
-            .unwrap()
-            .status
-            .success();
-        assert!(ok);
-        Idp { dir }
-    }
-
-    fn jwks(&self) -> String {
-        std::fs::read_to_string(self.dir.join("jwks.json")).unwrap()
-    }
-
-    fn token(&self, role: Option<&str>) -> String {
-        let role = role.map(|r| format!("\"role\": \"{r}\",")).unwrap_or_default();
-        let code = format!(
-            "import jwt,time; k=open('{}/keys/idp-1.pem','rb').read(); print(jwt.encode({{{role} 'sub': 'alice', 'iss': '{STAFF_ISS}', 'aud': 'neurocds-staff', 'exp': int(time.time())+600}}, k, algorithm='ES256', headers={{'kid': 'idp-1'}}))",
-            self.dir.display()
-        );
-        let out = Command::new(crate::helpers::python().join("tools-venv/bin/python")).args(["-c", &code]).output().unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        String::from_utf8_lossy(&out.stdout).trim().to_owned()
-    }
-}
 
 async fn app_with_staff(idp: &Idp) -> TestApp {
     spawn_app_with(json!({ "staff": { "issuer": STAFF_ISS, "jwks": idp.jwks() } })).await

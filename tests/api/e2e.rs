@@ -37,7 +37,7 @@ fn cohort() -> &'static Cohort {
     })
 }
 
-fn pick(label: &str, phenotype: &str, nth: usize) -> Value {
+pub fn pick(label: &str, phenotype: &str, nth: usize) -> Value {
     cohort()
         .rows
         .iter()
@@ -48,7 +48,7 @@ fn pick(label: &str, phenotype: &str, nth: usize) -> Value {
 }
 
 /// Uploads a patient's study to Orthanc and its records to FHIR; returns the FHIR patient id.
-fn load(row: &Value) -> String {
+pub fn load(row: &Value) -> String {
     let out = Command::new(python().join("tools-venv/bin/python"))
         .args(["scripts/demo_ehr.py", "load", "--cohort"])
         .arg(&cohort().dir)
@@ -70,14 +70,17 @@ async fn app() -> TestApp {
     .await
 }
 
-fn sign_for(patient: &str) -> Value {
+/// An order-sign call for `patient` that points at the test FHIR server (no prefetch).
+pub fn sign_for(patient: &str) -> Value {
     brain_mri_hook("order-sign", patient, None, Some((&peer("NEUROCDS_TEST_FHIR"), None)))
 }
 
-fn validate(resources: &[Value]) {
+/// Validates FHIR R4 resources two independent ways (the official JSON Schema and
+/// fhir.resources), and against our profiles in `fhir-profiles/` where they claim one.
+pub fn validate(resources: &[Value]) {
     let file = std::env::temp_dir().join(format!("neurocds-fhir-{}.json", uuid::Uuid::new_v4()));
     std::fs::write(&file, serde_json::to_string(resources).unwrap()).unwrap();
-    for (venv, mode) in [("tools-venv", "schema"), ("fhir-r4-venv", "model")] {
+    for (venv, mode) in [("tools-venv", "schema"), ("fhir-r4-venv", "model"), ("tools-venv", "profile")] {
         let out = Command::new(python().join(venv).join("bin/python")).args(["scripts/validate_fhir.py", mode]).arg(&file).output().unwrap();
         assert!(out.status.success(), "{mode} validation failed:\n{}", String::from_utf8_lossy(&out.stdout));
     }

@@ -30,6 +30,24 @@ pub fn python() -> PathBuf {
     PathBuf::from(cache)
 }
 
+/// Where tests keep what people look at afterwards (the case-report screenshot):
+/// `$NEUROCDS_TEST_ARTEFACTS`, else `$CARGO_TARGET_DIR/test-artefacts` (scripts/env.sh puts the
+/// target dir in the cache, outside the checkout), else `test-artefacts/` in the target dir that
+/// holds this test binary.
+pub fn artefacts_dir() -> PathBuf {
+    let dir = std::env::var_os("NEUROCDS_TEST_ARTEFACTS")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("CARGO_TARGET_DIR").map(|t| PathBuf::from(t).join("test-artefacts")))
+        .or_else(|| {
+            // <target>/<profile>/deps/<test binary>
+            let exe = std::env::current_exe().ok()?;
+            Some(exe.ancestors().nth(3)?.join("test-artefacts"))
+        })
+        .unwrap_or_else(|| std::env::temp_dir().join("neurocds-test-artefacts"));
+    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
+    dir
+}
+
 fn tools_python() -> PathBuf {
     python().join("tools-venv/bin/python")
 }
@@ -91,6 +109,44 @@ impl Ehr {
             .output()
             .expect("run ehr_token.py");
         assert!(out.status.success(), "ehr_token.py: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+}
+
+pub const STAFF_ISS: &str = "https://idp.test.neurocds.org";
+
+/// The hospital's identity provider for staff: an ES256 key and tokens with a `role` claim.
+pub struct Idp {
+    dir: PathBuf,
+}
+
+impl Idp {
+    pub fn new() -> Idp {
+        let dir = std::env::temp_dir().join(format!("neurocds-idp-{}", Uuid::new_v4().simple()));
+        let ok = Command::new(tools_python())
+            .args(["scripts/ehr_token.py", "keygen", "--dir"])
+            .arg(&dir)
+            .args(["--alg", "ES256", "--kid", "idp-1"])
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false);
+        assert!(ok, "could not make staff IdP keys (tools venv missing? run scripts/bootstrap.sh)");
+        Idp { dir }
+    }
+
+    pub fn jwks(&self) -> String {
+        std::fs::read_to_string(self.dir.join("jwks.json")).expect("jwks.json")
+    }
+
+    /// A staff token for `alice`, with `role` when given, valid for ten minutes.
+    pub fn token(&self, role: Option<&str>) -> String {
+        let role = role.map(|r| format!("\"role\": \"{r}\",")).unwrap_or_default();
+        let code = format!(
+            "import jwt,time; k=open('{}/keys/idp-1.pem','rb').read(); print(jwt.encode({{{role} 'sub': 'alice', 'iss': '{STAFF_ISS}', 'aud': 'neurocds-staff', 'exp': int(time.time())+600}}, k, algorithm='ES256', headers={{'kid': 'idp-1'}}))",
+            self.dir.display()
+        );
+        let out = Command::new(tools_python()).args(["-c", &code]).output().expect("run the tools python");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         String::from_utf8_lossy(&out.stdout).trim().to_owned()
     }
 }

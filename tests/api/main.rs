@@ -7,6 +7,8 @@ mod compliance;
 mod discovery;
 mod e2e;
 mod feedback;
+mod fhir_examples;
 mod health;
 mod helpers;
 mod hooks;
+mod pages;
