@@ -1,6 +1,6 @@
 //! Reading the decision log for compliance: filters, cursor pages, and summary figures.
 
-use diesel::{ExpressionMethods, NullableExpressionMethods, QueryDsl, SelectableHelper, dsl::sql, sql_types::Bool};
+use diesel::{ExpressionMethods, NullableExpressionMethods, QueryDsl, SelectableHelper, dsl::count_star};
 use diesel_async::RunQueryDsl;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -123,39 +123,62 @@ impl Database {
         Ok(Page { decisions: rows, next })
     }
 
+    /// Summary figures over the filtered log, counted by the database (the log may be long).
     pub async fn summary(&self, filter: &DecisionFilter) -> Result<Summary, AuditError> {
         let mut conn = self.conn().await?;
-        let rows: Vec<(String, Option<String>, Option<uuid::Uuid>)> = boxed(filter)
-            .select((decisions::outcome, decisions::recommendation, decisions::card_uuid))
+        // The filtered rows, as a subquery the grouped queries below select from.
+        let filtered = || decisions::table.filter(decisions::seq.eq_any(boxed(filter).select(decisions::seq)));
+        let by_outcome: Vec<(String, i64)> = filtered()
+            .group_by(decisions::outcome)
+            .select((decisions::outcome, count_star()))
             .load(&mut conn)
             .await
-            .map_err(AuditError::query("summarising decisions"))?;
-        let fb: Vec<(uuid::Uuid, String)> = feedback::table
-            .select((feedback::card_uuid, feedback::outcome))
-            .filter(sql::<Bool>("TRUE"))
+            .map_err(AuditError::query("counting decisions by outcome"))?;
+        let by_recommendation: Vec<(Option<String>, i64)> = filtered()
+            .filter(decisions::recommendation.is_not_null())
+            .group_by(decisions::recommendation)
+            .select((decisions::recommendation, count_star()))
             .load(&mut conn)
             .await
-            .map_err(AuditError::query("summarising feedback"))?;
-        let count = |o: &str| rows.iter().filter(|r| r.0 == o).count() as i64;
-        let mut by = Vec::new();
-        for rec in ["biopsy", "resection-planning", "tumour-board"] {
-            let cards: Vec<uuid::Uuid> = rows.iter().filter(|r| r.1.as_deref() == Some(rec)).filter_map(|r| r.2).collect();
-            let with_feedback = cards.iter().filter(|c| fb.iter().any(|(k, _)| k == *c)).count() as i64;
-            let overridden = cards.iter().filter(|c| fb.iter().any(|(k, o)| k == *c && o == "overridden")).count() as i64;
-            by.push(RecommendationSummary {
-                recommendation: rec.into(),
-                decisions: rows.iter().filter(|r| r.1.as_deref() == Some(rec)).count() as i64,
-                with_feedback,
-                overridden,
-                override_rate: (with_feedback > 0).then(|| overridden as f64 / with_feedback as f64),
-            });
-        }
+            .map_err(AuditError::query("counting decisions by recommendation"))?;
+        // Each decision has its own card, so counting decisions counts cards.
+        let with_feedback: Vec<(Option<String>, i64)> = filtered()
+            .filter(decisions::recommendation.is_not_null())
+            .filter(decisions::card_uuid.eq_any(feedback::table.select(feedback::card_uuid.nullable())))
+            .group_by(decisions::recommendation)
+            .select((decisions::recommendation, count_star()))
+            .load(&mut conn)
+            .await
+            .map_err(AuditError::query("counting decisions with feedback"))?;
+        let overridden: Vec<(Option<String>, i64)> = filtered()
+            .filter(decisions::recommendation.is_not_null())
+            .filter(decisions::card_uuid.eq_any(feedback::table.filter(feedback::outcome.eq("overridden")).select(feedback::card_uuid.nullable())))
+            .group_by(decisions::recommendation)
+            .select((decisions::recommendation, count_star()))
+            .load(&mut conn)
+            .await
+            .map_err(AuditError::query("counting overridden decisions"))?;
+        let outcome = |o: &str| by_outcome.iter().find(|(k, _)| k == o).map_or(0, |(_, n)| *n);
+        let per = |rows: &[(Option<String>, i64)], rec: &str| rows.iter().find(|(k, _)| k.as_deref() == Some(rec)).map_or(0, |(_, n)| *n);
+        let by = ["biopsy", "resection-planning", "tumour-board"]
+            .into_iter()
+            .map(|rec| {
+                let (with_feedback, overridden) = (per(&with_feedback, rec), per(&overridden, rec));
+                RecommendationSummary {
+                    recommendation: rec.into(),
+                    decisions: per(&by_recommendation, rec),
+                    with_feedback,
+                    overridden,
+                    override_rate: (with_feedback > 0).then(|| overridden as f64 / with_feedback as f64),
+                }
+            })
+            .collect();
         Ok(Summary {
-            decisions: rows.len() as i64,
-            recommended: count("recommended"),
-            abstained: count("abstained"),
-            unavailable: count("unavailable"),
-            pending: count("pending"),
+            decisions: by_outcome.iter().map(|(_, n)| n).sum(),
+            recommended: outcome("recommended"),
+            abstained: outcome("abstained"),
+            unavailable: outcome("unavailable"),
+            pending: outcome("pending"),
             by_recommendation: by,
         })
     }
