@@ -1,14 +1,16 @@
 #!/usr/bin/env python3
 """The pydicom + numpy side of the decode comparison of the imaging benchmark (issue 4).
 
-    ~/.cache/neurocds/tools-venv/bin/python bench/decode_pydicom.py STUDY_DIR REPETITIONS
+    ~/.cache/neurocds/tools-venv/bin/python bench/decode_pydicom.py STUDY_DIR
+    (then one line on stdin per timed pass; e.g. `yes | head -5 | … decode_pydicom.py DIR`)
 
 Decodes every file listed in STUDY_DIR/manifest.json the way a Python pipeline would: read the
 file (pydicom.dcmread), decode the pixels (pixel_array) and apply the modality rescale to
-float32 (what neurocds keeps per voxel). Prints one JSON object: the file count, their bytes,
-the decoded voxels, and the wall time of each repetition in seconds (timed in-process, after
-imports; interpreter start-up is not counted). benches/imaging_pipeline.rs runs it right after
-timing its own decode of the same files and prints the ratio.
+float32 (what neurocds keeps per voxel). First prints one JSON line describing the files (after
+one untimed pass that warms imports and the page cache), then, for each line read on stdin,
+decodes everything once and prints {"seconds": …} (timed in-process: interpreter start-up and
+imports are not counted). benches/imaging_pipeline.rs alternates these passes with its own over
+the same files, so that both decoders see the same machine load, and prints the ratio.
 """
 
 import json
@@ -29,23 +31,25 @@ def decode(path):
     return pixels
 
 
+def decode_all(files):
+    voxels = 0
+    for path in files:
+        voxels += decode(path).size
+    return voxels
+
+
 def main():
-    study, reps = sys.argv[1], int(sys.argv[2])
+    study = sys.argv[1]
     with open(os.path.join(study, "manifest.json")) as f:
         manifest = json.load(f)
     files = [os.path.join(study, p) for s in manifest["series"] for p in s["files"]]
-    file_bytes = sum(os.path.getsize(p) for p in files)
-    seconds, voxels, checksum = [], 0, 0.0
-    for _ in range(reps):
+    voxels = decode_all(files)
+    print(json.dumps({"files": len(files), "file_bytes": sum(os.path.getsize(p) for p in files), "voxels": voxels,
+                      "pydicom": pydicom.__version__, "numpy": np.__version__}), flush=True)
+    for _ in sys.stdin:
         start = time.perf_counter()
-        voxels, checksum = 0, 0.0
-        for path in files:
-            pixels = decode(path)
-            voxels += pixels.size
-            checksum += float(pixels[0, 0])
-        seconds.append(time.perf_counter() - start)
-    print(json.dumps({"files": len(files), "file_bytes": file_bytes, "voxels": voxels, "seconds": seconds,
-                      "pydicom": pydicom.__version__, "numpy": np.__version__, "checksum": checksum}))
+        decode_all(files)
+        print(json.dumps({"seconds": time.perf_counter() - start}), flush=True)
 
 
 if __name__ == "__main__":

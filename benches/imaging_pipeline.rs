@@ -18,8 +18,8 @@
 //!    before the pipeline starts (runtime, client, libtorch mapped in) is shown beside it;
 //! 3. times the decode alone against pydicom + numpy on the same files, in this one run: ours
 //!    (read + parse + `Volume::assemble`, i.e. geometry, decode and rescale into the f32 volume)
-//!    then `bench/decode_pydicom.py` (dcmread + pixel_array + rescale to float32, per file);
-//!    prints MB/s of DICOM file bytes for each and the ratio.
+//!    and `bench/decode_pydicom.py` (dcmread + pixel_array + rescale to float32, per file), pass
+//!    for pass in turn; prints MB/s of DICOM file bytes for each and the ratio.
 //!
 //! The stages follow `pipeline::run` (`analyse`): the same client calls, the same
 //! `spawn_blocking` for assembly and preprocessing. Decode and assembly are the two halves of
@@ -177,7 +177,7 @@ fn drive(runs: usize, decode_reps: usize) -> Result<()> {
 
     let (ours, theirs) = decode_comparison(&dir, &study, decode_reps)?;
     let load_after = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    println!("\nDecode throughput on the same {} files ({:.1} MB of DICOM), median of {decode_reps} passes each, in this run:", study.files(&dir).len(), ours.bytes as f64 / 1e6);
+    println!("\nDecode throughput on the same {} files ({:.1} MB of DICOM), median of {decode_reps} passes each, taken in turn in this run:", study.files(&dir).len(), ours.bytes as f64 / 1e6);
     println!("| decoder | median | best | MB/s (median) |");
     println!("|---|---|---|---|");
     for d in [&ours, &theirs] {
@@ -389,51 +389,71 @@ impl DecodeTiming {
 }
 
 #[derive(Deserialize)]
-struct PydicomReport {
+struct PydicomFiles {
     file_bytes: u64,
     voxels: u64,
-    seconds: Vec<f64>,
     pydicom: String,
     numpy: String,
 }
 
-fn decode_comparison(dir: &Path, study: &StudyManifest, reps: usize) -> Result<(DecodeTiming, DecodeTiming)> {
-    let bytes = file_bytes(&study.files(dir));
-    let mut seconds = Vec::with_capacity(reps);
+#[derive(Deserialize)]
+struct PydicomPass {
+    seconds: f64,
+}
+
+/// One pass of ours over every file of the study: read, parse, `Volume::assemble` per series.
+/// Returns the voxels decoded.
+fn decode_pass(dir: &Path, study: &StudyManifest) -> Result<u64> {
     let mut voxels = 0;
+    for s in &study.series {
+        let objs = s
+            .files
+            .iter()
+            .map(|f| {
+                let path = dir.join(f);
+                OpenFileOptions::new().open_file(&path).with_context(|| path.display().to_string())
+            })
+            .collect::<Result<Vec<_>>>()?;
+        voxels += Volume::assemble(&s.series_uid, &objs)?.data.len() as u64;
+    }
+    Ok(voxels)
+}
+
+/// Our decode and pydicom's, pass for pass in turn (after one untimed pass each), so that both
+/// see the same load on the machine.
+fn decode_comparison(dir: &Path, study: &StudyManifest, reps: usize) -> Result<(DecodeTiming, DecodeTiming)> {
+    use std::io::{BufRead, BufReader, Write};
+    use std::process::Stdio;
+    let bytes = file_bytes(&study.files(dir));
+    let script = repo().join("bench/decode_pydicom.py");
+    let mut child = Command::new(tools_python()?).arg(&script).arg(dir).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().with_context(|| format!("run {}", script.display()))?;
+    let (Some(mut to_py), Some(from_py)) = (child.stdin.take(), child.stdout.take()) else { bail!("no pipes to {}", script.display()) };
+    let mut from_py = BufReader::new(from_py).lines();
+    let mut read_line = || -> Result<String> { from_py.next().ok_or_else(|| anyhow!("{} stopped", script.display()))?.map_err(Into::into) };
+    let files: PydicomFiles = serde_json::from_str(&read_line()?).context("decode_pydicom.py output")?;
+    let voxels = decode_pass(dir, study)?;
+    if files.voxels != voxels || files.file_bytes != bytes {
+        bail!("pydicom decoded {} voxels of {} bytes, we {voxels} of {bytes}", files.voxels, files.file_bytes);
+    }
+    let (mut ours, mut theirs) = (Vec::with_capacity(reps), Vec::with_capacity(reps));
     for _ in 0..reps {
         let t = Instant::now();
-        voxels = 0;
-        for s in &study.series {
-            let objs = s
-                .files
-                .iter()
-                .map(|f| {
-                    let path = dir.join(f);
-                    OpenFileOptions::new().open_file(&path).with_context(|| path.display().to_string())
-                })
-                .collect::<Result<Vec<_>>>()?;
-            let v = Volume::assemble(&s.series_uid, &objs)?;
-            voxels += v.data.len() as u64;
-        }
-        seconds.push(t.elapsed().as_secs_f64());
+        decode_pass(dir, study)?;
+        ours.push(t.elapsed().as_secs_f64());
+        writeln!(to_py)?;
+        to_py.flush()?;
+        let pass: PydicomPass = serde_json::from_str(&read_line()?).context("decode_pydicom.py pass")?;
+        theirs.push(pass.seconds);
     }
-    let ours = DecodeTiming { name: "neurocds (dicom-rs: open + Volume::assemble)".into(), bytes, median_s: median(seconds.clone()), best_s: best(&seconds) };
-
-    let script = repo().join("bench/decode_pydicom.py");
-    let out = Command::new(tools_python()?).arg(&script).arg(dir).arg(reps.to_string()).output().with_context(|| format!("run {}", script.display()))?;
-    if !out.status.success() {
-        bail!("{} failed:\n{}", script.display(), String::from_utf8_lossy(&out.stderr));
-    }
-    let py: PydicomReport = serde_json::from_slice(&out.stdout).context("decode_pydicom.py output")?;
-    if py.voxels != voxels || py.file_bytes != bytes {
-        bail!("pydicom decoded {} voxels of {} bytes, we {voxels} of {bytes}", py.voxels, py.file_bytes);
-    }
-    let theirs = DecodeTiming {
-        name: format!("pydicom {} + numpy {} (dcmread + pixel_array + rescale to float32)", py.pydicom, py.numpy),
-        bytes,
-        median_s: median(py.seconds.clone()),
-        best_s: best(&py.seconds),
-    };
-    Ok((ours, theirs))
+    drop(to_py);
+    child.wait()?;
+    Ok((
+        DecodeTiming { name: "neurocds (dicom-rs: open + Volume::assemble)".into(), bytes, median_s: median(ours.clone()), best_s: best(&ours) },
+        DecodeTiming {
+            name: format!("pydicom {} + numpy {} (dcmread + pixel_array + rescale to float32)", files.pydicom, files.numpy),
+            bytes,
+            median_s: median(theirs.clone()),
+            best_s: best(&theirs),
+        },
+    ))
 }
