@@ -1,7 +1,7 @@
 # neurocds: the two commands (see README.md).
 #   make demo   install what is missing, start the peers and the service, play an EHR
 #   make test   install what is missing, start the peers, run every test
-.PHONY: demo test build stop bench
+.PHONY: demo test build stop bench bench-imaging
 
 demo:
 	@scripts/demo.sh
@@ -17,3 +17,6 @@ stop:
 
 bench:
 	@scripts/bench.sh
+
+bench-imaging:
+	@scripts/bench_imaging.sh

@@ -73,6 +73,8 @@ pub struct DicomWebSettings {
     pub request_timeout_s: u64,
     pub max_instances_per_series: usize,
     pub max_bytes_per_series: u64,
+    /// QIDO-RS results asked for per request (`limit`); further pages follow with `offset`.
+    pub qido_page_size: usize,
     pub credentials: Vec<DicomWebCredential>,
 }
 
@@ -262,6 +264,9 @@ impl Settings {
         }
         if self.model.queue_capacity == 0 {
             return invalid("model.queue_capacity", "must be at least 1");
+        }
+        if self.dicomweb.qido_page_size == 0 {
+            return invalid("dicomweb.qido_page_size", "must be at least 1");
         }
         if self.hooks.max_pending_analyses == 0 {
             return invalid("hooks.max_pending_analyses", "must be at least 1");

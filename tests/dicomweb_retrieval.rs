@@ -27,7 +27,7 @@ fn dicomweb() -> String {
 }
 
 fn settings(max_instances: usize, max_bytes: u64, timeout_s: u64, credentials: Vec<DicomWebCredential>) -> DicomWebSettings {
-    DicomWebSettings { default_base_url: String::new(), request_timeout_s: timeout_s, max_instances_per_series: max_instances, max_bytes_per_series: max_bytes, credentials }
+    DicomWebSettings { default_base_url: String::new(), request_timeout_s: timeout_s, max_instances_per_series: max_instances, max_bytes_per_series: max_bytes, qido_page_size: 100, credentials }
 }
 
 fn client() -> DicomWebClient {
@@ -188,6 +188,80 @@ async fn metadata_larger_than_the_byte_limit_is_a_typed_error() {
     let small = DicomWebClient::new(&settings(1200, 20_000, 30, vec![])).expect("client");
     let err = small.series_metadata(&dicomweb(), &fx.manifest.study_uid).await.expect_err("limit");
     assert!(matches!(err, DicomWebError::TooLarge { limit: 20_000, .. }), "{err}");
+}
+
+#[tokio::test]
+async fn series_search_follows_qido_paging_until_every_series_is_listed() {
+    let fx = uploaded();
+    let study = &fx.manifest.study_uid;
+    // Orthanc honours `limit`: one page of 2 is not the study.
+    let page: Vec<serde_json::Value> = reqwest::get(format!("{}/studies/{study}/series?limit=2&offset=0", dicomweb())).await.expect("QIDO").json().await.expect("JSON");
+    assert_eq!(page.len(), 2);
+    let paged = DicomWebClient::new(&DicomWebSettings { qido_page_size: 2, ..settings(1200, 600_000_000, 30, vec![]) }).expect("client");
+    let series = paged.series_metadata(&dicomweb(), study).await.expect("series metadata");
+    let mut listed: Vec<&str> = series.iter().map(|s| s.series_uid.as_str()).collect();
+    let mut expected: Vec<&str> = fx.manifest.series.iter().chain(&fx.manifest.transfer_syntax_series).map(|s| s.series_uid.as_str()).collect();
+    listed.sort();
+    expected.sort();
+    assert_eq!(listed, expected);
+}
+
+/// A QIDO-RS series search that answers `answer(offset)`: series UIDs (CT, so no WADO-RS
+/// metadata is asked for) and whether to add the PS3.18 "more results" Warning. Records the
+/// query string of every request.
+fn fake_qido(answer: impl Fn(usize) -> (Vec<&'static str>, bool) + Send + 'static) -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let queries = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = queries.clone();
+    std::thread::spawn(move || {
+        for mut conn in listener.incoming().flatten() {
+            let mut reader = BufReader::new(conn.try_clone().expect("clone"));
+            let mut request_line = String::new();
+            let _ = reader.read_line(&mut request_line);
+            let mut line = String::new();
+            while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                line.clear();
+            }
+            let target = request_line.split_whitespace().nth(1).unwrap_or("").to_string();
+            let query = target.split_once('?').map(|(_, q)| q.to_string()).unwrap_or_default();
+            let offset = query.split('&').find_map(|kv| kv.strip_prefix("offset=")).and_then(|v| v.parse().ok()).unwrap_or(0);
+            seen.lock().expect("lock").push(query);
+            let (uids, more) = answer(offset);
+            let items: Vec<String> = uids.iter().map(|u| format!(r#"{{"0020000E":{{"vr":"UI","Value":["{u}"]}},"00080060":{{"vr":"CS","Value":["CT"]}}}}"#)).collect();
+            let body = format!("[{}]", items.join(","));
+            let warning = if more { "Warning: 299 127.0.0.1: There are additional results that can be requested\r\n" } else { "" };
+            let _ = write!(conn, "HTTP/1.1 200 OK\r\nContent-Type: application/dicom+json\r\nContent-Length: {}\r\n{warning}Connection: close\r\n\r\n{body}", body.len());
+        }
+    });
+    (format!("http://127.0.0.1:{port}/dicom-web"), queries)
+}
+
+fn paged_client(page_size: usize) -> DicomWebClient {
+    DicomWebClient::new(&DicomWebSettings { qido_page_size: page_size, ..settings(1200, 600_000_000, 5, vec![]) }).expect("client")
+}
+
+#[tokio::test]
+async fn a_short_page_with_the_more_results_warning_is_followed_by_the_next() {
+    // The server caps pages at one series, below the page size asked, and says so.
+    let (base, queries) = fake_qido(|offset| match offset {
+        0 => (vec!["1.2.1"], true),
+        1 => (vec!["1.2.2"], true),
+        _ => (vec!["1.2.3"], false),
+    });
+    let series = paged_client(5).series_metadata(&base, "1.2.3.4").await.expect("series");
+    let uids: Vec<&str> = series.iter().map(|s| s.series_uid.as_str()).collect();
+    assert_eq!(uids, ["1.2.1", "1.2.2", "1.2.3"]);
+    assert_eq!(*queries.lock().expect("lock"), ["limit=5&offset=0", "limit=5&offset=1", "limit=5&offset=2"]);
+}
+
+#[tokio::test]
+async fn a_server_that_ignores_limit_and_offset_ends_the_search_after_one_repeat() {
+    let (base, queries) = fake_qido(|_| (vec!["1.2.1", "1.2.2", "1.2.3"], false));
+    let series = paged_client(2).series_metadata(&base, "1.2.3.4").await.expect("series");
+    assert_eq!(series.len(), 3);
+    assert_eq!(*queries.lock().expect("lock"), ["limit=2&offset=0", "limit=2&offset=3"]);
 }
 
 #[tokio::test]

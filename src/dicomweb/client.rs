@@ -1,11 +1,12 @@
 //! The DICOMweb client: one reqwest client with timeouts, credentials chosen per base URL.
 
+use std::collections::HashSet;
 use std::time::Duration;
 
 use dicom_object::DefaultDicomObject;
 use dicom_transfer_syntax_registry::{TransferSyntaxIndex, TransferSyntaxRegistry};
 use futures_util::{StreamExt, TryStreamExt};
-use reqwest::header::{ACCEPT, CONTENT_TYPE};
+use reqwest::header::{ACCEPT, CONTENT_TYPE, WARNING};
 use serde_json::Value;
 use url::Url;
 
@@ -24,6 +25,9 @@ const MULTIPART_AS_STORED: &str = r#"multipart/related; type="application/dicom"
 const MULTIPART_DEFAULT: &str = r#"multipart/related; type="application/dicom""#;
 /// Series metadata requests in flight at once for one study.
 const METADATA_CONCURRENCY: usize = 4;
+/// QIDO-RS paging stops here: no study has this many series, and each page must bring a new one,
+/// so this also bounds the number of requests.
+const MAX_SERIES_PER_STUDY: usize = 10_000;
 
 /// How to authenticate to one DICOMweb base. Never printed: `Debug` is redacted.
 #[derive(Clone)]
@@ -53,7 +57,15 @@ pub struct DicomWebClient {
     timeout: Duration,
     limits_instances: usize,
     limits_bytes: u64,
+    qido_page_size: usize,
     credentials: Vec<Credential>,
+}
+
+/// A DICOM JSON array, and whether the server said that more results can be requested
+/// (a `Warning: 299 …additional results…` header, PS3.18 8.3.4.4: the answer was truncated).
+struct JsonArray {
+    items: Vec<Value>,
+    more_results: bool,
 }
 
 /// A URL as errors may show it: no user info, no query.
@@ -136,7 +148,14 @@ impl DicomWebClient {
                 Ok(Credential { base, auth })
             })
             .collect::<Result<_, _>>()?;
-        Ok(DicomWebClient { http, timeout, limits_instances: settings.max_instances_per_series, limits_bytes: settings.max_bytes_per_series, credentials })
+        Ok(DicomWebClient {
+            http,
+            timeout,
+            limits_instances: settings.max_instances_per_series,
+            limits_bytes: settings.max_bytes_per_series,
+            qido_page_size: settings.qido_page_size.max(1),
+            credentials,
+        })
     }
 
     /// The credential whose base URL is the longest prefix (on a path boundary) of `url`.
@@ -179,10 +198,11 @@ impl DicomWebClient {
     }
 
     /// A DICOM JSON array (QIDO-RS answer or WADO-RS metadata). An empty body (204) is `[]`.
-    async fn get_json_array(&self, step: Step, url: &Url) -> Result<Vec<Value>, DicomWebError> {
+    async fn get_json_array(&self, step: Step, url: &Url) -> Result<JsonArray, DicomWebError> {
         self.bounded(step, url, async {
             let response = self.get(step, url, DICOM_JSON).await?;
             let content_type = response.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+            let more_results = response.headers().get_all(WARNING).iter().filter_map(|v| v.to_str().ok()).any(|w| w.trim_start().starts_with("299") && w.to_ascii_lowercase().contains("additional result"));
             if response.content_length().is_some_and(|n| n > self.limits_bytes) {
                 return Err(DicomWebError::TooLarge { step, url: shown(url), limit: self.limits_bytes });
             }
@@ -195,35 +215,63 @@ impl DicomWebClient {
                 body.extend_from_slice(&chunk);
             }
             if body.iter().all(u8::is_ascii_whitespace) {
-                return Ok(Vec::new());
+                return Ok(JsonArray { items: Vec::new(), more_results });
             }
             if !content_type.is_empty() && !content_type.contains("json") {
                 return Err(DicomWebError::UnexpectedContentType { step, url: shown(url), content_type });
             }
             let value: Value = serde_json::from_slice(&body).map_err(|e| DicomWebError::BadJson { step, url: shown(url), reason: e.to_string() })?;
             match value {
-                Value::Array(items) if items.iter().all(Value::is_object) => Ok(items),
+                Value::Array(items) if items.iter().all(Value::is_object) => Ok(JsonArray { items, more_results }),
                 _ => Err(DicomWebError::BadJson { step, url: shown(url), reason: "expected an array of DICOM JSON objects".into() }),
             }
         })
         .await
     }
 
-    /// The header fields of every series of a study: QIDO-RS for the list, then WADO-RS
-    /// metadata for each MR series (others keep what QIDO-RS says). Order follows QIDO-RS.
+    /// Every series of a study (QIDO-RS), read in pages of `qido_page_size` (`limit` and
+    /// `offset`): the next page is asked for while a page comes back full or the server warns
+    /// that more results can be requested. A page that brings no new series ends the search, so
+    /// a server that ignores `offset` and repeats itself costs one request more, not a loop.
+    async fn search_series(&self, base: &Url, study_uid: &str) -> Result<Vec<(String, Value)>, DicomWebError> {
+        let search = join(base, &["studies", study_uid, "series"]);
+        let page_size = self.qido_page_size.to_string();
+        let mut found: Vec<(String, Value)> = Vec::new();
+        let mut seen = HashSet::new();
+        let mut offset = 0usize;
+        loop {
+            let mut url = search.clone();
+            url.query_pairs_mut().append_pair("limit", &page_size).append_pair("offset", &offset.to_string());
+            let page = self.get_json_array(Step::SearchSeries, &url).await?;
+            let received = page.items.len();
+            let before = found.len();
+            for series in page.items {
+                let Some(uid) = metadata::text(&series, SERIES_INSTANCE_UID) else {
+                    return Err(DicomWebError::BadJson { step: Step::SearchSeries, url: shown(&search), reason: "a series without SeriesInstanceUID (0020000E)".into() });
+                };
+                check_uid("SeriesInstanceUID", &uid)?;
+                if seen.insert(uid.clone()) {
+                    found.push((uid, series));
+                }
+            }
+            offset += received;
+            let last = received < self.qido_page_size && !page.more_results;
+            if last || found.len() == before {
+                return Ok(found);
+            }
+            if found.len() >= MAX_SERIES_PER_STUDY {
+                tracing::warn!(url = %shown(&search), series = found.len(), "QIDO-RS paging stopped at the series limit");
+                return Ok(found);
+            }
+        }
+    }
+
+    /// The header fields of every series of a study: QIDO-RS for the list (every page), then
+    /// WADO-RS metadata for each MR series (others keep what QIDO-RS says). Order follows QIDO-RS.
     pub async fn series_metadata(&self, base: &str, study_uid: &str) -> Result<Vec<SeriesMetadata>, DicomWebError> {
         let base = normalise_base(base)?;
         let study_uid = check_uid("StudyInstanceUID", study_uid)?;
-        let search = join(&base, &["studies", study_uid, "series"]);
-        let found = self.get_json_array(Step::SearchSeries, &search).await?;
-        let mut jobs = Vec::with_capacity(found.len());
-        for series in found {
-            let Some(uid) = metadata::text(&series, SERIES_INSTANCE_UID) else {
-                return Err(DicomWebError::BadJson { step: Step::SearchSeries, url: shown(&search), reason: "a series without SeriesInstanceUID (0020000E)".into() });
-            };
-            check_uid("SeriesInstanceUID", &uid)?;
-            jobs.push((uid, series));
-        }
+        let jobs = self.search_series(&base, study_uid).await?;
         futures_util::stream::iter(jobs)
             .map(|(uid, qido)| {
                 let url = join(&base, &["studies", study_uid, "series", &uid, "metadata"]);
@@ -233,7 +281,7 @@ impl DicomWebClient {
                         return Ok(metadata::from_qido(&uid, &qido));
                     }
                     let instances = self.get_json_array(Step::SeriesMetadata, &url).await?;
-                    Ok(metadata::from_instances(&uid, &qido, &instances))
+                    Ok(metadata::from_instances(&uid, &qido, &instances.items))
                 }
             })
             .buffered(METADATA_CONCURRENCY)

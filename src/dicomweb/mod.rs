@@ -6,7 +6,7 @@
 //! series or touch pixels (that is `imaging`), and it never logs or prints credentials.
 //!
 //! ```text
-//!  series_metadata:  GET {base}/studies/{study}/series                     (QIDO-RS, dicom+json)
+//!  series_metadata:  GET {base}/studies/{study}/series?limit=&offset=      (QIDO-RS, dicom+json, every page)
 //!                    GET {base}/studies/{study}/series/{series}/metadata   (WADO-RS, dicom+json)
 //!  retrieve_series:  GET {base}/studies/{study}/series/{series}            (WADO-RS, multipart/related)
 //! ```

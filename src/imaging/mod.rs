@@ -9,4 +9,4 @@ pub mod series;
 pub mod volume;
 
 pub use series::{SeriesClass, SeriesMetadata, SeriesRules, SeriesRulesError, SeriesSelection, SeriesVerdict, select_series};
-pub use volume::{Volume, VolumeError};
+pub use volume::{StackPlan, Volume, VolumeError};
