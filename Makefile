@@ -1,7 +1,7 @@
 # neurocds: the two commands (see README.md).
 #   make demo   install what is missing, start the peers and the service, play an EHR
 #   make test   install what is missing, start the peers, run every test
-.PHONY: demo test build stop bench
+.PHONY: demo test build stop bench bench-inference
 
 demo:
 	@scripts/demo.sh
@@ -17,3 +17,7 @@ stop:
 
 bench:
 	@scripts/bench.sh
+
+# Ensemble inference for one study through the service's engine (figures: BENCHMARKS.md).
+bench-inference:
+	@scripts/bootstrap.sh service && . scripts/env.sh && cargo bench --locked --bench inference
