@@ -1,5 +1,6 @@
-//! `neurocds synth`: writes a synthetic cohort to a folder — one DICOM study per patient and a
-//! manifest (`manifest.csv` and `manifest.json`, one row per patient, in index order).
+//! `neurocds synth`: writes a synthetic cohort to a folder — one DICOM study per patient, a
+//! manifest (`manifest.csv` and `manifest.json`, one row per patient, in index order) and
+//! `labels.csv` in the format `neurocds evaluate --cohort DIR` reads (`src/inference/labels.rs`).
 //!
 //! Cases are independent, so they are generated on several threads; the output does not depend
 //! on the number of threads.
@@ -173,8 +174,9 @@ pub fn write_cohort(spec: &CohortSpec, out: &Path, dicom: bool, threads: usize, 
     Ok(rows)
 }
 
-/// Writes `manifest.csv` and `manifest.json`.
+/// Writes `manifest.csv`, `manifest.json` and `labels.csv`.
 pub fn write_manifest(out: &Path, rows: &[ManifestRow]) -> Result<(), CohortError> {
+    write_labels(out, rows)?;
     let json_path = out.join("manifest.json");
     let json = serde_json::to_vec_pretty(rows)?;
     std::fs::write(&json_path, json).map_err(|source| CohortError::WriteFile { path: json_path, source })?;
@@ -218,6 +220,19 @@ pub fn write_manifest(out: &Path, rows: &[ManifestRow]) -> Result<(), CohortErro
         .map_err(write_err)?;
     }
     std::fs::write(&csv_path, csv).map_err(|source| CohortError::WriteFile { path: csv_path.clone(), source })
+}
+
+/// Writes `labels.csv`: the columns `evaluate` reads for a folder cohort. `site` is `internal` or
+/// `external` (the split `evaluate` uses for an unseen synthetic cohort); the site's name is in
+/// the manifest.
+fn write_labels(out: &Path, rows: &[ManifestRow]) -> Result<(), CohortError> {
+    let path = out.join("labels.csv");
+    let mut csv = String::from("study_uid,label,patient_id,age,sex,site,vendor,acquired\n");
+    for r in rows {
+        let site = if r.external { "external" } else { "internal" };
+        csv.push_str(&format!("{},{},{},{},{},{},{},{}\n", r.study_uid, r.label, csv_field(&r.patient_id), r.age, r.sex, site, r.vendor, r.acquired_on));
+    }
+    std::fs::write(&path, csv).map_err(|source| CohortError::WriteFile { path, source })
 }
 
 /// RFC 4180 quoting where a field needs it.

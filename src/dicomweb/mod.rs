@@ -12,7 +12,6 @@
 //! ```
 
 mod client;
-mod metadata;
 mod multipart;
 
 pub use client::DicomWebClient;

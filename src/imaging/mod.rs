@@ -1,8 +1,11 @@
 //! From DICOM to a model-ready tensor: series recognition (T1 post-contrast, T2), volume
-//! assembly, preprocessing (co-registration, normalisation, lesion localisation, crop), key images.
+//! assembly, preprocessing (co-registration, normalisation, lesion localisation, crop), key images;
+//! and, for offline validation, studies read from a folder of DICOM files (`folder`).
 //!
 //! Pure computation on DICOM objects and arrays: no HTTP, no database, no tensors library.
 
+pub mod dicom_json;
+pub mod folder;
 pub mod keyimage;
 pub mod preprocess;
 pub mod series;

@@ -5,8 +5,13 @@
 //! The members are the TorchScript files the service loads (hash-checked through the manifest);
 //! inputs come from the service's own preprocessing; calibration and abstention follow
 //! [`super::engine::summarise`]. Output: `evaluation.json`, `report.md` and PNG plots in `--out`.
+//!
+//! Two kinds of cohort: a synthetic one regenerated in memory (`--cohort seed=S,patients=N`),
+//! and a folder of DICOM studies with a labels CSV (`--cohort DIR`, see [`super::labels`] and
+//! [`super::cohort_folder`]), read the way the service reads a study from the PACS.
 
 use std::{
+    borrow::Cow,
     collections::BTreeMap,
     fmt::Write as _,
     path::{Path, PathBuf},
@@ -18,7 +23,8 @@ use serde::{Deserialize, Serialize};
 use tch::{CModule, Device, Kind, Tensor};
 
 use super::{
-    dataset::{self, Case, Split, SplitPlan},
+    cohort_folder::{self, FolderCohortError},
+    dataset::{self, Case, CaseInput, Split, SplitPlan},
     engine::{out_of_distribution, summarise},
     manifest::{Manifest, ManifestError},
     metrics::{self, Calibration, Interval, OperatingPoint, PairedTest},
@@ -38,25 +44,32 @@ pub enum EvaluateError {
     Write { path: PathBuf, source: std::io::Error },
     #[error("cannot draw {what}: {source}")]
     Plot { what: String, source: png::EncodingError },
-    #[error("cohort {0:?}: expected `seed=S,patients=N`")]
+    #[error("cohort {0:?}: expected `seed=S,patients=N` or a folder of DICOM studies")]
     CohortSpec(String),
+    #[error(transparent)]
+    Folder(#[from] FolderCohortError),
     #[error("no case of the cohort could be evaluated ({0})")]
     Empty(String),
 }
 
-/// Which cohort to evaluate on. Only generated cohorts are supported: a synthetic cohort is
-/// named by its seed and size, and regenerated deterministically.
+/// Which cohort to evaluate on: a synthetic cohort named by its seed and size (regenerated
+/// deterministically), or a folder of DICOM studies labelled by a CSV.
 #[derive(Debug, Clone, PartialEq)]
 pub enum CohortSource {
     Synthetic { seed: u64, patients: usize },
+    /// `labels`: the labels CSV; `None` means `dir/labels.csv`.
+    Folder { dir: PathBuf, labels: Option<PathBuf> },
 }
 
 impl FromStr for CohortSource {
     type Err = EvaluateError;
 
-    /// Parses `seed=42,patients=1500`.
+    /// Parses `seed=42,patients=1500`, or takes an existing directory as a DICOM folder.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let bad = || EvaluateError::CohortSpec(s.to_string());
+        if Path::new(s).is_dir() {
+            return Ok(CohortSource::Folder { dir: PathBuf::from(s), labels: None });
+        }
         let (mut seed, mut patients) = (None, None);
         for part in s.split(',') {
             let (key, value) = part.split_once('=').ok_or_else(bad)?;
@@ -86,6 +99,54 @@ impl Default for ReportSettings {
     }
 }
 
+/// One labelled study as the report sees it: the truth, where it sits in the design, the
+/// subgroup attributes it has, and its model input or the reason there is none.
+#[derive(Debug, Clone)]
+pub struct LabelledStudy<'a> {
+    pub patient_id: String,
+    pub split: Split,
+    pub pcnsl: bool,
+    /// `(attribute, value)` for the subgroup table; attributes a study lacks are left out.
+    pub attributes: Vec<(&'static str, String)>,
+    /// The prepared input, or why there is none: a stable key (counted in
+    /// `preprocessing_abstentions`) and a detail naming the series or file.
+    pub input: Result<Cow<'a, CaseInput>, (String, String)>,
+}
+
+impl<'a> LabelledStudy<'a> {
+    /// A synthetic case, with the attributes the generator knows.
+    pub fn from_case(c: &'a Case, split: Split) -> LabelledStudy<'a> {
+        LabelledStudy {
+            patient_id: c.patient_id.clone(),
+            split,
+            pcnsl: c.pcnsl,
+            attributes: vec![
+                ("age_band", age_band(c.age).to_string()),
+                ("sex", c.sex.clone()),
+                ("site", if c.external { "external".into() } else { "internal".into() }),
+                ("vendor", c.vendor.clone()),
+                ("field_strength", format!("{:.1}T", c.field_strength_t)),
+            ],
+            input: match &c.input {
+                Ok(i) => Ok(Cow::Borrowed(i)),
+                Err(kind) => {
+                    let key = serde_json::to_value(kind).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default();
+                    Err((key.clone(), key))
+                }
+            },
+        }
+    }
+}
+
+/// A study that could not be scored, and why.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AbstainedStudy {
+    pub patient_id: String,
+    pub split: Split,
+    pub reason: String,
+    pub detail: String,
+}
+
 /// One case's ensemble output.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Prediction {
@@ -109,8 +170,15 @@ pub struct EvaluationReport {
     pub cohort: String,
     pub prevalence: f64,
     pub bootstrap_resamples: usize,
-    /// Cases preprocessing declined, by split and reason.
+    /// Cases preprocessing declined, by split and reason (for a DICOM folder also studies whose
+    /// files are missing or unreadable, or whose T1c/T2 could not be found or assembled).
     pub preprocessing_abstentions: BTreeMap<String, BTreeMap<String, usize>>,
+    /// Each of those cases, with the detail (series, file) that explains it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub abstained_studies: Vec<AbstainedStudy>,
+    /// Labelled studies in the development split (used for training), not scored.
+    #[serde(default)]
+    pub development_skipped: usize,
     pub groups: Vec<GroupReport>,
     pub predictions: Vec<Prediction>,
 }
@@ -171,9 +239,21 @@ pub struct EvaluateArgs {
     /// The ensemble's manifest.
     #[arg(long, default_value = "models/ensemble/manifest.json")]
     pub model: PathBuf,
-    /// The cohort: `seed=S,patients=N` (a synthetic cohort, regenerated).
-    #[arg(long)]
+    /// The cohort: `seed=S,patients=N` (a synthetic cohort, regenerated), or a folder DIR of
+    /// DICOM studies (any layout, searched recursively) labelled by `DIR/labels.csv` or
+    /// `--labels`. Labels CSV: a header row, then one row per study; required columns
+    /// `study_uid,label` (label gbm|glioblastoma|pcnsl|lymphoma, any case); optional
+    /// `patient_id,age,sex,site,vendor,acquired` (subgroups; acquired = YYYY-MM-DD) and `split`
+    /// (development|validation|prospective|external). Without `split`, site `internal` is
+    /// reported as prospective and every other study as external.
+    #[arg(long, verbatim_doc_comment)]
     pub cohort: String,
+    /// Labels CSV of a folder cohort (default: `labels.csv` inside the folder).
+    #[arg(long)]
+    pub labels: Option<PathBuf>,
+    /// Series recognition rules for a folder cohort (default: the shipped config/series-rules.toml).
+    #[arg(long)]
+    pub series_rules: Option<PathBuf>,
     /// Directory for evaluation.json, report.md and the plots.
     #[arg(long)]
     pub out: PathBuf,
@@ -188,14 +268,22 @@ pub struct EvaluateArgs {
 
 impl EvaluateArgs {
     pub fn run(self) -> Result<(), EvaluateError> {
+        let cohort = match (self.cohort.parse()?, self.labels) {
+            (CohortSource::Folder { dir, .. }, labels) => CohortSource::Folder { dir, labels },
+            (CohortSource::Synthetic { .. }, Some(_)) => return Err(EvaluateError::CohortSpec(format!("{} (--labels needs a folder cohort)", self.cohort))),
+            (synthetic, None) => synthetic,
+        };
         let opts = EvaluateOptions {
             manifest: self.model,
-            cohort: self.cohort.parse()?,
+            cohort,
+            series_rules: self.series_rules,
             out: self.out,
             settings: ReportSettings { prevalence: self.prevalence, bootstrap_resamples: self.bootstrap, ..Default::default() },
             threads: self.threads,
         };
         let report = run(&opts)?;
+        let abstained: usize = report.preprocessing_abstentions.values().flat_map(|m| m.values()).sum();
+        println!("{}: {} scored, {} not scored {}", report.cohort, report.predictions.len(), abstained, serde_json::to_string(&report.preprocessing_abstentions).unwrap_or_default());
         for g in &report.groups {
             println!(
                 "{:>13}: {} patients, AUC {:.3} (95 % CI {:.3}-{:.3}), calibration slope {:.2}",
@@ -212,6 +300,8 @@ impl EvaluateArgs {
 pub struct EvaluateOptions {
     pub manifest: PathBuf,
     pub cohort: CohortSource,
+    /// Series recognition rules for a folder cohort; `None`: the shipped rules.
+    pub series_rules: Option<PathBuf>,
     pub out: PathBuf,
     pub settings: ReportSettings,
     pub threads: usize,
@@ -223,7 +313,16 @@ pub fn run(opts: &EvaluateOptions) -> Result<EvaluationReport, EvaluateError> {
     let manifest = Manifest::load(&opts.manifest)?;
     let dir = opts.manifest.parent().unwrap_or(Path::new("."));
     let members = load_members(&manifest, dir)?;
-    let CohortSource::Synthetic { seed, patients } = opts.cohort;
+    let (seed, patients) = match &opts.cohort {
+        CohortSource::Synthetic { seed, patients } => (*seed, *patients),
+        CohortSource::Folder { dir, labels } => {
+            let labels = labels.clone().unwrap_or_else(|| dir.join("labels.csv"));
+            let cohort = cohort_folder::prepare(dir, &labels, opts.series_rules.as_deref(), &manifest.input.recipe())?;
+            let report = evaluate_studies(&manifest, &members, &cohort.studies, &opts.settings, cohort.description)?;
+            write_report(&report, &opts.out)?;
+            return Ok(report);
+        }
+    };
     let spec = CohortSpec::new(seed, patients);
     let cases = dataset::generate(&spec, &manifest.input.recipe(), "preparing");
     // The training split is reused when this is the training cohort; any other cohort is unseen
@@ -293,37 +392,46 @@ pub fn evaluate_cases(
         None if c.external => Split::External,
         None => Split::Prospective,
     };
+    let studies: Vec<LabelledStudy> = cases.iter().map(|c| LabelledStudy::from_case(c, split_of(c))).collect();
+    evaluate_studies(manifest, members, &studies, settings, cohort)
+}
+
+/// Runs the ensemble on every prepared study outside the development split and reports the
+/// held-out groups.
+pub fn evaluate_studies(manifest: &Manifest, members: &[CModule], studies: &[LabelledStudy], settings: &ReportSettings, cohort: String) -> Result<EvaluationReport, EvaluateError> {
     let mut preprocessing_abstentions: BTreeMap<String, BTreeMap<String, usize>> = BTreeMap::new();
-    let mut ready = Vec::new();
-    for c in cases {
-        let split = split_of(c);
-        if split == Split::Development {
+    let mut abstained_studies = Vec::new();
+    let mut development_skipped = 0;
+    let mut ready: Vec<(&LabelledStudy, &CaseInput)> = Vec::new();
+    for st in studies {
+        if st.split == Split::Development {
+            development_skipped += 1;
             continue;
         }
-        match &c.input {
-            Ok(input) => ready.push((c, split, input)),
-            Err(kind) => {
-                let reason = serde_json::to_value(kind).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default();
-                *preprocessing_abstentions.entry(split.as_str().into()).or_default().entry(reason).or_default() += 1;
+        match &st.input {
+            Ok(input) => ready.push((st, input.as_ref())),
+            Err((reason, detail)) => {
+                *preprocessing_abstentions.entry(st.split.as_str().into()).or_default().entry(reason.clone()).or_default() += 1;
+                abstained_studies.push(AbstainedStudy { patient_id: st.patient_id.clone(), split: st.split, reason: reason.clone(), detail: detail.clone() });
             }
         }
     }
     if ready.is_empty() {
-        return Err(EvaluateError::Empty("every held-out case was declined by preprocessing".into()));
+        return Err(EvaluateError::Empty(format!("every held-out case was declined: {}", serde_json::to_string(&preprocessing_abstentions).unwrap_or_default())));
     }
-    let inputs: Vec<&[f32]> = ready.iter().map(|(_, _, i)| i.data.as_slice()).collect();
+    let inputs: Vec<&[f32]> = ready.iter().map(|(_, i)| i.data.as_slice()).collect();
     let per_member = member_probabilities(members, &inputs, manifest.input.shape)?;
     let predictions: Vec<Prediction> = ready
         .iter()
         .enumerate()
-        .map(|(n, (c, split, input))| {
+        .map(|(n, (st, input))| {
             let probs: Vec<f64> = per_member.iter().map(|m| m[n]).collect();
             let engine_input = super::ModelInput { data: Vec::new(), lesion_volume_ml: input.lesion_volume_ml, t1c_lesion_mean: input.t1c_lesion_mean };
             let out = summarise(probs, manifest, manifest.max_member_spread, out_of_distribution(manifest, &engine_input));
             Prediction {
-                patient_id: c.patient_id.clone(),
-                split: *split,
-                pcnsl: c.pcnsl,
+                patient_id: st.patient_id.clone(),
+                split: st.split,
+                pcnsl: st.pcnsl,
                 members: out.member_probabilities,
                 mean: out.mean_probability,
                 calibrated: out.calibrated_probability,
@@ -332,7 +440,6 @@ pub fn evaluate_cases(
             }
         })
         .collect();
-    let case_of: BTreeMap<&str, &Case> = ready.iter().map(|(c, _, _)| (c.patient_id.as_str(), *c)).collect();
     let mut groups = Vec::new();
     for (name, wanted) in [
         ("external", &[Split::External][..]),
@@ -340,13 +447,13 @@ pub fn evaluate_cases(
         ("validation", &[Split::Validation][..]),
         ("all_held_out", &[Split::Validation, Split::Prospective, Split::External][..]),
     ] {
-        let subset: Vec<&Prediction> = predictions.iter().filter(|p| wanted.contains(&p.split)).collect();
+        let (subset, group_studies): (Vec<&Prediction>, Vec<&LabelledStudy>) =
+            predictions.iter().zip(&ready).filter(|(p, _)| wanted.contains(&p.split)).map(|(p, (st, _))| (p, *st)).unzip();
         let pcnsl = subset.iter().filter(|p| p.pcnsl).count();
         if pcnsl == 0 || pcnsl == subset.len() {
             continue;
         }
-        let group_cases: Vec<&Case> = subset.iter().filter_map(|p| case_of.get(p.patient_id.as_str()).copied()).collect();
-        groups.push(group_report(name, &subset, &group_cases, manifest, settings));
+        groups.push(group_report(name, &subset, &group_studies, manifest, settings));
     }
     Ok(EvaluationReport {
         model: manifest.name.clone(),
@@ -356,12 +463,14 @@ pub fn evaluate_cases(
         prevalence: settings.prevalence,
         bootstrap_resamples: settings.bootstrap_resamples,
         preprocessing_abstentions,
+        abstained_studies,
+        development_skipped,
         groups,
         predictions,
     })
 }
 
-fn group_report(name: &str, preds: &[&Prediction], cases: &[&Case], manifest: &Manifest, settings: &ReportSettings) -> GroupReport {
+fn group_report(name: &str, preds: &[&Prediction], studies: &[&LabelledStudy], manifest: &Manifest, settings: &ReportSettings) -> GroupReport {
     let labels: Vec<bool> = preds.iter().map(|p| p.pcnsl).collect();
     let calibrated: Vec<f64> = preds.iter().map(|p| p.calibrated).collect();
     let n_members = preds.first().map_or(0, |p| p.members.len());
@@ -398,12 +507,12 @@ fn group_report(name: &str, preds: &[&Prediction], cases: &[&Case], manifest: &M
         not_gbm_likely: metrics::operating_point(&calibrated, &labels, t.gbm_likely, settings.prevalence),
         recommendations,
         calibration: metrics::calibration(&calibrated, &labels, 10),
-        subgroups: subgroups(preds, cases),
+        subgroups: subgroups(preds, studies),
         ensemble_size: ensemble_size(&member_scores, &labels, settings.seed),
     }
 }
 
-fn age_band(age: u32) -> &'static str {
+pub(crate) fn age_band(age: u32) -> &'static str {
     match age {
         0..50 => "<50",
         50..65 => "50-64",
@@ -412,27 +521,31 @@ fn age_band(age: u32) -> &'static str {
     }
 }
 
-fn subgroups(preds: &[&Prediction], cases: &[&Case]) -> Vec<Subgroup> {
-    type Key = fn(&Case) -> String;
-    let attributes: [(&str, Key); 5] = [
-        ("age_band", |c| age_band(c.age).to_string()),
-        ("sex", |c| c.sex.clone()),
-        ("site", |c| if c.external { "external".into() } else { "internal".into() }),
-        ("vendor", |c| c.vendor.clone()),
-        ("field_strength", |c| format!("{:.1}T", c.field_strength_t)),
-    ];
+/// AUC per value of every attribute the studies carry (in the order they first appear); a study
+/// without an attribute is left out of that attribute's rows.
+fn subgroups(preds: &[&Prediction], studies: &[&LabelledStudy]) -> Vec<Subgroup> {
+    let mut attributes: Vec<&'static str> = Vec::new();
+    for st in studies {
+        for (a, _) in &st.attributes {
+            if !attributes.contains(a) {
+                attributes.push(a);
+            }
+        }
+    }
     let mut out = Vec::new();
-    for (attribute, key) in attributes {
-        let mut by_value: BTreeMap<String, (Vec<f64>, Vec<bool>)> = BTreeMap::new();
-        for (p, c) in preds.iter().zip(cases) {
-            let e = by_value.entry(key(c)).or_default();
-            e.0.push(p.calibrated);
-            e.1.push(p.pcnsl);
+    for attribute in attributes {
+        let mut by_value: BTreeMap<&str, (Vec<f64>, Vec<bool>)> = BTreeMap::new();
+        for (p, st) in preds.iter().zip(studies) {
+            if let Some((_, value)) = st.attributes.iter().find(|(a, _)| *a == attribute) {
+                let e = by_value.entry(value.as_str()).or_default();
+                e.0.push(p.calibrated);
+                e.1.push(p.pcnsl);
+            }
         }
         for (value, (scores, labels)) in by_value {
             let pcnsl = labels.iter().filter(|l| **l).count();
             let auc = (pcnsl > 0 && pcnsl < labels.len()).then(|| metrics::delong_interval(&scores, &labels));
-            out.push(Subgroup { attribute: attribute.into(), value, patients: labels.len(), pcnsl, auc });
+            out.push(Subgroup { attribute: attribute.into(), value: value.into(), patients: labels.len(), pcnsl, auc });
         }
     }
     out
@@ -529,6 +642,9 @@ fn pct(x: f64) -> String {
     if x.is_nan() { "n/a".into() } else { format!("{:.1} %", 100.0 * x) }
 }
 
+/// Longest list of unscored studies in report.md (evaluation.json has all of them).
+const MAX_LISTED_ABSTENTIONS: usize = 50;
+
 /// The human-readable report.
 pub fn markdown(r: &EvaluationReport) -> String {
     let mut md = String::new();
@@ -538,8 +654,19 @@ pub fn markdown(r: &EvaluationReport) -> String {
     let _ = writeln!(md, "- AUC intervals: stratified bootstrap ({} patient resamples, percentile) and DeLong (fast mid-rank form)", r.bootstrap_resamples);
     let _ = writeln!(md, "- PPV/NPV are also given at an assumed PCNSL prevalence of {:.0} %", 100.0 * r.prevalence);
     let _ = writeln!(md, "- Probabilities are the calibrated ensemble P(PCNSL); engine abstentions (out of distribution, member disagreement) are counted but kept in every metric.\n");
+    if r.development_skipped > 0 {
+        let _ = writeln!(md, "Studies in the development split (not scored): {}\n", r.development_skipped);
+    }
     if !r.preprocessing_abstentions.is_empty() {
         let _ = writeln!(md, "Cases preprocessing declined (not scored): {}\n", serde_json::to_string(&r.preprocessing_abstentions).unwrap_or_default());
+        let _ = writeln!(md, "| patient | split | reason | detail |\n|---|---|---|---|");
+        for a in r.abstained_studies.iter().take(MAX_LISTED_ABSTENTIONS) {
+            let _ = writeln!(md, "| {} | {} | {} | {} |", a.patient_id, a.split.as_str(), a.reason, a.detail.replace('|', "\\|"));
+        }
+        if r.abstained_studies.len() > MAX_LISTED_ABSTENTIONS {
+            let _ = writeln!(md, "\n({} more in evaluation.json)", r.abstained_studies.len() - MAX_LISTED_ABSTENTIONS);
+        }
+        let _ = writeln!(md);
     }
     let _ = writeln!(md, "## Summary\n\n| group | patients (PCNSL) | AUC, bootstrap 95 % CI | AUC, DeLong 95 % CI | best member AUC | ensemble − best member (p) | calibration slope | intercept | Brier |");
     let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|");

@@ -8,7 +8,9 @@
 pub mod device;
 pub mod engine;
 pub mod manifest;
+pub mod cohort_folder;
 pub mod dataset;
+pub mod labels;
 pub mod metrics;
 pub mod net;
 pub mod plot;

@@ -1,5 +1,10 @@
 //! DICOM JSON (PS3.18 F.2) to [`SeriesMetadata`]: the header fields series recognition needs.
 //!
+//! One reader for both ways a study arrives: the WADO-RS metadata of a PACS (DICOM JSON as the
+//! server writes it) and DICOM files on disk (`evaluate --cohort DIR`), whose headers are first
+//! serialised to DICOM JSON ([`from_objects`]) so that series recognition sees the same fields
+//! either way.
+//!
 //! A DICOM JSON object maps an 8-hex-digit tag to `{"vr": "..", "Value": [..]}`. Servers differ:
 //! DS/IS may come as JSON numbers or strings, empty attributes have no `Value`, and an enhanced
 //! multi-frame instance keeps TR, TE, orientation and spacing inside its functional groups
@@ -7,7 +12,9 @@
 
 use serde_json::Value;
 
-use crate::imaging::SeriesMetadata;
+use dicom_object::InMemDicomObject;
+
+use super::SeriesMetadata;
 
 pub(crate) const SERIES_INSTANCE_UID: &str = "0020000E";
 pub(crate) const MODALITY: &str = "00080060";
@@ -87,7 +94,7 @@ pub(crate) fn from_qido(series_uid: &str, qido: &Value) -> SeriesMetadata {
 }
 
 /// The series header from the DICOM JSON of all its instances (the WADO-RS series metadata).
-pub(crate) fn from_instances(series_uid: &str, qido: &Value, instances: &[Value]) -> SeriesMetadata {
+pub fn from_instances(series_uid: &str, qido: &Value, instances: &[Value]) -> SeriesMetadata {
     // The lowest InstanceNumber stands for the series; scanners write the same protocol
     // header into every instance.
     let first = instances.iter().min_by(|a, b| number(a, INSTANCE_NUMBER).unwrap_or(f64::MAX).total_cmp(&number(b, INSTANCE_NUMBER).unwrap_or(f64::MAX)));
@@ -143,6 +150,14 @@ pub(crate) fn from_instances(series_uid: &str, qido: &Value, instances: &[Value]
         series_time: text(first, "00080031").or_else(|| text(qido, "00080031")),
         frame_of_reference_uid: text(first, "00200052"),
     }
+}
+
+/// The series header from parsed DICOM objects (headers of files on disk; pixel data may be
+/// absent): each object goes through DICOM JSON and then [`from_instances`], exactly as a
+/// WADO-RS metadata answer would.
+pub fn from_objects(series_uid: &str, instances: &[&InMemDicomObject]) -> Result<SeriesMetadata, serde_json::Error> {
+    let json = instances.iter().map(|obj| ::dicom_json::to_value(*obj)).collect::<Result<Vec<Value>, _>>()?;
+    Ok(from_instances(series_uid, &Value::Object(Default::default()), &json))
 }
 
 #[cfg(test)]
