@@ -9,6 +9,8 @@
 use std::path::Path;
 
 fn main() {
+    // `embed_migrations!` reads `migrations/` at compile time; a new migration must rebuild.
+    println!("cargo:rerun-if-changed=migrations");
     println!("cargo:rerun-if-env-changed=DEP_TCH_LIBTORCH_LIB");
     let Ok(lib) = std::env::var("DEP_TCH_LIBTORCH_LIB") else {
         return;

@@ -18,48 +18,67 @@ pub const GENESIS: &str = "00000000000000000000000000000000000000000000000000000
 
 /// Serialises `value` with object keys sorted at every depth.
 pub fn canonical_json(value: &Value) -> String {
-    fn write(v: &Value, out: &mut String) {
+    fn write(v: &Value, out: &mut Vec<u8>) {
         match v {
             Value::Object(m) => {
-                let mut keys: Vec<&String> = m.keys().collect();
-                keys.sort();
-                out.push('{');
-                for (i, k) in keys.iter().enumerate() {
+                let mut entries: Vec<(&String, &Value)> = m.iter().collect();
+                entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+                out.push(b'{');
+                for (i, (k, x)) in entries.into_iter().enumerate() {
                     if i > 0 {
-                        out.push(',');
+                        out.push(b',');
                     }
-                    out.push_str(&Value::String((*k).clone()).to_string());
-                    out.push(':');
-                    write(&m[*k], out);
+                    scalar(k, out);
+                    out.push(b':');
+                    write(x, out);
                 }
-                out.push('}');
+                out.push(b'}');
             }
             Value::Array(a) => {
-                out.push('[');
+                out.push(b'[');
                 for (i, x) in a.iter().enumerate() {
                     if i > 0 {
-                        out.push(',');
+                        out.push(b',');
                     }
                     write(x, out);
                 }
-                out.push(']');
+                out.push(b']');
             }
-            other => out.push_str(&other.to_string()),
+            other => scalar(other, out),
         }
     }
-    let mut s = String::new();
-    write(value, &mut s);
-    s
+    // Strings, numbers, booleans and null, exactly as `serde_json` writes them.
+    fn scalar<T: Serialize + ?Sized>(x: &T, out: &mut Vec<u8>) {
+        // Writing a string or a scalar into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut *out, x);
+    }
+    let mut out = Vec::with_capacity(1024);
+    write(value, &mut out);
+    // serde_json writes UTF-8 only.
+    String::from_utf8(out).unwrap_or_default()
+}
+
+/// The canonical form of one row's content: what its hash covers besides the previous hash.
+///
+/// Computing it is the costly part of hashing (the content is walked and its keys sorted), and
+/// it does not depend on the chain, so hooks compute it before they queue their row and the
+/// writer that holds the chain's lock only runs SHA-256 ([`chain_hash`]).
+pub fn canonical_content<T: Serialize>(content: &T) -> String {
+    canonical_json(&serde_json::to_value(content).unwrap_or(Value::Null))
+}
+
+/// `SHA-256(prev_hash ‖ "\n" ‖ canonical)`, hex.
+pub fn chain_hash(prev_hash: &str, canonical: &str) -> String {
+    let mut h = Sha256::new();
+    h.update(prev_hash.as_bytes());
+    h.update(b"\n");
+    h.update(canonical.as_bytes());
+    hex::encode(h.finalize())
 }
 
 /// The chained hash of one row's content.
 pub fn content_hash<T: Serialize>(prev_hash: &str, content: &T) -> String {
-    let value = serde_json::to_value(content).unwrap_or(Value::Null);
-    let mut h = Sha256::new();
-    h.update(prev_hash.as_bytes());
-    h.update(b"\n");
-    h.update(canonical_json(&value).as_bytes());
-    hex::encode(h.finalize())
+    chain_hash(prev_hash, &canonical_content(content))
 }
 
 /// The first place a chain does not hold.
@@ -104,6 +123,13 @@ mod tests {
         let b: Value = serde_json::from_str(r#"{"a":{"x":null,"y":[1,{"p":1,"q":2}]},"b":1}"#).unwrap();
         assert_eq!(canonical_json(&a), canonical_json(&b));
         assert_eq!(canonical_json(&a), r#"{"a":{"x":null,"y":[1,{"p":1,"q":2}]},"b":1}"#);
+    }
+
+    #[test]
+    fn canonical_json_writes_strings_and_numbers_as_serde_json_does() {
+        let v = json!({"é\"k": "line\nbreak \u{1F9E0} \\ \u{7}", "n": [0.1, -2.5e-300, 1e300, 42, -7, true, null]});
+        let expected = r#"{"n":[0.1,-2.5e-300,1e+300,42,-7,true,null],"é\"k":"line\nbreak 🧠 \\ \u0007"}"#;
+        assert_eq!(canonical_json(&v), expected);
     }
 
     #[test]

@@ -6,15 +6,15 @@
 //! under load every hook would queue for the lock holding a pooled connection.
 //!
 //! Instead, hooks hand their records to one writer task per process, which takes whatever has
-//! queued (up to [`MAX_BATCH`]), appends it in one transaction, and answers each hook with its
+//! queued (up to [`MAX_BATCH`]), appends it in one transaction and one multi-row `INSERT`, and answers each hook with its
 //! `seq` after the commit. A hook still gets its answer only once its decision is durable; under
 //! load the batches grow and the per-decision cost falls. Across replicas the advisory lock keeps
 //! the writers of different processes in turn.
 //!
 //! ```text
-//!  hook ─┐                       ┌─ BEGIN; lock; read head; INSERT ×n; COMMIT ─┐
-//!  hook ─┼─▶ queue (bounded) ─▶ writer                                        ├─▶ seq to each hook
-//!  hook ─┘                       └─────────────────────────────────────────────┘
+//!  hook ─┐                       ┌─ BEGIN; lock; read head; INSERT n rows; COMMIT ─┐
+//!  hook ─┼─▶ queue (bounded) ─▶ writer                                            ├─▶ seq to each hook
+//!  hook ─┘                       └─────────────────────────────────────────────────┘
 //! ```
 //!
 //! A full queue is refused at once ([`AuditError::Unavailable`], which the hook answers 503),
@@ -28,7 +28,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::{
     db::{AuditError, acquire},
-    log::{DecisionRecord, append_decisions},
+    log::{DecisionRecord, PendingDecision, append_decisions},
 };
 
 /// Most decisions committed in one transaction.
@@ -41,7 +41,7 @@ type Reply = oneshot::Sender<Result<i64, String>>;
 /// The handle hooks append through. Cheap to clone.
 #[derive(Clone)]
 pub struct DecisionWriter {
-    queue: mpsc::Sender<(DecisionRecord, Reply)>,
+    queue: mpsc::Sender<(PendingDecision, Reply)>,
 }
 
 impl DecisionWriter {
@@ -53,9 +53,12 @@ impl DecisionWriter {
     }
 
     /// Queues `record` and waits for its commit; returns its `seq`.
+    ///
+    /// The record's canonical content is computed here, on the caller's task, so that hooks on
+    /// every worker share that work and the writer only hashes and inserts.
     pub async fn append(&self, record: DecisionRecord) -> Result<i64, AuditError> {
         let (reply, answer) = oneshot::channel();
-        self.queue.try_send((record, reply)).map_err(|e| match e {
+        self.queue.try_send((PendingDecision::new(record), reply)).map_err(|e| match e {
             mpsc::error::TrySendError::Full(_) => AuditError::Unavailable(format!("the decision log's write queue is full ({QUEUE} waiting)")),
             mpsc::error::TrySendError::Closed(_) => AuditError::Unavailable("the decision log writer has stopped".into()),
         })?;
@@ -66,10 +69,10 @@ impl DecisionWriter {
     }
 }
 
-async fn run(pool: Pool<AsyncPgConnection>, acquire_timeout: Duration, mut jobs: mpsc::Receiver<(DecisionRecord, Reply)>) {
+async fn run(pool: Pool<AsyncPgConnection>, acquire_timeout: Duration, mut jobs: mpsc::Receiver<(PendingDecision, Reply)>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while jobs.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        let (records, replies): (Vec<DecisionRecord>, Vec<Reply>) = batch.drain(..).unzip();
+        let (records, replies): (Vec<PendingDecision>, Vec<Reply>) = batch.drain(..).unzip();
         match write(&pool, acquire_timeout, &records).await {
             Ok(seqs) => {
                 for (reply, seq) in replies.into_iter().zip(seqs) {
@@ -92,7 +95,7 @@ async fn run(pool: Pool<AsyncPgConnection>, acquire_timeout: Duration, mut jobs:
     }
 }
 
-async fn write(pool: &Pool<AsyncPgConnection>, acquire_timeout: Duration, records: &[DecisionRecord]) -> Result<Vec<i64>, String> {
+async fn write(pool: &Pool<AsyncPgConnection>, acquire_timeout: Duration, records: &[PendingDecision]) -> Result<Vec<i64>, String> {
     let mut conn = acquire(pool, acquire_timeout).await.map_err(|e| e.to_string())?;
     append_decisions(&mut conn, records).await.map_err(|e| e.to_string())
 }

@@ -43,8 +43,14 @@ pub async fn trust(req: &HttpRequest, state: &AppState, endpoint: &str) -> Resul
     })
 }
 
+/// The CDS Hooks response body: `{"cards": [...]}`.
+#[derive(serde::Serialize)]
+struct Cards {
+    cards: Vec<Card>,
+}
+
 fn cards(cards: Vec<Card>) -> HttpResponse {
-    HttpResponse::Ok().json(json!({ "cards": cards }))
+    HttpResponse::Ok().json(Cards { cards })
 }
 
 pub async fn invoke(req: HttpRequest, path: web::Path<String>, body: web::Bytes, state: web::Data<AppState>) -> Result<HttpResponse, CdsError> {
@@ -99,7 +105,7 @@ pub async fn invoke(req: HttpRequest, path: web::Path<String>, body: web::Bytes,
             // Nothing to analyse is a normal state (first scan): audited, no card.
             record.reason = Some(e.to_string());
             record.stage_timings_ms = json!({ "hook": started.elapsed().as_millis() as u64 });
-            state.db.append_decision(&record).await.map_err(|e| CdsError::Overloaded(format!("the audit trail is unavailable: {e}")))?;
+            state.db.append_decision(record).await.map_err(|e| CdsError::Overloaded(format!("the audit trail is unavailable: {e}")))?;
             return Ok(cards(Vec::new()));
         }
     };
@@ -108,7 +114,7 @@ pub async fn invoke(req: HttpRequest, path: web::Path<String>, body: web::Bytes,
         Ok(t) => t,
         Err(e) => {
             record.reason = Some(e.to_string());
-            let _ = state.db.append_decision(&record).await;
+            let _ = state.db.append_decision(record).await;
             return Err(match e {
                 PipelineError::Overloaded(_) => CdsError::Overloaded(e.to_string()),
                 PipelineError::Audit(a) => CdsError::Overloaded(format!("the audit trail is unavailable: {a}")),
@@ -144,16 +150,19 @@ pub async fn invoke(req: HttpRequest, path: web::Path<String>, body: web::Bytes,
     // Silent mode: analyse and audit, but show nothing.
     let card = if client.silent { None } else { card };
     record.card_uuid = card.as_ref().map(|_| card_uuid);
-    record.report = report_bundle.as_ref().map(|r| json!(r));
+    // The FHIR server gets its own copy only when reports are filed; the audit row takes the rest.
+    let filing = report_bundle.as_ref().filter(|_| state.settings.fhir.write_reports && !client.silent).cloned();
+    record.report = report_bundle.map(report::ReportBundle::into_value);
     if let Some(obj) = record.stage_timings_ms.as_object_mut() {
         obj.insert("hook".into(), json!(started.elapsed().as_millis() as u64));
     }
-    state.db.append_decision(&record).await.map_err(|e| CdsError::Overloaded(format!("the audit trail is unavailable: {e}")))?;
-    if let (Some(bundle), Some(base), true) = (report_bundle, request.fhir_server.clone(), state.settings.fhir.write_reports && !client.silent) {
+    let (outcome, decision_id) = (record.outcome.clone(), record.decision_id);
+    state.db.append_decision(record).await.map_err(|e| CdsError::Overloaded(format!("the audit trail is unavailable: {e}")))?;
+    if let (Some(bundle), Some(base)) = (filing, request.fhir_server.clone()) {
         let token = request.fhir_authorization.as_ref().map(|a| a.access_token.clone());
         report::write_in_background(state.fhir.clone(), base, bundle, request.hook_instance.clone(), token, state.runtime.clone());
     }
-    tracing::info!(outcome = %record.outcome, decision_id = %record.decision_id, elapsed_ms = started.elapsed().as_millis() as u64, "hook answered");
+    tracing::info!(%outcome, %decision_id, elapsed_ms = started.elapsed().as_millis() as u64, "hook answered");
     Ok(cards(card.into_iter().collect()))
 }
 

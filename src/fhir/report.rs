@@ -204,6 +204,19 @@ pub fn build(a: &Analysis, request: &HookRequest, order_refs: &[String], record:
 }
 
 impl ReportBundle {
+    /// The bundle as the audit row stores it: the same JSON as serialising it, built by moving
+    /// the resources rather than copying them.
+    pub fn into_value(self) -> Value {
+        let ReportBundle { diagnostic_report, classification, probability, device, provenance } = self;
+        let mut m = serde_json::Map::with_capacity(5);
+        m.insert("diagnostic_report".into(), diagnostic_report);
+        m.insert("classification".into(), classification);
+        m.insert("probability".into(), probability);
+        m.insert("device".into(), device);
+        m.insert("provenance".into(), provenance);
+        Value::Object(m)
+    }
+
     /// The DiagnosticReport with its Observations and Device contained (for a card action).
     pub fn card_resource(&self) -> Value {
         let mut r = self.diagnostic_report.clone();
@@ -263,4 +276,21 @@ pub fn write_in_background(fhir: FhirClient, base: Url, bundle: ReportBundle, ho
             Err(e) => tracing::warn!(hook_instance, error = %e, "could not file the DiagnosticReport"),
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn into_value_is_the_serialised_bundle() {
+        let bundle = ReportBundle {
+            diagnostic_report: json!({"resourceType": "DiagnosticReport", "status": "preliminary"}),
+            classification: json!({"id": "classification"}),
+            probability: json!({"id": "probability", "valueQuantity": {"value": 0.125}}),
+            device: json!({"id": "algorithm"}),
+            provenance: json!({"resourceType": "Provenance"}),
+        };
+        assert_eq!(serde_json::to_value(&bundle).unwrap(), bundle.into_value());
+    }
 }

@@ -28,6 +28,27 @@ async fn each_decision_is_chained_to_the_one_before() {
     assert_eq!(app.app.db.verify_chains().await.unwrap(), (3, None));
 }
 
+/// Decisions from concurrent hooks are committed in batches (one multi-row INSERT each); the
+/// batches still form one chain whose `seq` order is the chain's order.
+#[tokio::test]
+async fn concurrent_decisions_are_batched_into_one_unbroken_chain() {
+    let app = spawn_app().await;
+    let calls = (0..40).map(|_| {
+        let body = brain_mri_hook("order-sign", &format!("p{}", Uuid::new_v4().simple()), Some(json!({ "patient": null, "priorImaging": null })), None);
+        let app = &app;
+        async move { app.hook(SIGN, &body).await.0 }
+    });
+    let statuses = futures_util::future::join_all(calls).await;
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+    let rows = decisions(&app).await;
+    assert_eq!(rows.len(), 40);
+    for pair in rows.windows(2) {
+        assert!(pair[0].seq < pair[1].seq);
+        assert_eq!(pair[1].prev_hash, pair[0].content_hash, "row {} is chained to the row before it", pair[1].seq);
+    }
+    assert_eq!(app.app.db.verify_chains().await.unwrap(), (40, None));
+}
+
 #[tokio::test]
 async fn the_database_refuses_update_and_delete_on_the_decision_log() {
     let app = spawn_app().await;
