@@ -3,7 +3,9 @@
 //! `MODEL_CARD.md` and the validation report.
 //!
 //! Design (after Moassefi et al. 2026): T1c + T2 lesion crops from the service's own
-//! preprocessing; members that differ in seed and data order, trained with cross-entropy; the
+//! preprocessing; members that differ in seed and data order (and, with `--bagging`, in the
+//! development cases they see: each its own class-stratified bootstrap resample), trained with
+//! cross-entropy; the
 //! three-stage temporal split plus an external-site test set ([`super::dataset`]). Platt
 //! calibration, thresholds, the member-spread bound and the out-of-distribution bounds are all
 //! fixed on the development and validation stages; the test stages are looked at once, at the end.
@@ -67,6 +69,14 @@ pub struct TrainArgs {
     /// libtorch intra-op threads.
     #[arg(long, default_value_t = 2)]
     pub threads: usize,
+    /// Train each member on its own class-stratified bootstrap resample of the development
+    /// split (bagging) instead of on all of it.
+    #[arg(long)]
+    pub bagging: bool,
+    /// Give the members different network widths and dropout (`net::VARIED`, in turn) instead
+    /// of one architecture for all.
+    #[arg(long)]
+    pub varied_architectures: bool,
 }
 
 impl TrainArgs {
@@ -80,6 +90,8 @@ impl TrainArgs {
             epochs: self.epochs,
             recipe: Recipe { shape: [self.crop; 3], spacing_mm: self.spacing_mm },
             threads: self.threads,
+            bagging: self.bagging,
+            varied_architectures: self.varied_architectures,
             command_line: std::iter::once("neurocds".to_string()).chain(std::env::args().skip(1)).collect::<Vec<_>>().join(" "),
         };
         let report = run(&opts)?;
@@ -105,6 +117,10 @@ pub struct TrainOptions {
     pub recipe: Recipe,
     /// Intra-op threads for libtorch (the reference machine has 2 cores).
     pub threads: usize,
+    /// Each member on its own bootstrap resample of the development split.
+    pub bagging: bool,
+    /// Members take their architectures from `net::VARIED` in turn (else all `net::DEFAULT`).
+    pub varied_architectures: bool,
     /// The command line, recorded in the model card so the ensemble can be reproduced.
     pub command_line: String,
 }
@@ -117,6 +133,10 @@ pub struct MemberPlan {
     pub batch: usize,
     pub learning_rate: f64,
     pub weight_decay: f64,
+    /// Trained on a class-stratified bootstrap resample of the development split (drawn from
+    /// `seed`) rather than on all of it.
+    pub bootstrap: bool,
+    pub architecture: net::Architecture,
 }
 
 /// The command: generate, train, export, calibrate, validate, write.
@@ -144,7 +164,10 @@ pub fn run(opts: &TrainOptions) -> Result<EvaluationReport, TrainError> {
     let mut plans = Vec::new();
     let train_started = Instant::now();
     for m in 0..opts.members {
-        let plan = MemberPlan { seed: opts.seed.wrapping_mul(1000).wrapping_add(m as u64 + 1), epochs: opts.epochs, batch: 16, learning_rate: 2e-3, weight_decay: 1e-4 };
+        let plan = MemberPlan {
+            seed: opts.seed.wrapping_mul(1000).wrapping_add(m as u64 + 1), epochs: opts.epochs, batch: 16, learning_rate: 2e-3, weight_decay: 1e-4, bootstrap: opts.bagging,
+            architecture: if opts.varied_architectures { net::VARIED[m % net::VARIED.len()] } else { net::DEFAULT },
+        };
         let bar = dataset::progress(plan.epochs as u64, &format!("member {m}"));
         let (mut vs, network) = train_member(&development, opts.recipe.shape, &plan, &bar)?;
         bar.finish();
@@ -197,7 +220,11 @@ pub fn run(opts: &TrainOptions) -> Result<EvaluationReport, TrainError> {
             "splits": counts,
             "split_rule": "internal cases by acquisition date: earliest 70 % development, next 15 % validation, latest 15 % prospective; all outside-institution cases external",
             "members": plans,
-            "architecture": format!("3-D CNN, conv3d widths {:?}, group norm, ReLU, max-pool, global average pool, dropout, linear → 2 logits", net::WIDTHS),
+            "architecture": if opts.varied_architectures {
+                "3-D CNN, conv3d widths and dropout per member (see members), group norm, ReLU, max-pool, global average pool, dropout, linear → 2 logits".to_string()
+            } else {
+                format!("3-D CNN, conv3d widths {:?}, group norm, ReLU, max-pool, global average pool, dropout {}, linear → 2 logits", net::DEFAULT.widths, net::DEFAULT.dropout)
+            },
             "loss": "cross-entropy", "optimiser": "AdamW, cosine learning-rate decay",
             "augmentation": "left-right flip, ±2-voxel shifts, per-channel intensity scale ±10 % and offset ±0.1",
             "seconds": { "preprocessing": prep_seconds, "training": train_seconds },
@@ -275,10 +302,10 @@ fn draft_manifest(opts: &TrainOptions, members: Vec<Member>) -> Manifest {
 pub fn train_member(samples: &[(&[f32], bool)], shape: [usize; 3], plan: &MemberPlan, bar: &ProgressBar) -> Result<(nn::VarStore, nn::SequentialT), TrainError> {
     tch::manual_seed(plan.seed as i64);
     let vs = nn::VarStore::new(Device::Cpu);
-    let network = net::classifier(&vs.root());
+    let network = net::classifier(&vs.root(), &plan.architecture);
     let mut opt = nn::AdamW { wd: plan.weight_decay, ..Default::default() }.build(&vs, plan.learning_rate).map_err(torch("building the optimiser"))?;
     let mut rng = StdRng::seed_from_u64(plan.seed);
-    let mut order: Vec<usize> = (0..samples.len()).collect();
+    let mut order = member_cases(samples, plan.bootstrap, &mut rng);
     for epoch in 0..plan.epochs {
         order.shuffle(&mut rng);
         // Cosine decay to zero over the run.
@@ -291,10 +318,25 @@ pub fn train_member(samples: &[(&[f32], bool)], shape: [usize; 3], plan: &Member
             opt.backward_step(&loss);
             loss_sum += loss.double_value(&[]) * chunk.len() as f64;
         }
-        bar.set_message(format!("loss {:.3}", loss_sum / samples.len().max(1) as f64));
+        bar.set_message(format!("loss {:.3}", loss_sum / order.len().max(1) as f64));
         bar.inc(1);
     }
     Ok((vs, network))
+}
+
+/// The development cases (indexes into `samples`) one member trains on: all of them, or with
+/// `bootstrap` as many drawn with replacement, separately per diagnosis so that every member
+/// keeps the split's class balance.
+fn member_cases(samples: &[(&[f32], bool)], bootstrap: bool, rng: &mut StdRng) -> Vec<usize> {
+    if !bootstrap {
+        return (0..samples.len()).collect();
+    }
+    let mut cases = Vec::with_capacity(samples.len());
+    for class in [false, true] {
+        let pool: Vec<usize> = (0..samples.len()).filter(|&i| samples[i].1 == class).collect();
+        cases.extend((0..pool.len()).map(|_| pool[rng.random_range(0..pool.len())]));
+    }
+    cases
 }
 
 /// A batch `[B, 2, D, H, W]` with random left-right flips, shifts of up to two voxels (edges
@@ -395,6 +437,15 @@ fn model_card(m: &Manifest, r: &EvaluationReport) -> String {
     let _ = writeln!(md, "- Split rule: {}.", s("/training/split_rule"));
     let _ = writeln!(md, "- Counts: `{}`.", s("/training/splits"));
     let _ = writeln!(md, "- Architecture: {}; loss {}; {}; augmentation: {}.", s("/training/architecture"), s("/training/loss"), s("/training/optimiser"), s("/training/augmentation"));
+    let members = card.pointer("/training/members").and_then(|m| m.as_array()).cloned().unwrap_or_default();
+    let mut differences = vec!["seed", "data order"];
+    if members.iter().any(|p| p.get("bootstrap").and_then(|b| b.as_bool()) == Some(true)) {
+        differences.push("training cases (each its own class-stratified bootstrap resample of the development split)");
+    }
+    if members.windows(2).any(|w| w[0].get("architecture") != w[1].get("architecture")) {
+        differences.push("network width and dropout");
+    }
+    let _ = writeln!(md, "- Members differ in {}; their plans are under `card.training.members` in manifest.json.", differences.join(", "));
     let _ = writeln!(md, "- Wall time (seconds): `{}`, threads {}.\n", s("/training/seconds"), s("/training/threads"));
     let _ = writeln!(md, "## Members\n\n| file | SHA-256 |\n|---|---|");
     for mem in &m.members {
@@ -423,4 +474,35 @@ fn model_card(m: &Manifest, r: &EvaluationReport) -> String {
         }
     }
     md
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn samples(labels: &[bool]) -> Vec<(&'static [f32], bool)> {
+        labels.iter().map(|&y| (&[][..], y)).collect()
+    }
+
+    #[test]
+    fn without_bagging_a_member_sees_every_development_case_once() {
+        let s = samples(&[true, false, false, true]);
+        assert_eq!(member_cases(&s, false, &mut StdRng::seed_from_u64(1)), vec![0, 1, 2, 3]);
+    }
+
+    #[test]
+    fn a_bootstrap_resample_keeps_each_diagnosis_count_and_differs_by_seed() {
+        let labels: Vec<bool> = (0..60).map(|i| i % 3 == 0).collect();
+        let s = samples(&labels);
+        let a = member_cases(&s, true, &mut StdRng::seed_from_u64(7));
+        let b = member_cases(&s, true, &mut StdRng::seed_from_u64(8));
+        for draw in [&a, &b] {
+            assert_eq!(draw.len(), 60);
+            assert_eq!(draw.iter().filter(|&&i| labels[i]).count(), 20, "PCNSL cases stay 20 of 60");
+            let distinct: std::collections::HashSet<_> = draw.iter().collect();
+            assert!(distinct.len() < 60, "drawn with replacement");
+        }
+        assert_ne!(a, b);
+        assert_eq!(a, member_cases(&s, true, &mut StdRng::seed_from_u64(7)), "deterministic per seed");
+    }
 }
