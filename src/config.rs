@@ -103,6 +103,9 @@ pub struct TrustSettings {
     pub clock_skew_s: u64,
     pub max_token_age_s: u64,
     pub jwks_cache_s: u64,
+    /// Also record accepted token ids in the database, so that a token replayed to another
+    /// replica is refused (each process always checks its own).
+    pub shared_replay_check: bool,
     pub clients: Vec<TrustedClient>,
 }
 

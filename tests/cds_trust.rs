@@ -232,8 +232,11 @@ async fn es384_token_signed_by_a_trusted_ehr_is_accepted() {
             jti: "nonce-1".into(),
             tenant: Some("hospital-7".into()),
             silent: false,
+            valid_until: client.valid_until,
         }
     );
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+    assert!(client.valid_until > now && client.valid_until <= now + 300 + 60, "remembered no longer than the token can pass");
 }
 
 /// r205, r199: an RS384 JWT is checked against the JWK Set at the client's configured

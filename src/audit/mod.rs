@@ -3,7 +3,8 @@
 //! Append-only and hash-chained (see `migrations/` and [`chain`]): every row stores the SHA-256 of
 //! its canonical content and of the row before it, the database refuses UPDATE and DELETE, and
 //! `neurocds audit verify` names the first row that does not match. The same database also holds
-//! the shared state that lets several hooks and replicas run one analysis once ([`analyses`]).
+//! the shared state that lets several hooks and replicas run one analysis once ([`analyses`])
+//! and, when configured, refuse a token replayed to another replica ([`seen_tokens`]).
 //!
 //! This module knows SQL and hashing; it does not know HTTP, FHIR servers or tensors.
 
@@ -13,6 +14,7 @@ pub mod db;
 pub mod log;
 pub mod query;
 pub mod schema;
+pub mod seen_tokens;
 pub mod writer;
 
 pub use db::{AuditError, Database};

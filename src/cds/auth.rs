@@ -49,6 +49,9 @@ pub struct VerifiedClient {
     pub tenant: Option<String>,
     /// From the client's configuration: analyse and audit, but answer with no card.
     pub silent: bool,
+    /// Unix second after which this token can no longer pass the time checks: how long its
+    /// `jti` must be remembered.
+    pub valid_until: i64,
 }
 
 /// Why a request's credentials were refused. Meant for the log: every message names the rule
@@ -280,7 +283,7 @@ impl Verifier {
         let forget_after = exp.saturating_add(skew).min(too_old_after);
         inner.replay.remember(iss, &jti, forget_after, now).map_err(|_| AuthError::Replayed { iss: iss.clone() })?;
 
-        Ok(VerifiedClient { iss: iss.clone(), sub: claims.sub, jti, tenant: claims.tenant, silent: client.silent })
+        Ok(VerifiedClient { iss: iss.clone(), sub: claims.sub, jti, tenant: claims.tenant, silent: client.silent, valid_until: forget_after })
     }
 }
 

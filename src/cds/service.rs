@@ -34,13 +34,28 @@ use crate::{
     startup::AppState,
 };
 
-/// Verifies the caller's JWT for `endpoint`; logs why it failed (never the token).
+/// Verifies the caller's JWT for `endpoint`; logs why it failed (never the token). With
+/// `trust.shared_replay_check`, the token's id must also be new to every replica.
 pub async fn trust(req: &HttpRequest, state: &AppState, endpoint: &str) -> Result<super::auth::VerifiedClient, CdsError> {
     let header = req.headers().get(actix_web::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-    state.verifier.verify(header, endpoint).await.map_err(|e| {
+    let client = state.verifier.verify(header, endpoint).await.map_err(|e| {
         tracing::warn!(reason = %e, issuer = e.issuer().unwrap_or("-"), "refused a CDS client token");
         CdsError::Unauthorized
-    })
+    })?;
+    if state.settings.trust.shared_replay_check {
+        match state.db.first_use_of_token(&client.iss, &client.jti, client.valid_until).await {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::warn!(issuer = %client.iss, "refused a CDS client token: its jti was already accepted (by this or another replica)");
+                return Err(CdsError::Unauthorized);
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "the shared token replay check is unavailable");
+                return Err(CdsError::Overloaded("the token replay check is unavailable; try again shortly".into()));
+            }
+        }
+    }
+    Ok(client)
 }
 
 /// The CDS Hooks response body: `{"cards": [...]}`.

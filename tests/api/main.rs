@@ -12,3 +12,4 @@ mod health;
 mod helpers;
 mod hooks;
 mod pages;
+mod replicas;

@@ -3,7 +3,8 @@
 //!
 //! Kept in memory: a restart forgets it, which is acceptable because tokens live minutes and
 //! the service takes a while to start. With several replicas each keeps its own; a replay to
-//! another replica within the token's lifetime would pass (noted as a known gap).
+//! another replica is caught only with `trust.shared_replay_check`, which also records accepted
+//! ids in the database (`audit::seen_tokens`).
 
 use std::{collections::HashMap, sync::Mutex};
 
