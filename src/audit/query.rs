@@ -1,6 +1,10 @@
 //! Reading the decision log for compliance: filters, cursor pages, and summary figures.
 
-use diesel::{ExpressionMethods, NullableExpressionMethods, QueryDsl, SelectableHelper, dsl::count_star};
+use diesel::{
+    ExpressionMethods, NullableExpressionMethods, QueryDsl, SelectableHelper,
+    dsl::{count, count_star},
+    prelude::AggregateExpressionMethods,
+};
 use diesel_async::RunQueryDsl;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -134,39 +138,33 @@ impl Database {
             .load(&mut conn)
             .await
             .map_err(AuditError::query("counting decisions by outcome"))?;
-        let by_recommendation: Vec<(Option<String>, i64)> = filtered()
+        // Per recommendation: decisions, those whose card got feedback, and those overridden.
+        // Each decision has its own card, so counting decisions counts cards.
+        let with_feedback = decisions::card_uuid.assume_not_null().eq_any(feedback::table.select(feedback::card_uuid));
+        let overridden = decisions::card_uuid.assume_not_null().eq_any(feedback::table.filter(feedback::outcome.eq("overridden")).select(feedback::card_uuid));
+        let by_recommendation: Vec<(Option<String>, i64, i64, i64)> = filtered()
             .filter(decisions::recommendation.is_not_null())
             .group_by(decisions::recommendation)
-            .select((decisions::recommendation, count_star()))
+            .select((
+                decisions::recommendation,
+                count(decisions::seq),
+                count(decisions::seq).aggregate_filter(with_feedback),
+                count(decisions::seq).aggregate_filter(overridden),
+            ))
             .load(&mut conn)
             .await
             .map_err(AuditError::query("counting decisions by recommendation"))?;
-        // Each decision has its own card, so counting decisions counts cards.
-        let with_feedback: Vec<(Option<String>, i64)> = filtered()
-            .filter(decisions::recommendation.is_not_null())
-            .filter(decisions::card_uuid.eq_any(feedback::table.select(feedback::card_uuid.nullable())))
-            .group_by(decisions::recommendation)
-            .select((decisions::recommendation, count_star()))
-            .load(&mut conn)
-            .await
-            .map_err(AuditError::query("counting decisions with feedback"))?;
-        let overridden: Vec<(Option<String>, i64)> = filtered()
-            .filter(decisions::recommendation.is_not_null())
-            .filter(decisions::card_uuid.eq_any(feedback::table.filter(feedback::outcome.eq("overridden")).select(feedback::card_uuid.nullable())))
-            .group_by(decisions::recommendation)
-            .select((decisions::recommendation, count_star()))
-            .load(&mut conn)
-            .await
-            .map_err(AuditError::query("counting overridden decisions"))?;
         let outcome = |o: &str| by_outcome.iter().find(|(k, _)| k == o).map_or(0, |(_, n)| *n);
-        let per = |rows: &[(Option<String>, i64)], rec: &str| rows.iter().find(|(k, _)| k.as_deref() == Some(rec)).map_or(0, |(_, n)| *n);
         let by = ["biopsy", "resection-planning", "tumour-board"]
             .into_iter()
             .map(|rec| {
-                let (with_feedback, overridden) = (per(&with_feedback, rec), per(&overridden, rec));
+                let (decisions, with_feedback, overridden) = by_recommendation
+                    .iter()
+                    .find(|(k, ..)| k.as_deref() == Some(rec))
+                    .map_or((0, 0, 0), |&(_, n, f, o)| (n, f, o));
                 RecommendationSummary {
                     recommendation: rec.into(),
-                    decisions: per(&by_recommendation, rec),
+                    decisions,
                     with_feedback,
                     overridden,
                     override_rate: (with_feedback > 0).then(|| overridden as f64 / with_feedback as f64),
