@@ -247,48 +247,85 @@ impl Database {
     /// long log does not sit in memory at once.
     pub async fn verify_chains(&self) -> Result<(u64, Option<Break>), AuditError> {
         let mut conn = self.conn().await?;
-        let mut checked = 0u64;
-        let mut prev = GENESIS.to_owned();
-        let mut after = 0i64;
-        loop {
-            let page: Vec<StoredDecision> = decisions::table
+        let (decisions_checked, broken) = verify_chain("decisions", async |after| {
+            decisions::table
                 .filter(decisions::seq.gt(after))
                 .order(decisions::seq.asc())
-                .limit(1000)
+                .limit(VERIFY_PAGE)
                 .select(StoredDecision::as_select())
                 .load(&mut conn)
                 .await
-                .map_err(AuditError::query("verifying decisions"))?;
-            let Some(last) = page.last() else { break };
-            after = last.seq;
-            let rows = page.iter().map(|d| (d.seq, d.record.decision_id.to_string(), d.prev_hash.clone(), d.content_hash.clone(), chain::content_hash(&d.prev_hash, &d.record)));
-            if let Some(b) = chain::first_break_from("decisions", &prev, rows) {
-                return Ok((checked, Some(b)));
-            }
-            checked += page.len() as u64;
-            prev = last.content_hash.clone();
+                .map_err(AuditError::query("verifying decisions"))
+        })
+        .await?;
+        if broken.is_some() {
+            return Ok((decisions_checked, broken));
         }
-        let mut prev = GENESIS.to_owned();
-        let mut after = 0i64;
-        loop {
-            let page: Vec<StoredFeedback> = feedback::table
+        let (feedback_checked, broken) = verify_chain("feedback", async |after| {
+            feedback::table
                 .filter(feedback::seq.gt(after))
                 .order(feedback::seq.asc())
-                .limit(1000)
+                .limit(VERIFY_PAGE)
                 .select(StoredFeedback::as_select())
                 .load(&mut conn)
                 .await
-                .map_err(AuditError::query("verifying feedback"))?;
-            let Some(last) = page.last() else { break };
-            after = last.seq;
-            let rows = page.iter().map(|f| (f.seq, f.record.feedback_id.to_string(), f.prev_hash.clone(), f.content_hash.clone(), chain::content_hash(&f.prev_hash, &f.record)));
-            if let Some(b) = chain::first_break_from("feedback", &prev, rows) {
-                return Ok((checked, Some(b)));
-            }
-            checked += page.len() as u64;
-            prev = last.content_hash.clone();
+                .map_err(AuditError::query("verifying feedback"))
+        })
+        .await?;
+        Ok((decisions_checked + feedback_checked, broken))
+    }
+}
+
+/// Rows read per query while verifying a chain.
+const VERIFY_PAGE: i64 = 1000;
+
+/// A stored row of one of the hash chains, as verification reads it.
+trait ChainRow {
+    fn seq(&self) -> i64;
+    fn content_hash(&self) -> &str;
+    /// `(seq, id, prev_hash, stored content_hash, content_hash recomputed from the row)`.
+    fn link(&self) -> (i64, String, String, String, String);
+}
+
+impl ChainRow for StoredDecision {
+    fn seq(&self) -> i64 {
+        self.seq
+    }
+    fn content_hash(&self) -> &str {
+        &self.content_hash
+    }
+    fn link(&self) -> (i64, String, String, String, String) {
+        (self.seq, self.record.decision_id.to_string(), self.prev_hash.clone(), self.content_hash.clone(), chain::content_hash(&self.prev_hash, &self.record))
+    }
+}
+
+impl ChainRow for StoredFeedback {
+    fn seq(&self) -> i64 {
+        self.seq
+    }
+    fn content_hash(&self) -> &str {
+        &self.content_hash
+    }
+    fn link(&self) -> (i64, String, String, String, String) {
+        (self.seq, self.record.feedback_id.to_string(), self.prev_hash.clone(), self.content_hash.clone(), chain::content_hash(&self.prev_hash, &self.record))
+    }
+}
+
+/// Walks one chain from its genesis, a page at a time (`load_page(after)` returns the rows
+/// with `seq > after` in order): the rows checked before the first break, and that break.
+async fn verify_chain<R: ChainRow>(table: &'static str, mut load_page: impl AsyncFnMut(i64) -> Result<Vec<R>, AuditError>) -> Result<(u64, Option<Break>), AuditError> {
+    let mut checked = 0u64;
+    let mut prev = GENESIS.to_owned();
+    let mut after = 0i64;
+    loop {
+        let page = load_page(after).await?;
+        let Some(last) = page.last() else { return Ok((checked, None)) };
+        if let Some(b) = chain::first_break_from(table, &prev, page.iter().map(R::link)) {
+            return Ok((checked, Some(b)));
         }
-        Ok((checked, None))
+        checked += page.len() as u64;
+        after = last.seq();
+        prev = last.content_hash().to_owned();
     }
 }
 
