@@ -128,6 +128,12 @@ impl Application {
         &self.state
     }
 
+    /// Stops the server from another task: `stop(true)` is what SIGTERM does (no new
+    /// connections; requests in flight get `server.shutdown_grace_s` to finish).
+    pub fn handle(&self) -> actix_web::dev::ServerHandle {
+        self.server.handle()
+    }
+
     /// Serves until SIGTERM/SIGINT; in-flight requests get `server.shutdown_grace_s` to finish.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         self.server.await

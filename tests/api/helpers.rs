@@ -156,6 +156,8 @@ pub struct TestApp {
     pub db_url: String,
     pub http: reqwest::Client,
     pub app: neurocds::startup::AppState,
+    /// Stops the server as SIGTERM would (`stop(true)`).
+    pub server: actix_web::dev::ServerHandle,
 }
 
 fn free_port() -> u16 {
@@ -189,9 +191,9 @@ pub async fn spawn_app_with(overrides: Value) -> TestApp {
     let figment = Figment::new().merge(Toml::file_exact("config/default.toml")).merge(Serialized::defaults(config));
     let settings = Settings::from_figment(figment).expect("test settings");
     let app = Application::build(settings).await.expect("the app starts");
-    let state = app.state().clone();
+    let (state, server) = (app.state().clone(), app.handle());
     tokio::spawn(app.run_until_stopped());
-    TestApp { base, db_url, http: reqwest::Client::new(), app: state }
+    TestApp { base, db_url, http: reqwest::Client::new(), app: state, server }
 }
 
 pub async fn spawn_app() -> TestApp {

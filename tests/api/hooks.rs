@@ -222,3 +222,30 @@ async fn a_silent_client_gets_no_card_but_the_decision_is_audited() {
     assert!(rows[0].record.silent);
     assert!(rows[0].record.card_uuid.is_none());
 }
+
+/// A graceful stop (what SIGTERM does) lets a hook already in flight finish, answered and
+/// audited, and takes no new connections.
+#[tokio::test]
+async fn a_graceful_stop_lets_a_hook_in_flight_finish_and_be_audited() {
+    let app = spawn_app_with(json!({ "hooks": { "order_sign_budget_ms": 1500 } })).await;
+    let fhir = peer("NEUROCDS_TEST_FHIR");
+    let patient = format!("p{}", Uuid::new_v4().simple());
+    // A PACS that never answers keeps order-sign busy for its whole budget.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let pacs = format!("http://{}/dicom-web", silent.local_addr().unwrap());
+    seed_fhir(&fhir, None, &patient_with_prior_mr(&patient, &pacs)).await;
+    let body = brain_mri_hook("order-sign", &patient, None, Some((&fhir, None)));
+
+    let stop_while_in_flight = async {
+        tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+        app.server.stop(true).await;
+    };
+    let ((status, resp), ()) = tokio::join!(app.hook(SIGN, &body), stop_while_in_flight);
+
+    assert_eq!(status, 200, "the hook in flight is answered: {resp}");
+    let rows = decisions(&app).await;
+    assert_eq!(rows.len(), 1, "and its decision is in the audit trail");
+    assert_eq!(rows[0].record.hook, "order-sign");
+    let after = reqwest::Client::new().get(format!("{}/healthz", app.base)).send().await;
+    assert!(after.is_err(), "a stopped server takes no new connections: {after:?}");
+}
