@@ -94,6 +94,7 @@ fn labelled(row: &LabelRow, input: Result<CaseInput, (String, String)>) -> Label
         split: row.effective_split(),
         pcnsl: row.pcnsl,
         attributes: row.attributes(),
+        mimic: None,
         input: input.map(Cow::Owned),
     }
 }

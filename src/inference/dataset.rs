@@ -29,6 +29,9 @@ pub struct Case {
     pub vendor: String,
     pub field_strength_t: f64,
     pub acquired_on: Date,
+    /// Generator ground truth: the imaging was drawn from the other diagnosis, so no model can
+    /// tell this case apart (error analysis only; never a model input).
+    pub mimic: bool,
     pub input: Result<CaseInput, AbstentionKind>,
 }
 
@@ -122,6 +125,7 @@ pub fn generate(spec: &CohortSpec, recipe: &Recipe, progress_label: &str) -> Vec
                 vendor: format!("{:?}", case.vendor).to_lowercase(),
                 field_strength_t: case.field_strength_t,
                 acquired_on: case.acquired_on,
+                mimic: case.truth.mimic,
                 input,
             }
         })

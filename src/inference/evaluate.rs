@@ -108,6 +108,9 @@ pub struct LabelledStudy<'a> {
     pub pcnsl: bool,
     /// `(attribute, value)` for the subgroup table; attributes a study lacks are left out.
     pub attributes: Vec<(&'static str, String)>,
+    /// Generator ground truth, synthetic cohorts only: the imaging was drawn from the other
+    /// diagnosis (see `Case::mimic`). `None` for a hospital's studies.
+    pub mimic: Option<bool>,
     /// The prepared input, or why there is none: a stable key (counted in
     /// `preprocessing_abstentions`) and a detail naming the series or file.
     pub input: Result<Cow<'a, CaseInput>, (String, String)>,
@@ -127,6 +130,7 @@ impl<'a> LabelledStudy<'a> {
                 ("vendor", c.vendor.clone()),
                 ("field_strength", format!("{:.1}T", c.field_strength_t)),
             ],
+            mimic: Some(c.mimic),
             input: match &c.input {
                 Ok(i) => Ok(Cow::Borrowed(i)),
                 Err(kind) => {
@@ -159,6 +163,9 @@ pub struct Prediction {
     pub spread: f64,
     /// The engine's reason for abstaining (out of distribution, members disagree), if any.
     pub abstain_reason: Option<String>,
+    /// Generator ground truth (synthetic cohorts only): the case mimics the other diagnosis.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mimic: Option<bool>,
 }
 
 /// The whole evaluation.
@@ -168,6 +175,9 @@ pub struct EvaluationReport {
     pub version: String,
     pub ensemble_sha256: String,
     pub cohort: String,
+    /// The command that produced this report, to reproduce it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<String>,
     pub prevalence: f64,
     pub bootstrap_resamples: usize,
     /// Cases preprocessing declined, by split and reason (for a DICOM folder also studies whose
@@ -195,9 +205,21 @@ pub struct GroupReport {
     pub auc_bootstrap: Interval,
     pub auc_delong: Interval,
     pub member_aucs: Vec<Interval>,
+    /// The member with the highest AUC on these same patients. Chosen after seeing their
+    /// labels, so it is an optimistic bar: among members of equal skill it is simply the one
+    /// whose noise fell luckiest on this sample.
     pub best_member: usize,
     /// Ensemble (a) against the best single member (b), paired DeLong.
     pub ensemble_vs_best_member: PairedTest,
+    /// Ensemble against the member with the highest AUC on the validation split: the member a
+    /// single-model deployment would have shipped, judged on patients that did not choose it.
+    /// Absent when the cohort has no validation split, and for groups that contain it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub validation_chosen_member: Option<ChosenMember>,
+    /// The same comparisons on the cases a model can tell apart: synthetic cohorts only, with
+    /// the generator's mimics (imaging drawn from the other diagnosis) left out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub without_mimics: Option<WithoutMimics>,
     /// "Lymphoma likely": calibrated P(PCNSL) ≥ `thresholds.lymphoma_likely`.
     pub lymphoma_likely: OperatingPoint,
     /// PCNSL-positive meaning "not GBM likely": P ≥ `thresholds.gbm_likely`. Its sensitivity
@@ -209,6 +231,27 @@ pub struct GroupReport {
     pub calibration: Calibration,
     pub subgroups: Vec<Subgroup>,
     pub ensemble_size: Vec<EnsembleSizeRow>,
+}
+
+/// A member picked by a rule, and the ensemble against it (paired DeLong, ensemble = a).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ChosenMember {
+    pub member: usize,
+    pub member_auc: f64,
+    pub ensemble_vs_member: PairedTest,
+}
+
+/// Ensemble and members on a group's non-mimic cases (synthetic cohorts only).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WithoutMimics {
+    pub patients: usize,
+    pub pcnsl: usize,
+    /// Mimic cases left out.
+    pub mimics: usize,
+    pub auc: Interval,
+    pub member_aucs: Vec<f64>,
+    /// Best member on these patients, and the ensemble against it.
+    pub best_member: ChosenMember,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -280,6 +323,7 @@ impl EvaluateArgs {
             out: self.out,
             settings: ReportSettings { prevalence: self.prevalence, bootstrap_resamples: self.bootstrap, ..Default::default() },
             threads: self.threads,
+            command: Some(command_line()),
         };
         let report = run(&opts)?;
         let abstained: usize = report.preprocessing_abstentions.values().flat_map(|m| m.values()).sum();
@@ -305,6 +349,14 @@ pub struct EvaluateOptions {
     pub out: PathBuf,
     pub settings: ReportSettings,
     pub threads: usize,
+    /// Recorded in the report as the way to reproduce it.
+    pub command: Option<String>,
+}
+
+/// `neurocds` and this process's arguments, quoted where a shell would need it.
+pub fn command_line() -> String {
+    let quote = |a: String| if a.is_empty() || a.contains(|c: char| c.is_whitespace() || "'\"$`\\;&|<>()*?".contains(c)) { format!("'{}'", a.replace('\'', "'\\''")) } else { a };
+    std::iter::once("neurocds".to_string()).chain(std::env::args().skip(1).map(quote)).collect::<Vec<_>>().join(" ")
 }
 
 /// The command: load, generate, predict, report, write.
@@ -318,7 +370,8 @@ pub fn run(opts: &EvaluateOptions) -> Result<EvaluationReport, EvaluateError> {
         CohortSource::Folder { dir, labels } => {
             let labels = labels.clone().unwrap_or_else(|| dir.join("labels.csv"));
             let cohort = cohort_folder::prepare(dir, &labels, opts.series_rules.as_deref(), &manifest.input.recipe())?;
-            let report = evaluate_studies(&manifest, &members, &cohort.studies, &opts.settings, cohort.description)?;
+            let mut report = evaluate_studies(&manifest, &members, &cohort.studies, &opts.settings, cohort.description)?;
+            report.command = opts.command.clone();
             write_report(&report, &opts.out)?;
             return Ok(report);
         }
@@ -331,9 +384,12 @@ pub fn run(opts: &EvaluateOptions) -> Result<EvaluationReport, EvaluateError> {
     let plan = trained_on.filter(|t| t.seed == seed && t.patients == patients).map(|t| t.split_plan);
     let description = match plan {
         Some(_) => format!("synthetic seed={seed} patients={patients} (the training cohort; held-out splits only)"),
-        None => format!("synthetic seed={seed} patients={patients} (unseen)"),
+        None => format!(
+            "synthetic seed={seed} patients={patients} (unseen: none of it was used in training or calibration; internal cases are reported as prospective, outside-institution cases as external)"
+        ),
     };
-    let report = evaluate_cases(&manifest, &members, &cases, plan, &opts.settings, description)?;
+    let mut report = evaluate_cases(&manifest, &members, &cases, plan, &opts.settings, description)?;
+    report.command = opts.command.clone();
     write_report(&report, &opts.out)?;
     Ok(report)
 }
@@ -437,9 +493,11 @@ pub fn evaluate_studies(manifest: &Manifest, members: &[CModule], studies: &[Lab
                 calibrated: out.calibrated_probability,
                 spread: out.spread,
                 abstain_reason: out.abstain_reason,
+                mimic: st.mimic,
             }
         })
         .collect();
+    let validation_chosen = validation_chosen_member(&predictions);
     let mut groups = Vec::new();
     for (name, wanted) in [
         ("external", &[Split::External][..]),
@@ -453,13 +511,15 @@ pub fn evaluate_studies(manifest: &Manifest, members: &[CModule], studies: &[Lab
         if pcnsl == 0 || pcnsl == subset.len() {
             continue;
         }
-        groups.push(group_report(name, &subset, &group_studies, manifest, settings));
+        let chosen = validation_chosen.filter(|_| !wanted.contains(&Split::Validation));
+        groups.push(group_report(name, &subset, &group_studies, manifest, settings, chosen));
     }
     Ok(EvaluationReport {
         model: manifest.name.clone(),
         version: manifest.version.clone(),
         ensemble_sha256: manifest.ensemble_hash(),
         cohort,
+        command: None,
         prevalence: settings.prevalence,
         bootstrap_resamples: settings.bootstrap_resamples,
         preprocessing_abstentions,
@@ -470,17 +530,72 @@ pub fn evaluate_studies(manifest: &Manifest, members: &[CModule], studies: &[Lab
     })
 }
 
-fn group_report(name: &str, preds: &[&Prediction], studies: &[&LabelledStudy], manifest: &Manifest, settings: &ReportSettings) -> GroupReport {
+/// The member with the highest AUC on the validation split, if the cohort has one with both
+/// classes.
+fn validation_chosen_member(predictions: &[Prediction]) -> Option<usize> {
+    let validation: Vec<&Prediction> = predictions.iter().filter(|p| p.split == Split::Validation).collect();
+    let labels: Vec<bool> = validation.iter().map(|p| p.pcnsl).collect();
+    if !labels.contains(&true) || !labels.contains(&false) {
+        return None;
+    }
+    let aucs = member_columns(&validation).iter().map(|s| metrics::auc(s, &labels)).collect::<Vec<_>>();
+    best_of(&aucs)
+}
+
+/// Each member's probabilities as one column over `preds`.
+fn member_columns(preds: &[&Prediction]) -> Vec<Vec<f64>> {
+    let n_members = preds.first().map_or(0, |p| p.members.len());
+    (0..n_members).map(|m| preds.iter().map(|p| p.members[m]).collect()).collect()
+}
+
+/// Index of the highest AUC (the first of equals).
+fn best_of(aucs: &[f64]) -> Option<usize> {
+    (0..aucs.len()).rev().max_by(|&a, &b| aucs[a].total_cmp(&aucs[b]))
+}
+
+/// The ensemble (`ensemble` scores) against member `member`.
+fn against_member(ensemble: &[f64], member_scores: &[Vec<f64>], member_aucs: &[f64], member: usize, labels: &[bool]) -> Option<ChosenMember> {
+    let scores = member_scores.get(member)?;
+    Some(ChosenMember { member, member_auc: member_aucs[member], ensemble_vs_member: metrics::delong_paired(ensemble, scores, labels) })
+}
+
+/// Ensemble against its best member on the group's non-mimic cases; `None` unless every case
+/// carries the generator's mimic flag and both classes remain.
+fn without_mimics(preds: &[&Prediction]) -> Option<WithoutMimics> {
+    let flags: Option<Vec<bool>> = preds.iter().map(|p| p.mimic).collect();
+    let flags = flags?;
+    let kept: Vec<&Prediction> = preds.iter().zip(&flags).filter(|(_, m)| !**m).map(|(p, _)| *p).collect();
+    let labels: Vec<bool> = kept.iter().map(|p| p.pcnsl).collect();
+    let pcnsl = labels.iter().filter(|l| **l).count();
+    if pcnsl == 0 || pcnsl == labels.len() {
+        return None;
+    }
+    let ensemble: Vec<f64> = kept.iter().map(|p| p.calibrated).collect();
+    let member_scores = member_columns(&kept);
+    let member_aucs: Vec<f64> = member_scores.iter().map(|s| metrics::auc(s, &labels)).collect();
+    let best = against_member(&ensemble, &member_scores, &member_aucs, best_of(&member_aucs)?, &labels)?;
+    Some(WithoutMimics {
+        patients: kept.len(),
+        pcnsl,
+        mimics: preds.len() - kept.len(),
+        auc: metrics::delong_interval(&ensemble, &labels),
+        member_aucs,
+        best_member: best,
+    })
+}
+
+fn group_report(name: &str, preds: &[&Prediction], studies: &[&LabelledStudy], manifest: &Manifest, settings: &ReportSettings, validation_chosen: Option<usize>) -> GroupReport {
     let labels: Vec<bool> = preds.iter().map(|p| p.pcnsl).collect();
     let calibrated: Vec<f64> = preds.iter().map(|p| p.calibrated).collect();
-    let n_members = preds.first().map_or(0, |p| p.members.len());
-    let member_scores: Vec<Vec<f64>> = (0..n_members).map(|m| preds.iter().map(|p| p.members[m]).collect()).collect();
+    let member_scores = member_columns(preds);
     let member_aucs: Vec<Interval> = member_scores.iter().map(|s| metrics::delong_interval(s, &labels)).collect();
-    let best_member = (0..n_members).max_by(|&a, &b| member_aucs[a].estimate.total_cmp(&member_aucs[b].estimate)).unwrap_or(0);
+    let estimates: Vec<f64> = member_aucs.iter().map(|a| a.estimate).collect();
+    let best_member = best_of(&estimates).unwrap_or(0);
     let ensemble_vs_best_member = match member_scores.get(best_member) {
         Some(best) => metrics::delong_paired(&calibrated, best, &labels),
         None => metrics::delong_paired(&calibrated, &calibrated, &labels),
     };
+    let validation_chosen_member = validation_chosen.and_then(|m| against_member(&calibrated, &member_scores, &estimates, m, &labels));
     let t = manifest.thresholds;
     let mut recommendations = [[0usize; 2]; 3];
     for p in preds {
@@ -503,6 +618,8 @@ fn group_report(name: &str, preds: &[&Prediction], studies: &[&LabelledStudy], m
         member_aucs,
         best_member,
         ensemble_vs_best_member,
+        validation_chosen_member,
+        without_mimics: without_mimics(preds),
         lymphoma_likely: metrics::operating_point(&calibrated, &labels, t.lymphoma_likely, settings.prevalence),
         not_gbm_likely: metrics::operating_point(&calibrated, &labels, t.gbm_likely, settings.prevalence),
         recommendations,
@@ -627,6 +744,36 @@ pub fn write_report(report: &EvaluationReport, dir: &Path) -> Result<(), Evaluat
     write("report.md", markdown(report).as_bytes())
 }
 
+/// "Ensemble against its members": the after-the-fact best member, the member chosen on
+/// validation, and (synthetic cohorts) both again without the generator's mimics.
+fn members_section(md: &mut String, r: &EvaluationReport) {
+    let vs = |c: &ChosenMember| format!("{:.4} (member {}) | {:+.4} (p = {:.2})", c.member_auc, c.member, c.ensemble_vs_member.difference, c.ensemble_vs_member.p_value);
+    let _ = writeln!(md, "\n## Ensemble against its members\n");
+    let _ = writeln!(
+        md,
+        "Three bars. *Best on these patients* is the member with the highest AUC on the very patients being scored, chosen after seeing their labels: \
+         an optimistic bar, since among members of equal skill it is the one whose noise fell luckiest. *Chosen on validation* is the member with the \
+         highest validation AUC, the one a single-model deployment would have shipped, judged on patients that played no part in choosing it \
+         (n/a for the validation split itself and where the cohort has none). *Without mimics* (synthetic cohorts only) repeats the first \
+         comparison without the cases whose imaging the generator drew from the other diagnosis: those no model can tell apart, so every model \
+         ranks them by chance and they add the same noise to every AUC.\n"
+    );
+    let _ = writeln!(md, "| group | ensemble AUC | best on these patients | ensemble − it (p) | chosen on validation | ensemble − it (p) | without mimics: patients (mimics left out) | ensemble AUC | best member | ensemble − it (p) |");
+    let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|---|");
+    for g in &r.groups {
+        let best = ChosenMember {
+            member: g.best_member,
+            member_auc: g.member_aucs.get(g.best_member).map_or(f64::NAN, |m| m.estimate),
+            ensemble_vs_member: g.ensemble_vs_best_member,
+        };
+        let chosen = g.validation_chosen_member.as_ref().map_or("n/a | n/a".to_string(), vs);
+        let clean = g.without_mimics.as_ref().map_or("n/a | n/a | n/a | n/a".to_string(), |w| {
+            format!("{} ({}) | {:.4} | {}", w.patients, w.mimics, w.auc.estimate, vs(&w.best_member))
+        });
+        let _ = writeln!(md, "| {} | {:.4} | {} | {} | {} |", g.name, g.auc_delong.estimate, vs(&best), chosen, clean);
+    }
+}
+
 fn group_contains(group: &str, split: Split) -> bool {
     match group {
         "all_held_out" => split != Split::Development,
@@ -651,6 +798,9 @@ pub fn markdown(r: &EvaluationReport) -> String {
     let _ = writeln!(md, "# Validation report: {} {}\n", r.model, r.version);
     let _ = writeln!(md, "- Ensemble SHA-256 (over member hashes): `{}`", r.ensemble_sha256);
     let _ = writeln!(md, "- Cohort: {}", r.cohort);
+    if let Some(command) = &r.command {
+        let _ = writeln!(md, "- Reproduce: `{command}`");
+    }
     let _ = writeln!(md, "- AUC intervals: stratified bootstrap ({} patient resamples, percentile) and DeLong (fast mid-rank form)", r.bootstrap_resamples);
     let _ = writeln!(md, "- PPV/NPV are also given at an assumed PCNSL prevalence of {:.0} %", 100.0 * r.prevalence);
     let _ = writeln!(md, "- Probabilities are the calibrated ensemble P(PCNSL); engine abstentions (out of distribution, member disagreement) are counted but kept in every metric.\n");
@@ -688,6 +838,7 @@ pub fn markdown(r: &EvaluationReport) -> String {
             g.calibration.brier
         );
     }
+    members_section(&mut md, r);
     for g in &r.groups {
         let _ = writeln!(md, "\n## {} ({} patients, {} PCNSL; engine would abstain on {})\n", g.name, g.patients, g.pcnsl, g.engine_abstentions);
         let _ = writeln!(md, "![ROC]({}) ![calibration]({})\n", format_args!("roc-{}.png", g.name), format_args!("calibration-{}.png", g.name));
@@ -727,4 +878,79 @@ pub fn markdown(r: &EvaluationReport) -> String {
         }
     }
     md
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn prediction(split: Split, pcnsl: bool, members: &[f64], mimic: Option<bool>) -> Prediction {
+        let mean = members.iter().sum::<f64>() / members.len() as f64;
+        Prediction {
+            patient_id: String::new(),
+            split,
+            pcnsl,
+            members: members.to_vec(),
+            mean,
+            calibrated: mean,
+            spread: 0.0,
+            abstain_reason: None,
+            mimic,
+        }
+    }
+
+    #[test]
+    fn the_best_member_is_the_first_of_equal_aucs_and_there_is_none_without_members() {
+        assert_eq!(best_of(&[0.8, 0.9, 0.9, 0.7]), Some(1));
+        assert_eq!(best_of(&[]), None);
+    }
+
+    #[test]
+    fn the_member_chosen_on_validation_is_chosen_on_validation_patients_alone() {
+        // Member 0 ranks the validation patients perfectly and member 1 reverses them; on the
+        // external patients it is the other way round.
+        let predictions = vec![
+            prediction(Split::Validation, true, &[0.9, 0.1], None),
+            prediction(Split::Validation, false, &[0.1, 0.9], None),
+            prediction(Split::External, true, &[0.1, 0.9], None),
+            prediction(Split::External, false, &[0.9, 0.1], None),
+        ];
+        assert_eq!(validation_chosen_member(&predictions), Some(0));
+        let external: Vec<&Prediction> = predictions.iter().filter(|p| p.split == Split::External).collect();
+        let labels: Vec<bool> = external.iter().map(|p| p.pcnsl).collect();
+        let aucs: Vec<f64> = member_columns(&external).iter().map(|s| metrics::auc(s, &labels)).collect();
+        assert_eq!(best_of(&aucs), Some(1), "after the fact, the external patients favour member 1");
+    }
+
+    #[test]
+    fn there_is_no_member_chosen_on_validation_without_both_classes_there() {
+        let predictions = vec![prediction(Split::Validation, true, &[0.9, 0.1], None), prediction(Split::External, false, &[0.1, 0.9], None)];
+        assert_eq!(validation_chosen_member(&predictions), None);
+    }
+
+    #[test]
+    fn without_mimics_leaves_out_exactly_the_mimics_and_compares_the_ensemble_with_its_best_member_there() {
+        let preds = vec![
+            prediction(Split::External, true, &[0.9, 0.8], Some(false)),
+            prediction(Split::External, true, &[0.7, 0.6], Some(false)),
+            prediction(Split::External, false, &[0.2, 0.65], Some(false)),
+            prediction(Split::External, false, &[0.1, 0.1], Some(false)),
+            // A GBM that looks like a lymphoma: every member calls it PCNSL.
+            prediction(Split::External, false, &[0.95, 0.95], Some(true)),
+        ];
+        let refs: Vec<&Prediction> = preds.iter().collect();
+        let w = without_mimics(&refs).expect("every case carries the flag and both classes remain");
+        assert_eq!((w.patients, w.pcnsl, w.mimics), (4, 2, 1));
+        assert_eq!(w.member_aucs, vec![1.0, 0.75]);
+        assert_eq!(w.best_member.member, 0);
+        assert_eq!(w.auc.estimate, 1.0);
+        assert_eq!(w.best_member.ensemble_vs_member.difference, 0.0);
+    }
+
+    #[test]
+    fn without_mimics_is_absent_when_any_case_lacks_the_generator_flag() {
+        let preds = [prediction(Split::External, true, &[0.9], Some(false)), prediction(Split::External, false, &[0.1], None)];
+        let refs: Vec<&Prediction> = preds.iter().collect();
+        assert!(without_mimics(&refs).is_none());
+    }
 }

@@ -92,7 +92,7 @@ impl TrainArgs {
             threads: self.threads,
             bagging: self.bagging,
             varied_architectures: self.varied_architectures,
-            command_line: std::iter::once("neurocds".to_string()).chain(std::env::args().skip(1)).collect::<Vec<_>>().join(" "),
+            command_line: evaluate::command_line(),
         };
         let report = run(&opts)?;
         println!("ensemble written to {}", opts.out.display());
@@ -243,7 +243,7 @@ pub fn run(opts: &TrainOptions) -> Result<EvaluationReport, TrainError> {
 
     // The held-out stages, once.
     let modules = evaluate::load_members(&manifest, &opts.out)?;
-    let report = evaluate::evaluate_cases(
+    let mut report = evaluate::evaluate_cases(
         &manifest,
         &modules,
         &cases,
@@ -267,6 +267,7 @@ pub fn run(opts: &TrainOptions) -> Result<EvaluationReport, TrainError> {
         card.insert("metrics".into(), serde_json::Value::Object(summary));
         card.insert("total_seconds".into(), json!(started.elapsed().as_secs_f64()));
     }
+    report.command = Some(opts.command_line.clone());
     let validation_dir = opts.out.join("validation");
     evaluate::write_report(&report, &validation_dir)?;
     let path = opts.out.join("manifest.json");
