@@ -66,3 +66,36 @@ fn a_synthetic_study_is_prepared_and_scored_by_the_shipped_engine_deterministica
     assert_eq!(first, out, "the same input must give the same answer");
     assert!(out.calibrated_probability.is_finite() && out.member_probabilities.len() == manifest.members.len());
 }
+
+/// The shipped validation report is what today's generator, preprocessing and members produce:
+/// the first held-out cases of the training cohort are regenerated and scored again. A change
+/// to the generator or the recipe that would silently invalidate the report (and the model
+/// card's reproduce command) fails here; retrain, or bump the recipe version.
+#[test]
+fn the_shipped_validation_report_is_reproduced_by_todays_generator_preprocessing_and_members() {
+    use neurocds::{cohort, imaging::preprocess::prepare, inference::evaluate};
+
+    let manifest = Manifest::load(&ensemble_dir().join("manifest.json")).unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(ensemble_dir().join("validation/evaluation.json")).unwrap()).unwrap();
+    assert_eq!(report["ensemble_sha256"], manifest.ensemble_hash().as_str(), "the report is about these members");
+    let predictions: Vec<evaluate::Prediction> = serde_json::from_value(report["predictions"].clone()).unwrap();
+    let cohort_ref = &manifest.card["training"]["cohort"];
+    let (seed, patients) = (cohort_ref["seed"].as_u64().unwrap(), cohort_ref["patients"].as_u64().unwrap() as usize);
+    let spec = cohort::CohortSpec::new(seed, patients);
+    let members = evaluate::load_members(&manifest, &ensemble_dir()).unwrap();
+    let mut compared = 0;
+    for index in 0..patients {
+        let case = cohort::generate_case(&spec, index);
+        let Some(reported) = predictions.iter().find(|p| p.patient_id == case.patient_id) else { continue };
+        let prepared = prepare(&case.t1c, &case.t2, &manifest.input.recipe()).unwrap();
+        let now = evaluate::member_probabilities(&members, &[&prepared.data], manifest.input.shape).unwrap();
+        for (m, (then, now)) in reported.members.iter().zip(now.iter().map(|this_member| this_member[0])).enumerate() {
+            assert!((then - now).abs() < 1e-4, "{} member {m}: reported {then:.6}, scored now {now:.6}", case.patient_id);
+        }
+        compared += 1;
+        if compared == 4 {
+            break;
+        }
+    }
+    assert_eq!(compared, 4, "four held-out cases were found and compared");
+}
