@@ -33,3 +33,51 @@ async fn the_tch_engine_runs_a_forward_pass_on_the_cpu() {
     assert!(out.member_probabilities.iter().all(|p| (0.0..=1.0).contains(p)));
     assert!((out.mean_probability - out.member_probabilities.iter().sum::<f64>() / 3.0).abs() < 1e-9);
 }
+
+/// `neurocds serve` logs JSON lines on stderr; a line written while a request is handled
+/// carries that request's id, and a refused token is named by its reason, never by its text.
+#[tokio::test]
+async fn a_log_line_written_for_a_request_carries_its_request_id_and_never_the_token() {
+    use std::process::{Command, Stdio};
+
+    let port = crate::helpers::free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut serve = Command::new(env!("CARGO_BIN_EXE_neurocds"))
+        .arg("serve")
+        .env("DATABASE_URL", crate::helpers::fresh_database().await)
+        .env("NEUROCDS_SERVER__LISTEN", format!("127.0.0.1:{port}"))
+        .env("NEUROCDS_SERVER__PUBLIC_BASE_URL", &base)
+        .env("NEUROCDS_MODEL__MANIFEST", crate::helpers::tiny_ensemble().join("manifest.json"))
+        .env("NEUROCDS_MODEL__THREADS", "1")
+        .env("NEUROCDS_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("neurocds serve starts");
+    let http = reqwest::Client::new();
+    let mut up = false;
+    for _ in 0..300 {
+        if http.get(format!("{base}/healthz")).send().await.is_ok_and(|r| r.status() == 200) {
+            up = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let secret = "eyJhbGciOiJub25lIn0.eyJzZWNyZXQiOiJkby1ub3QtbG9nLW1lIn0.c2lnbmF0dXJl";
+    let refused = if up {
+        http.post(format!("{base}/cds-services/neurocds-brain-mri-order-sign")).bearer_auth(secret).json(&crate::helpers::brain_mri_hook("order-sign", "p1", None, None)).send().await.map(|r| r.status().as_u16())
+    } else {
+        Ok(0)
+    };
+    let _ = serve.kill();
+    let output = serve.wait_with_output().expect("the service's stderr");
+    let log = String::from_utf8_lossy(&output.stderr);
+    assert!(up, "the service came up: {log}");
+    assert_eq!(refused.ok(), Some(401), "{log}");
+
+    let lines: Vec<Value> = log.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON log line ({e}): {l}"))).collect();
+    let refusal = lines.iter().find(|l| l["message"].as_str().is_some_and(|m| m.starts_with("refused a CDS client token"))).unwrap_or_else(|| panic!("no refusal logged: {log}"));
+    let request_id = refusal["span"]["request_id"].as_str().unwrap_or_default();
+    assert!(uuid::Uuid::parse_str(request_id).is_ok(), "the refusal names its request: {refusal}");
+    assert!(!log.contains(secret) && !log.contains("do-not-log-me"), "the token stays out of the log: {log}");
+}

@@ -160,7 +160,7 @@ pub struct TestApp {
     pub server: actix_web::dev::ServerHandle,
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
 }
 
