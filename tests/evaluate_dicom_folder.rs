@@ -98,10 +98,18 @@ fn a_synthesised_dicom_folder_is_scored_like_the_same_cohort_in_memory_and_every
 
     let groups = folder["groups"].as_array().expect("groups");
     assert!(groups.iter().any(|g| g["name"] == "all_held_out"), "no all_held_out group: {groups:?}");
+    // A folder without a validation split is compared with the member the model card's
+    // validation split chose (all_held_out, which would hold validation cases, is not).
+    let card_validation = &read_json(&manifest())["card"]["metrics"]["validation"]["member_aucs"];
+    let aucs: Vec<f64> = card_validation.as_array().expect("the card records member AUCs on validation").iter().filter_map(|a| a.as_f64()).collect();
+    let chosen = (0..aucs.len()).rev().max_by(|&a, &b| aucs[a].total_cmp(&aucs[b])).expect("members");
     for g in groups {
         let auc = g["auc_bootstrap"]["estimate"].as_f64().expect("AUC");
         assert!((0.0..=1.0).contains(&auc), "{}: AUC {auc}", g["name"]);
         assert!(g["subgroups"].as_array().is_some_and(|s| s.iter().any(|x| x["attribute"] == "vendor")), "no vendor subgroup in {}", g["name"]);
+        if g["name"] != "all_held_out" {
+            assert_eq!(g["validation_chosen_member"]["member"], chosen, "{}", g["name"]);
+        }
     }
 
     // The untouched studies: the folder path sees the pixels the in-memory path prepared. The

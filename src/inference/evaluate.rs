@@ -90,12 +90,15 @@ pub struct ReportSettings {
     pub prevalence: f64,
     pub bootstrap_resamples: usize,
     pub seed: u64,
+    /// The member the training's validation split chose (from the model card), for cohorts
+    /// without a validation split of their own.
+    pub validation_chosen_member: Option<usize>,
 }
 
 impl Default for ReportSettings {
     fn default() -> Self {
         // PCNSL is a small minority of enhancing masses in the GBM-vs-PCNSL differential.
-        ReportSettings { prevalence: 0.10, bootstrap_resamples: 2000, seed: 7 }
+        ReportSettings { prevalence: 0.10, bootstrap_resamples: 2000, seed: 7, validation_chosen_member: None }
     }
 }
 
@@ -365,12 +368,14 @@ pub fn run(opts: &EvaluateOptions) -> Result<EvaluationReport, EvaluateError> {
     let manifest = Manifest::load(&opts.manifest)?;
     let dir = opts.manifest.parent().unwrap_or(Path::new("."));
     let members = load_members(&manifest, dir)?;
+    let card_validation_aucs = manifest.card.pointer("/metrics/validation/member_aucs").and_then(|v| serde_json::from_value::<Vec<f64>>(v.clone()).ok());
+    let settings = &ReportSettings { validation_chosen_member: card_validation_aucs.and_then(|a| best_of(&a)), ..opts.settings };
     let (seed, patients) = match &opts.cohort {
         CohortSource::Synthetic { seed, patients } => (*seed, *patients),
         CohortSource::Folder { dir, labels } => {
             let labels = labels.clone().unwrap_or_else(|| dir.join("labels.csv"));
             let cohort = cohort_folder::prepare(dir, &labels, opts.series_rules.as_deref(), &manifest.input.recipe())?;
-            let mut report = evaluate_studies(&manifest, &members, &cohort.studies, &opts.settings, cohort.description)?;
+            let mut report = evaluate_studies(&manifest, &members, &cohort.studies, settings, cohort.description)?;
             report.command = opts.command.clone();
             write_report(&report, &opts.out)?;
             return Ok(report);
@@ -388,7 +393,7 @@ pub fn run(opts: &EvaluateOptions) -> Result<EvaluationReport, EvaluateError> {
             "synthetic seed={seed} patients={patients} (unseen: none of it was used in training or calibration; internal cases are reported as prospective, outside-institution cases as external)"
         ),
     };
-    let mut report = evaluate_cases(&manifest, &members, &cases, plan, &opts.settings, description)?;
+    let mut report = evaluate_cases(&manifest, &members, &cases, plan, settings, description)?;
     report.command = opts.command.clone();
     write_report(&report, &opts.out)?;
     Ok(report)
@@ -497,7 +502,7 @@ pub fn evaluate_studies(manifest: &Manifest, members: &[CModule], studies: &[Lab
             }
         })
         .collect();
-    let validation_chosen = validation_chosen_member(&predictions);
+    let validation_chosen = validation_chosen_member(&predictions).or(settings.validation_chosen_member);
     let mut groups = Vec::new();
     for (name, wanted) in [
         ("external", &[Split::External][..]),
@@ -747,14 +752,14 @@ pub fn write_report(report: &EvaluationReport, dir: &Path) -> Result<(), Evaluat
 /// "Ensemble against its members": the after-the-fact best member, the member chosen on
 /// validation, and (synthetic cohorts) both again without the generator's mimics.
 fn members_section(md: &mut String, r: &EvaluationReport) {
-    let vs = |c: &ChosenMember| format!("{:.4} (member {}) | {:+.4} (p = {:.2})", c.member_auc, c.member, c.ensemble_vs_member.difference, c.ensemble_vs_member.p_value);
+    let vs = |c: &ChosenMember| format!("{:.4} (member {}) | {:+.4} ({})", c.member_auc, c.member, c.ensemble_vs_member.difference, p_value(c.ensemble_vs_member.p_value));
     let _ = writeln!(md, "\n## Ensemble against its members\n");
     let _ = writeln!(
         md,
         "Three bars. *Best on these patients* is the member with the highest AUC on the very patients being scored, chosen after seeing their labels: \
          an optimistic bar, since among members of equal skill it is the one whose noise fell luckiest. *Chosen on validation* is the member with the \
          highest validation AUC, the one a single-model deployment would have shipped, judged on patients that played no part in choosing it \
-         (n/a for the validation split itself and where the cohort has none). *Without mimics* (synthetic cohorts only) repeats the first \
+         (the cohort's own validation split, else the training validation recorded in the model card; n/a for groups containing that split). *Without mimics* (synthetic cohorts only) repeats the first \
          comparison without the cases whose imaging the generator drew from the other diagnosis: those no model can tell apart, so every model \
          ranks them by chance and they add the same noise to every AUC.\n"
     );
@@ -783,6 +788,11 @@ fn group_contains(group: &str, split: Split) -> bool {
 
 fn ci(i: &Interval) -> String {
     format!("{:.3} ({:.3}–{:.3})", i.estimate, i.lower, i.upper)
+}
+
+/// `p = 0.123`, or `p < 0.001`.
+fn p_value(p: f64) -> String {
+    if p < 0.001 { "p < 0.001".into() } else { format!("p = {p:.3}") }
 }
 
 fn pct(x: f64) -> String {

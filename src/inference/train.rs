@@ -259,7 +259,8 @@ pub fn run(opts: &TrainOptions) -> Result<EvaluationReport, TrainError> {
                 g.name.clone(),
                 json!({ "patients": g.patients, "auc": g.auc_bootstrap, "auc_delong": g.auc_delong, "calibration_slope": g.calibration.slope,
                         "calibration_intercept": g.calibration.intercept, "brier": g.calibration.brier,
-                        "best_member_auc": g.member_aucs.get(g.best_member).map(|m| m.estimate) }),
+                        "best_member_auc": g.member_aucs.get(g.best_member).map(|m| m.estimate),
+                        "member_aucs": g.member_aucs.iter().map(|m| m.estimate).collect::<Vec<_>>() }),
             )
         })
         .collect();
