@@ -153,10 +153,20 @@ pub enum OrderSelectAnswer {
     InfoCard,
 }
 
+/// What a hook answers when the study is out of scope (no enhancing intra-axial mass that
+/// could be GBM or CNS lymphoma). Never a recommendation either way; the decision is audited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OutOfScopeAnswer {
+    None,
+    InfoCard,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HookSettings {
     pub order_select_answer: OrderSelectAnswer,
+    pub out_of_scope_answer: OutOfScopeAnswer,
     pub order_sign_budget_ms: u64,
     pub extra_brain_mri_codes: Vec<String>,
     pub max_pending_analyses: usize,

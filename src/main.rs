@@ -29,6 +29,8 @@ enum Command {
     Train(neurocds::inference::train::TrainArgs),
     /// Evaluate an ensemble on a labelled cohort: AUC with CIs, calibration, subgroups, ensemble size.
     Evaluate(neurocds::inference::evaluate::EvaluateArgs),
+    /// Check the scope gate on a hospital mix (tumours, normal brains, extra-axial masses): no recommendation may reach a study without an intra-axial tumour.
+    ScopeCheck(neurocds::inference::scope_check::ScopeCheckArgs),
 }
 
 #[derive(Subcommand)]
@@ -112,5 +114,6 @@ fn run(command: Command) -> anyhow::Result<()> {
         Command::Synth(args) => Ok(neurocds::cohort::cli::run(args)?),
         Command::Train(args) => Ok(args.run()?),
         Command::Evaluate(args) => Ok(args.run()?),
+        Command::ScopeCheck(args) => Ok(args.run()?),
     }
 }

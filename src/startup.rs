@@ -55,6 +55,8 @@ pub enum StartupError {
     Model(#[from] crate::inference::InferenceError),
     #[error("{0}")]
     Device(String),
+    #[error("the model expects preprocessing {manifest}, this service runs {service}: retrain, or use a matching build")]
+    RecipeMismatch { manifest: String, service: &'static str },
     #[error(transparent)]
     Staff(#[from] crate::web::staff::StaffConfigError),
     #[error(transparent)]
@@ -86,6 +88,11 @@ impl Application {
         let spread = (settings.decision.max_member_spread > 0.0).then_some(settings.decision.max_member_spread);
         let manifest = resolve(&settings.model.manifest);
         let engine = Engine::start(&manifest, device, settings.model.queue_capacity, settings.model.threads, spread)?;
+        // A model trained on one recipe must not be fed another (nor skip the scope gate).
+        let recipe = &engine.manifest().preprocessing_version;
+        if recipe != crate::imaging::preprocess::RECIPE_VERSION {
+            return Err(StartupError::RecipeMismatch { manifest: recipe.clone(), service: crate::imaging::preprocess::RECIPE_VERSION });
+        }
         let http = reqwest::Client::builder()
             .timeout(std::time::Duration::from_secs(settings.fhir.request_timeout_s))
             .redirect(reqwest::redirect::Policy::none())

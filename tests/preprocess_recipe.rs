@@ -146,11 +146,29 @@ fn head_without_enhancement_has_no_lesion() {
 }
 
 #[test]
-fn lesion_cut_by_the_top_of_the_volume_is_at_the_edge() {
+fn a_lesion_half_cut_by_the_top_of_the_volume_was_too_little_imaged() {
     // A slab of 36 slices × 2.5 mm through the head ends at z = 87.5 mm, inside the lesion
-    // (centre z = 90 mm, radius 9 mm).
+    // (centre z = 90 mm, radius 9 mm): about half of it is missing.
     let ph = Phantom { dims: (36, 96, 96), ..Phantom::head() };
-    assert_eq!(kind_of(&ph.volume(true), &ph.volume(false)), AbstentionKind::LesionAtEdge);
+    assert_eq!(kind_of(&ph.volume(true), &ph.volume(false)), AbstentionKind::InsufficientCoverage);
+}
+
+#[test]
+fn a_lesion_grazed_by_the_top_of_the_volume_is_decided_from_what_was_imaged() {
+    // The slab ends at z = 97.5 mm: only a thin cap of the lesion (above 97.5) is missing.
+    let ph = Phantom { dims: (40, 96, 96), ..Phantom::head() };
+    let p = prepare(&ph.volume(true), &ph.volume(false), &RECIPE).unwrap();
+    assert!(p.lesion.t1c_coverage >= 0.8 && p.lesion.t1c_coverage < 1.0, "coverage recorded: {}", p.lesion.t1c_coverage);
+    assert_eq!(p.scope.out_of_scope, None);
+}
+
+#[test]
+fn a_t2_slab_that_misses_the_lesion_is_too_little_imaged() {
+    // T2 covers only the lower half of the head (thick-slab T2 not reaching the vertex); T1c
+    // covers all of it.
+    let ph = Phantom::head();
+    let t2 = Phantom { dims: (24, 96, 96), ..Phantom::head() }.volume(false);
+    assert_eq!(kind_of(&ph.volume(true), &t2), AbstentionKind::InsufficientCoverage);
 }
 
 #[test]

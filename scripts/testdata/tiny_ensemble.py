@@ -45,7 +45,7 @@ def main():
         "classes": ["gbm", "pcnsl"],
         "input": {"channels": ["t1c", "t2"], "shape": [a.shape] * 3, "spacing_mm": 2.0,
                   "normalisation": "robust z-score inside the head mask"},
-        "preprocessing_version": "neurocds-prep/1",
+        "preprocessing_version": "neurocds-prep/2",
         "members": members,
         "calibration": {"method": "none"},
         "thresholds": {"lymphoma_likely": 0.6, "gbm_likely": 0.4},

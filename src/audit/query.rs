@@ -44,6 +44,8 @@ pub struct Summary {
     pub decisions: i64,
     pub recommended: i64,
     pub abstained: i64,
+    /// The scope gate found nothing to advise on (no enhancing intra-axial mass).
+    pub out_of_scope: i64,
     pub unavailable: i64,
     pub pending: i64,
     pub by_recommendation: Vec<RecommendationSummary>,
@@ -175,6 +177,7 @@ impl Database {
             decisions: by_outcome.iter().map(|(_, n)| n).sum(),
             recommended: outcome("recommended"),
             abstained: outcome("abstained"),
+            out_of_scope: outcome("out-of-scope"),
             unavailable: outcome("unavailable"),
             pending: outcome("pending"),
             by_recommendation: by,

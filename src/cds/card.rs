@@ -228,6 +228,29 @@ pub fn card_for(analysis: &Analysis, ctx: &CardContext) -> Card {
                 links: vec![report_link(ctx)],
             }
         }
+        (Outcome::OutOfScope, _, _) => {
+            let why = analysis
+                .scope
+                .as_ref()
+                .and_then(|s| s.out_of_scope)
+                .map(|r| r.explanation().to_owned())
+                .unwrap_or_else(|| "no enhancing intra-axial mass was found".into());
+            Card {
+                uuid: ctx.card_uuid.to_string(),
+                summary: truncate(format!("Brain-lesion AI: not applicable to this study ({why})")),
+                detail: Some(format!(
+                    "The AI estimate of glioblastoma vs primary CNS lymphoma applies only to an enhancing intra-axial mass. \
+                     In the prior brain MR, {why}.\n\nNo estimate and no recommendation are made; decide as you would without it. \
+                     The case report lists every enhancing structure that was considered and why it was set aside."
+                )),
+                indicator: Indicator::Info,
+                source: source(base),
+                suggestions: Vec::new(),
+                selection_behavior: None,
+                override_reasons: Vec::new(),
+                links: vec![report_link(ctx)],
+            }
+        }
         _ => {
             let reason = analysis.reason.clone().unwrap_or_else(|| "the analysis did not complete".into());
             let verb = if analysis.outcome == Outcome::Abstained { "declined to estimate" } else { "is unavailable" };

@@ -24,7 +24,7 @@ use super::{
 };
 use crate::{
     audit::{DecisionRecord, log::now_micros},
-    config::OrderSelectAnswer,
+    config::{OrderSelectAnswer, OutOfScopeAnswer},
     fhir::{report, study::choose_prior_study},
     pipeline::{
         PipelineError,
@@ -149,7 +149,8 @@ pub async fn invoke(req: HttpRequest, path: web::Path<String>, body: web::Bytes,
             report_bundle = report::build(a, &request, &order_refs, &record, &state.pages);
             let card_resource = report_bundle.as_ref().map(|r| r.card_resource());
             let ctx = card_context(&state, &record, &request, &order_refs, card_uuid, card_resource.as_ref());
-            Some(card::card_for(a, &ctx))
+            let shown = a.outcome != Outcome::OutOfScope || state.settings.hooks.out_of_scope_answer == OutOfScopeAnswer::InfoCard;
+            shown.then(|| card::card_for(a, &ctx))
         }
         None if hook == Hook::OrderSelect => {
             record.outcome = Outcome::Pending.as_str().into();
@@ -196,6 +197,10 @@ fn card_context<'a>(state: &'a AppState, record: &DecisionRecord, request: &'a H
 /// Copies an analysis into the decision row.
 fn fill_record(record: &mut DecisionRecord, a: &Analysis) {
     record.series = json!({ "t1c": a.t1c, "t2": a.t2, "verdicts": a.series_verdicts });
+    if let (Some(scope), Some(series)) = (&a.scope, record.series.as_object_mut()) {
+        // The scope gate's answer and every lesion candidate, with the series they were found on.
+        series.insert("lesion_candidates".into(), json!(scope));
+    }
     record.model_version = Some(format!("{}@{}", a.model.name, a.model.version));
     record.member_hashes = json!(a.model.member_sha256);
     record.preprocessing_version = Some(a.model.preprocessing_version.clone());

@@ -7,6 +7,7 @@
 //! folding, shape deformation) are sums of one-dimensional waves, so the renderer can tabulate
 //! them once per grid axis instead of calling `sin` for every voxel.
 
+use rand::Rng;
 use rand::rngs::StdRng;
 
 use super::rng;
@@ -20,8 +21,13 @@ pub(crate) struct Tissue {
     /// Scalp fat and skin; diploic marrow.
     pub fat: f32,
     pub bone: f32,
+    /// Choroid plexus (and, with the full enhancing anatomy, the pituitary): enhancing soft tissue.
     pub choroid: f32,
     pub sinus: f32,
+    /// Falx cerebri (dura): a thin enhancing sheet in the interhemispheric fissure.
+    pub dura: f32,
+    /// Arteries and cortical veins: thin enhancing tubes, flow voids on T2.
+    pub vessel: f32,
     /// Inside the inner table of the skull (where a tumour may grow).
     pub intracranial: f32,
 }
@@ -110,6 +116,51 @@ pub(crate) struct Anatomy {
     ventricles: Vec<Ellipsoid>,
     deep_grey: Vec<Ellipsoid>,
     choroid: Vec<Ellipsoid>,
+    /// The rest of the normal enhancing anatomy, when drawn.
+    enhancing: Option<EnhancingAnatomy>,
+}
+
+/// A straight tube between two points (mm, head-relative).
+#[derive(Debug, Clone, Copy)]
+struct Tube {
+    a: [f64; 3],
+    b: [f64; 3],
+    radius: f64,
+}
+
+impl Tube {
+    /// Share of a voxel at `q` inside the tube (partial-volume width `w`).
+    #[inline]
+    fn coverage(&self, q: [f64; 3], w: f64) -> f64 {
+        let reach = self.radius + w;
+        for k in 0..3 {
+            if q[k] < self.a[k].min(self.b[k]) - reach || q[k] > self.a[k].max(self.b[k]) + reach {
+                return 0.0;
+            }
+        }
+        let ab = [self.b[0] - self.a[0], self.b[1] - self.a[1], self.b[2] - self.a[2]];
+        let aq = [q[0] - self.a[0], q[1] - self.a[1], q[2] - self.a[2]];
+        let len2 = ab[0] * ab[0] + ab[1] * ab[1] + ab[2] * ab[2];
+        let t = if len2 > 0.0 { ((aq[0] * ab[0] + aq[1] * ab[1] + aq[2] * ab[2]) / len2).clamp(0.0, 1.0) } else { 0.0 };
+        let d = [aq[0] - t * ab[0], aq[1] - t * ab[1], aq[2] - t * ab[2]];
+        1.0 - ramp((d[0] * d[0] + d[1] * d[1] + d[2] * d[2]).sqrt() - self.radius, w)
+    }
+}
+
+/// Normal structures that enhance after gadolinium, beyond the superior sagittal sinus and the
+/// choroid plexus glomus every phantom has (ASSUMPTIONS.md, "Normal enhancing anatomy").
+#[derive(Debug, Clone)]
+struct EnhancingAnatomy {
+    falx_half_mm: f64,
+    /// Transverse sinuses: height of their axis (z) and radius; they run along the inner table
+    /// of the posterior skull.
+    transverse_z: f64,
+    transverse_radius: f64,
+    straight_sinus: Tube,
+    /// Sylvian (middle cerebral) branches and cortical veins.
+    vessels: Vec<Tube>,
+    pituitary: Ellipsoid,
+    infundibulum: Tube,
 }
 
 /// Depths below the scalp surface (mm) of the layers of the head.
@@ -171,7 +222,55 @@ impl Anatomy {
             ventricles,
             deep_grey,
             choroid,
+            enhancing: None,
         }
+    }
+
+    /// Adds the full normal enhancing anatomy: falx, transverse and straight sinuses, Sylvian
+    /// and cortical vessels, pituitary and infundibulum, and a choroid plexus of varying size.
+    pub fn add_enhancing_anatomy(&mut self, rng: &mut StdRng) {
+        let m = self.midline_x;
+        let transverse_radius = rng::uniform(rng, 3.0, 4.5);
+        let transverse_z = rng::uniform(rng, -22.0, -10.0);
+        let back = self.semi[1] - SKULL_MM - transverse_radius - 1.0;
+        let straight_sinus = Tube { a: [m, back, transverse_z], b: [m, rng::uniform(rng, 24.0, 32.0), rng::uniform(rng, 8.0, 14.0)], radius: rng::uniform(rng, 2.0, 3.0) };
+        let mut vessels = Vec::new();
+        for side in [-1.0, 1.0] {
+            // The middle cerebral artery and its Sylvian branches.
+            let r = rng::uniform(rng, 1.0, 1.5);
+            let p0 = [m + side * 8.0, rng::uniform(rng, -12.0, -6.0), rng::uniform(rng, -10.0, -4.0)];
+            let p1 = [m + side * rng::uniform(rng, 30.0, 36.0), rng::uniform(rng, -6.0, 2.0), rng::uniform(rng, -4.0, 4.0)];
+            let p2 = [m + side * rng::uniform(rng, 44.0, 52.0), rng::uniform(rng, 4.0, 18.0), rng::uniform(rng, 8.0, 20.0)];
+            vessels.push(Tube { a: p0, b: p1, radius: r });
+            vessels.push(Tube { a: p1, b: p2, radius: r * 0.8 });
+        }
+        // Cortical veins on the brain surface, draining towards the superior sagittal sinus.
+        let mean = self.mean_semi();
+        for _ in 0..rng.random_range(3..=6) {
+            let side = if rng.random::<bool>() { 1.0 } else { -1.0 };
+            let on_surface = |u: [f64; 3], depth: f64| {
+                let n = (u[0] * u[0] + u[1] * u[1] + u[2] * u[2]).sqrt();
+                let f = 1.0 - depth / mean;
+                [u[0] / n * self.semi[0] * f, u[1] / n * self.semi[1] * f, u[2] / n * self.semi[2] * f]
+            };
+            let y = rng::uniform(rng, -0.7, 0.7);
+            let low = on_surface([side * rng::uniform(rng, 0.6, 0.9), y, rng::uniform(rng, 0.1, 0.4)], CSF_MM + 0.5);
+            let high = on_surface([side * rng::uniform(rng, 0.15, 0.3), y + rng::uniform(rng, -0.15, 0.15), rng::uniform(rng, 0.7, 0.9)], CSF_MM + 0.5);
+            vessels.push(Tube { a: low, b: high, radius: rng::uniform(rng, 0.9, 1.6) });
+        }
+        let grow = rng::uniform(rng, 1.0, 1.6);
+        for c in &mut self.choroid {
+            c.semi = c.semi.map(|x| x * grow);
+        }
+        self.enhancing = Some(EnhancingAnatomy {
+            falx_half_mm: rng::uniform(rng, 0.5, 1.0),
+            transverse_z,
+            transverse_radius,
+            straight_sinus,
+            vessels,
+            pituitary: Ellipsoid { centre: [m, rng::uniform(rng, -16.0, -10.0), rng::uniform(rng, -44.0, -36.0)], semi: [rng::uniform(rng, 5.0, 7.0), 5.0, rng::uniform(rng, 3.0, 4.5)] },
+            infundibulum: Tube { a: [m, -10.0, -36.0], b: [m, -6.0, -22.0], radius: 1.2 },
+        });
     }
 
     /// Deformation at a point, the sum of the per-axis waves (for points off the grid).
@@ -197,6 +296,11 @@ impl Anatomy {
     pub fn brain_semi(&self) -> [f64; 3] {
         let mean = self.mean_semi();
         self.semi.map(|s| s * (1.0 - CSF_MM / mean))
+    }
+
+    /// Depth of the skull's inner table below the scalp surface (mm).
+    pub fn inner_table_mm(&self) -> f64 {
+        SKULL_MM
     }
 
     fn mean_semi(&self) -> f64 {
@@ -268,6 +372,38 @@ impl Anatomy {
             let choroid = (plexus * taken).min(taken);
             csf += taken - choroid;
             t.choroid = choroid;
+        }
+        if let Some(e) = &self.enhancing {
+            // The falx fills the fissure's midline; the sinuses and vessels displace CSF first,
+            // then brain.
+            if q[2] > fissure_floor {
+                let falx = (ramp(e.falx_half_mm - dx, w) * below_skull) as f32;
+                t.dura = falx.min(csf);
+                csf -= t.dura;
+            }
+            if q[1] > 10.0 && (q[2] - e.transverse_z).abs() < e.transverse_radius + w {
+                let centre_depth = SKULL_MM + e.transverse_radius;
+                let d = ((depth - centre_depth).powi(2) + (q[2] - e.transverse_z).powi(2)).sqrt();
+                t.sinus = t.sinus.max((1.0 - ramp(d - e.transverse_radius, w)) as f32 * below_skull as f32);
+            }
+            t.sinus = t.sinus.max(e.straight_sinus.coverage(q, w) as f32);
+            let vessel = e.vessels.iter().map(|v| v.coverage(q, w)).fold(0.0, f64::max) as f32;
+            let from_csf = vessel.min(csf);
+            csf -= from_csf;
+            let from_gm = (vessel - from_csf).min(gm);
+            gm -= from_gm;
+            t.vessel = from_csf + from_gm;
+            let pit = e.pituitary.coverage(q, w).max(e.infundibulum.coverage(q, w)) as f32;
+            if pit > 0.0 {
+                let brain = wm + gm + csf;
+                let taken = pit.min(brain);
+                if brain > 0.0 {
+                    wm -= wm / brain * taken;
+                    gm -= gm / brain * taken;
+                    csf -= csf / brain * taken;
+                }
+                t.choroid += taken;
+            }
         }
         let sinus_taken = t.sinus.min(csf + gm);
         let from_csf = sinus_taken.min(csf);

@@ -33,6 +33,16 @@ pub struct SynthArgs {
     /// Share of studies from external sites.
     #[arg(long, default_value_t = 0.45)]
     pub external_fraction: f64,
+    /// Share of out-of-scope normal brains (no lesion).
+    #[arg(long, default_value_t = 0.0)]
+    pub normal_fraction: f64,
+    /// Share of out-of-scope extra-axial (dural-based, meningioma-like) masses.
+    #[arg(long, default_value_t = 0.0)]
+    pub extra_axial_fraction: f64,
+    /// Draw the full normal enhancing anatomy (falx, transverse and straight sinuses, vessels,
+    /// pituitary); on by itself whenever out-of-scope studies are asked for.
+    #[arg(long)]
+    pub enhancing_anatomy: bool,
     /// Write only the manifest, no DICOM files.
     #[arg(long)]
     pub no_dicom: bool,
@@ -81,7 +91,10 @@ impl ManifestRow {
         ManifestRow {
             index: case.index,
             patient_id: case.patient_id.clone(),
-            label: case.label.as_str(),
+            label: match case.presentation {
+                super::Presentation::Tumour => case.label.as_str(),
+                other => other.as_str(),
+            },
             age: case.age,
             sex: case.sex.dicom_code(),
             site: case.site.clone(),
@@ -117,14 +130,19 @@ pub fn run(args: SynthArgs) -> Result<(), CohortError> {
     let mut spec = CohortSpec::new(args.seed, args.patients);
     spec.pcnsl_fraction = args.pcnsl_fraction;
     spec.external_fraction = args.external_fraction;
+    spec.normal_fraction = args.normal_fraction;
+    spec.extra_axial_fraction = args.extra_axial_fraction;
+    spec.enhancing_anatomy = args.enhancing_anatomy || args.normal_fraction > 0.0 || args.extra_axial_fraction > 0.0;
+    spec.validate()?;
     let threads = args.threads.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
     let rows = write_cohort(&spec, &args.out, !args.no_dicom, threads, !args.quiet)?;
     let pcnsl = rows.iter().filter(|r| r.label == "pcnsl").count();
+    let out_of_scope = rows.iter().filter(|r| !matches!(r.label, "gbm" | "pcnsl")).count();
     let external = rows.iter().filter(|r| r.external).count();
     println!(
         "{} patients ({} GBM, {} PCNSL; {} external) written to {}",
         rows.len(),
-        rows.len() - pcnsl,
+        rows.len() - pcnsl - out_of_scope,
         pcnsl,
         external,
         args.out.display()
@@ -228,7 +246,8 @@ pub fn write_manifest(out: &Path, rows: &[ManifestRow]) -> Result<(), CohortErro
 fn write_labels(out: &Path, rows: &[ManifestRow]) -> Result<(), CohortError> {
     let path = out.join("labels.csv");
     let mut csv = String::from("study_uid,label,patient_id,age,sex,site,vendor,acquired\n");
-    for r in rows {
+    // Out-of-scope studies have no histology to score against.
+    for r in rows.iter().filter(|r| matches!(r.label, "gbm" | "pcnsl")) {
         let site = if r.external { "external" } else { "internal" };
         csv.push_str(&format!("{},{},{},{},{},{},{},{}\n", r.study_uid, r.label, csv_field(&r.patient_id), r.age, r.sex, site, r.vendor, r.acquired_on));
     }

@@ -5,7 +5,7 @@ use time::{Date, Duration, Weekday};
 
 use super::rng::{self, Stream};
 use super::sites::SITES;
-use super::{CohortSpec, Diagnosis, Sex};
+use super::{CohortSpec, Diagnosis, Presentation, Sex};
 
 /// The non-image facts of one case.
 #[derive(Debug, Clone)]
@@ -19,6 +19,7 @@ pub(crate) struct CasePlan {
     pub session_start_s: u32,
     /// The imaging of this case mimics the other diagnosis.
     pub mimic: bool,
+    pub presentation: Presentation,
 }
 
 pub(crate) fn plan_case(spec: &CohortSpec, index: usize) -> CasePlan {
@@ -44,6 +45,18 @@ pub(crate) fn plan_case(spec: &CohortSpec, index: usize) -> CasePlan {
     let acquired_on = weekday_on_or_before(spec.acquired_from + Duration::days(offset), spec.acquired_from);
     let session_start_s = (7.0 * 3600.0 + rng::uniform(&mut rng, 0.0, 11.5 * 3600.0)) as u32;
     let mimic = rng::chance(&mut rng, spec.mimic_fraction);
+    // Its own stream, so that adding out-of-scope studies changes no tumour case.
+    let presentation = {
+        let mut r = rng::stream_rng(spec.seed, index, Stream::Demographics, 7);
+        let u = rng::uniform(&mut r, 0.0, 1.0);
+        if u < spec.normal_fraction {
+            Presentation::NormalBrain
+        } else if u < spec.normal_fraction + spec.extra_axial_fraction {
+            Presentation::ExtraAxial
+        } else {
+            Presentation::Tumour
+        }
+    };
 
     CasePlan {
         patient_id: format!("SYN{:06X}-{index:05}", rng::mix(spec.seed) & 0xFF_FFFF),
@@ -54,6 +67,7 @@ pub(crate) fn plan_case(spec: &CohortSpec, index: usize) -> CasePlan {
         acquired_on,
         session_start_s,
         mimic,
+        presentation,
     }
 }
 

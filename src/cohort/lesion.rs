@@ -291,6 +291,45 @@ fn draw_lymphoma(rng: &mut StdRng, anatomy: &Anatomy) -> LesionSet {
     LesionSet { lesions, phenotype }
 }
 
+/// An extra-axial, dural-based enhancing mass (meningioma-like): round, homogeneous, avid,
+/// T2 iso to grey matter, little oedema, sitting on the inner table of the skull over the
+/// convexity, parasagittally or at the skull base, pushing the brain away. Out of scope for the
+/// GBM-versus-lymphoma question (ASSUMPTIONS.md).
+pub(crate) fn draw_extra_axial(rng: &mut StdRng, anatomy: &Anatomy) -> LesionSet {
+    let radius = rng::uniform(rng, 9.0, 24.0);
+    let side = if rng.random::<bool>() { 1.0 } else { -1.0 };
+    // A direction from the head centre: convexity, parasagittal (near the midline, high) or
+    // low (sphenoid wing, posterior fossa).
+    let u: [f64; 3] = match rng.random_range(0..3) {
+        0 => [side * rng::uniform(rng, 0.6, 1.0), rng::uniform(rng, -0.7, 0.7), rng::uniform(rng, 0.0, 0.6)],
+        1 => [side * rng::uniform(rng, 0.08, 0.25), rng::uniform(rng, -0.6, 0.6), rng::uniform(rng, 0.8, 1.0)],
+        _ => [side * rng::uniform(rng, 0.4, 0.8), rng::uniform(rng, -0.8, 0.8), rng::uniform(rng, -0.5, -0.2)],
+    };
+    let n = (u[0] * u[0] + u[1] * u[1] + u[2] * u[2]).sqrt();
+    let [a, b, c] = anatomy.semi;
+    let mean = (a + b + c) / 3.0;
+    // Centre a little inside the inner table: most of the sphere is intracranial, with a broad
+    // flat base on the dura (the tumour is clipped to the intracranial space when rendered).
+    let depth = anatomy.inner_table_mm() + radius * rng::uniform(rng, 0.2, 0.45);
+    let f = 1.0 - depth / mean;
+    let centre = [u[0] / n * a * f, u[1] / n * b * f, u[2] / n * c * f];
+    let traits = LesionTraits {
+        centre,
+        radius,
+        necrotic_fraction: 0.0,
+        irregularity: rng::uniform(rng, 0.03, 0.08),
+        enhancement: rng::uniform(rng, 1.25, 1.6),
+        heterogeneity: rng::uniform(rng, 0.02, 0.06),
+        t2_signal: rng::uniform(rng, 0.45, 0.68),
+        flair_signal: rng::uniform(rng, 0.5, 0.7),
+        oedema_mm: rng::uniform(rng, 2.0, 8.0),
+        oedema_strength: rng::uniform(rng, 0.0, 0.6),
+        push: rng::uniform(rng, 0.15, 0.3),
+        haemorrhage: false,
+    };
+    LesionSet { lesions: vec![Lesion::build(rng, traits)], phenotype: "extra-axial" }
+}
+
 fn phenotype_of(lesions: &[Lesion]) -> &'static str {
     if lesions.len() > 1 {
         "multifocal"

@@ -64,6 +64,15 @@ pub struct CohortSpec {
     /// Acquisition dates are spread uniformly over this range (inclusive).
     pub acquired_from: Date,
     pub acquired_to: Date,
+    /// Shares of studies that are out of scope, as most brain MRIs in a hospital are: a normal
+    /// brain, or an extra-axial (dural-based, meningioma-like) enhancing mass. 0 in training
+    /// cohorts; the scope gate's evaluation sets use them.
+    pub normal_fraction: f64,
+    pub extra_axial_fraction: f64,
+    /// Draw the full normal enhancing anatomy (falx, transverse and straight sinuses, cortical
+    /// and Sylvian vessels, pituitary, variable choroid plexus) besides the superior sagittal
+    /// sinus and choroid plexus every case has.
+    pub enhancing_anatomy: bool,
 }
 
 impl CohortSpec {
@@ -78,7 +87,16 @@ impl CohortSpec {
             // Both dates are valid calendar dates; the fallbacks cannot be reached.
             acquired_from: Date::from_calendar_date(2015, Month::January, 1).unwrap_or(Date::MIN),
             acquired_to: Date::from_calendar_date(2025, Month::December, 31).unwrap_or(Date::MAX),
+            normal_fraction: 0.0,
+            extra_axial_fraction: 0.0,
+            enhancing_anatomy: false,
         }
+    }
+
+    /// What a hospital sends: `normal` normal brains and `extra_axial` dural-based masses per
+    /// tumour case share, all with the full normal enhancing anatomy.
+    pub fn hospital_mix(seed: u64, patients: usize, normal: f64, extra_axial: f64) -> Self {
+        Self { normal_fraction: normal, extra_axial_fraction: extra_axial, enhancing_anatomy: true, ..Self::new(seed, patients) }
     }
 
     /// Rejects fractions outside [0, 1] and an empty date range.
@@ -87,6 +105,9 @@ impl CohortSpec {
             ("pcnsl_fraction", self.pcnsl_fraction),
             ("external_fraction", self.external_fraction),
             ("mimic_fraction", self.mimic_fraction),
+            ("normal_fraction", self.normal_fraction),
+            ("extra_axial_fraction", self.extra_axial_fraction),
+            ("normal_fraction + extra_axial_fraction", self.normal_fraction + self.extra_axial_fraction),
         ] {
             if !(0.0..=1.0).contains(&value) {
                 return Err(CohortError::InvalidSpec(format!("{name} = {value} is not in [0, 1]")));
@@ -158,6 +179,29 @@ impl Vendor {
     }
 }
 
+/// What a study shows. Only tumours carry a meaningful [`Diagnosis`]; the others are the
+/// out-of-scope studies on which no recommendation may ever be made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Presentation {
+    /// An enhancing intra-axial tumour (GBM-like or lymphoma-like).
+    Tumour,
+    /// No lesion: only normal anatomy, some of which enhances.
+    NormalBrain,
+    /// A dural-based enhancing mass outside the brain (meningioma-like).
+    ExtraAxial,
+}
+
+impl Presentation {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Presentation::Tumour => "tumour",
+            Presentation::NormalBrain => "normal-brain",
+            Presentation::ExtraAxial => "extra-axial",
+        }
+    }
+}
+
 /// Ground truth about the lesions as rendered (voxel counts times voxel volume), for tests and
 /// error analysis; a model never sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
@@ -185,6 +229,8 @@ pub struct SyntheticCase {
     pub index: usize,
     pub patient_id: String,
     pub label: Diagnosis,
+    /// Tumour, normal brain or extra-axial mass; `label` is only meaningful for a tumour.
+    pub presentation: Presentation,
     pub age: u32,
     pub sex: Sex,
     pub site: String,
@@ -252,6 +298,11 @@ impl SyntheticCase {
     }
 }
 
+/// What case `index` of `spec` presents, without rendering it (cheap).
+pub fn generate_case_presentation(spec: &CohortSpec, index: usize) -> Presentation {
+    demographics::plan_case(spec, index).presentation
+}
+
 /// Generates case `index` of the cohort `spec`; the same `(spec, index)` always gives the same
 /// case, whatever else was generated before.
 pub fn generate_case(spec: &CohortSpec, index: usize) -> SyntheticCase {
@@ -270,6 +321,7 @@ pub fn generate_case(spec: &CohortSpec, index: usize) -> SyntheticCase {
         index,
         patient_id: plan.patient_id.clone(),
         label: plan.label,
+        presentation: plan.presentation,
         age: plan.age,
         sex: plan.sex,
         site: site.name.to_string(),

@@ -15,7 +15,7 @@ use super::demographics::CasePlan;
 use super::lesion::{self, LesionSample, LesionSet};
 use super::rng::{self, Stream, VoxelNoise};
 use super::sites::{SITES, SiteProfile};
-use super::{CohortSpec, Diagnosis};
+use super::{CohortSpec, Diagnosis, Presentation};
 use crate::imaging::Volume;
 
 /// Largest stored pixel value (16-bit unsigned).
@@ -98,6 +98,10 @@ struct Contrast {
     bone: f32,
     choroid: f32,
     sinus: f32,
+    /// Dura and falx.
+    dura: f32,
+    /// Arteries and cortical veins (flow voids on T2).
+    vessel: f32,
     oedema: f32,
     necrosis: f32,
     haemorrhage: f32,
@@ -118,6 +122,8 @@ fn contrast(kind: SeriesKind) -> Contrast {
         bone: 0.06,
         choroid: 0.55,
         sinus: 0.35,
+        dura: 0.45,
+        vessel: 0.35,
         oedema: 0.58,
         necrosis: 0.30,
         haemorrhage: 0.80,
@@ -128,7 +134,7 @@ fn contrast(kind: SeriesKind) -> Contrast {
         SeriesKind::T1Pre => t1,
         // Gadolinium: choroid plexus and venous sinuses enhance too (normal enhancement that a
         // naive "brightest spot" lesion finder must not pick).
-        SeriesKind::T1PostContrast => Contrast { choroid: 1.05, sinus: 1.15, ..t1 },
+        SeriesKind::T1PostContrast => Contrast { choroid: 1.05, sinus: 1.15, dura: 1.1, vessel: 1.25, ..t1 },
         SeriesKind::T2 => Contrast {
             wm: 0.36,
             gm: 0.56,
@@ -137,6 +143,8 @@ fn contrast(kind: SeriesKind) -> Contrast {
             bone: 0.05,
             choroid: 0.6,
             sinus: 0.10,
+            dura: 0.2,
+            vessel: 0.08,
             oedema: 0.80,
             necrosis: 0.88,
             haemorrhage: 0.18,
@@ -151,6 +159,8 @@ fn contrast(kind: SeriesKind) -> Contrast {
             bone: 0.05,
             choroid: 0.40,
             sinus: 0.10,
+            dura: 0.3,
+            vessel: 0.1,
             oedema: 0.95,
             necrosis: 0.55,
             haemorrhage: 0.30,
@@ -203,7 +213,11 @@ impl Scene {
     pub fn build(spec: &CohortSpec, index: usize, plan: &CasePlan) -> Scene {
         let site = &SITES[plan.site_index];
         let mut rng = rng::stream_rng(spec.seed, index, Stream::Anatomy, 0);
-        let anatomy = Anatomy::random(&mut rng, plan.age);
+        let mut anatomy = Anatomy::random(&mut rng, plan.age);
+        if spec.enhancing_anatomy {
+            let mut extra = rng::stream_rng(spec.seed, index, Stream::Anatomy, 1);
+            anatomy.add_enhancing_anatomy(&mut extra);
+        }
         let head_centre = [rng::uniform(&mut rng, -5.0, 5.0), rng::uniform(&mut rng, 0.0, 25.0), rng::uniform(&mut rng, -20.0, 20.0)];
         // The technologist centres the slab on the head, covering vertex to skull base.
         let centre = [
@@ -227,7 +241,11 @@ impl Scene {
             (Diagnosis::Gbm, true) => Diagnosis::Pcnsl,
             (Diagnosis::Pcnsl, true) => Diagnosis::Gbm,
         };
-        let lesions = lesion::draw_lesions(&mut lesion_rng, looks_like, &anatomy);
+        let lesions = match plan.presentation {
+            Presentation::Tumour => lesion::draw_lesions(&mut lesion_rng, looks_like, &anatomy),
+            Presentation::NormalBrain => lesion::LesionSet { lesions: Vec::new(), phenotype: "normal" },
+            Presentation::ExtraAxial => lesion::draw_extra_axial(&mut lesion_rng, &anatomy),
+        };
         Scene {
             seed: spec.seed,
             index,
@@ -485,6 +503,8 @@ impl Mix {
         t.csf *= keep;
         t.choroid *= keep;
         t.sinus *= keep;
+        t.dura *= keep;
+        t.vessel *= keep;
         // Vasogenic oedema spreads along white matter and largely spares the cortex.
         let wm_oedema = t.wm * l.oedema;
         let gm_oedema = t.gm * l.oedema * 0.25;
@@ -511,6 +531,8 @@ impl Mix {
             + t.bone * c.bone
             + t.choroid * c.choroid
             + t.sinus * c.sinus
+            + t.dura * c.dura
+            + t.vessel * c.vessel
             + self.oedema * c.oedema
             + self.enhancing * enhancing
             + self.necrotic * c.necrosis

@@ -7,6 +7,8 @@
 pub mod dicom_json;
 pub mod folder;
 pub mod keyimage;
+pub mod lesion;
+mod morphology;
 pub mod preprocess;
 pub mod series;
 pub mod volume;

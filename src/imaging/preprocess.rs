@@ -13,9 +13,10 @@
 //!    approximated by the head mask eroded by [`BRAIN_DEPTH_MM`] (scalp fat, skull, dura and the
 //!    venous sinuses lie in that rim, and fat and sinuses are bright on T1c);
 //! 4. robust normalisation per channel inside the brain: `(x − median) / (IQR / 1.349)`;
-//! 5. lesion: enhancing voxels (robust z above [`ENHANCING_Z`]) inside the brain, connected
-//!    components, the one with the most enhancement wins; abstain when there is none or when it
-//!    touches the volume's edge;
+//! 5. lesion finding and the scope gate ([`super::lesion`]): enhancing components inside the
+//!    brain are candidates, each kept or rejected as normal anatomy, extra-axial, too small or
+//!    too little imaged; the study is out of scope (no input, no estimate) unless one is kept,
+//!    and the most enhancing kept candidate is the lesion;
 //! 6. crop a cube of `shape × spacing_mm` aligned with the patient axes (L, P, S) and centred on
 //!    the lesion, sampled from the original series with 2×2×2 supersampling (a cheap box filter
 //!    against aliasing), normalised with the statistics of step 4.
@@ -27,16 +28,15 @@ use ndarray::Array3;
 use serde::{Deserialize, Serialize};
 
 use super::keyimage::{self, KeyImages};
+use super::lesion::{self, Candidate, ScopeReason, ScopeReport};
+use super::morphology::{components, erode, fill_holes, percentile};
 use super::volume::Volume;
 
 /// Names this recipe. Recorded in the model manifest and the audit trail; a model trained on one
-/// recipe must not be fed another.
-pub const RECIPE_VERSION: &str = "neurocds-prep/1";
-
-/// Robust z-score above which a T1c voxel counts as enhancing.
-const ENHANCING_Z: f32 = 2.0;
-/// Smallest enhancing component that counts as a lesion (vessels and noise are smaller).
-const MIN_LESION_ML: f64 = 0.25;
+/// recipe must not be fed another. `/2`: the lesion is found by [`super::lesion`] (scope gate,
+/// coverage instead of refusing every lesion at the edge); for a lesion both recipes accept the
+/// input is identical, so members trained on `/1` read `/2` inputs unchanged.
+pub const RECIPE_VERSION: &str = "neurocds-prep/2";
 /// Fewer slices than this cannot hold a lesion in three dimensions.
 pub const MIN_SLICES: usize = 12;
 /// Depth below the head's surface where the brain starts (scalp, skull, dura, sinuses above it).
@@ -70,6 +70,9 @@ pub struct Prepared {
     /// Index of the T1c slice (k) nearest the lesion centre: the instance a key image cites.
     pub lesion_t1c_slice: usize,
     pub key_images: KeyImages,
+    /// The lesion as measured by the finder, and every candidate considered.
+    pub lesion: Candidate,
+    pub scope: ScopeReport,
 }
 
 /// Why no input could be prepared. The service shows the reason and gives no probability.
@@ -78,6 +81,8 @@ pub struct Prepared {
 pub struct Abstention {
     pub kind: AbstentionKind,
     pub reason: String,
+    /// The candidates considered, when the scope gate declined.
+    pub scope: Option<ScopeReport>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -91,13 +96,39 @@ pub enum AbstentionKind {
     TooFewSlices,
     /// Nothing that looks like a head (empty or flat image).
     NoHead,
+    /// Out of scope: no enhancing component worth a look.
     NoEnhancingLesion,
-    /// The lesion is cut by the edge of the imaged volume: its extent is unknown.
-    LesionAtEdge,
+    /// Out of scope: only normal enhancing anatomy (vessels, sinuses, dura, choroid plexus…).
+    NormalAnatomyOnly,
+    /// Out of scope: an extra-axial (dural-based) mass.
+    ExtraAxialLesion,
+    /// Out of scope: an enhancing lesion under 1 mL.
+    LesionTooSmall,
+    /// Too little of the lesion was imaged on T1c and T2.
+    InsufficientCoverage,
+}
+
+impl AbstentionKind {
+    /// The scope gate's kinds: the study is not a GBM-versus-lymphoma question.
+    pub fn is_out_of_scope(self) -> bool {
+        matches!(self, Self::NoEnhancingLesion | Self::NormalAnatomyOnly | Self::ExtraAxialLesion | Self::LesionTooSmall | Self::InsufficientCoverage)
+    }
+}
+
+impl From<ScopeReason> for AbstentionKind {
+    fn from(r: ScopeReason) -> Self {
+        match r {
+            ScopeReason::NoLesion => AbstentionKind::NoEnhancingLesion,
+            ScopeReason::NormalAnatomyOnly => AbstentionKind::NormalAnatomyOnly,
+            ScopeReason::ExtraAxialLesion => AbstentionKind::ExtraAxialLesion,
+            ScopeReason::LesionTooSmall => AbstentionKind::LesionTooSmall,
+            ScopeReason::InsufficientCoverage => AbstentionKind::InsufficientCoverage,
+        }
+    }
 }
 
 fn abstain(kind: AbstentionKind, reason: impl Into<String>) -> Abstention {
-    Abstention { kind, reason: reason.into() }
+    Abstention { kind, reason: reason.into(), scope: None }
 }
 
 /// Runs the recipe on one study. See the module documentation for the steps.
@@ -153,15 +184,25 @@ pub fn prepare(t1c: &Volume, t2: &Volume, recipe: &Recipe) -> Result<Prepared, A
     let s1 = RobustStats::inside(&w1, &inner).ok_or_else(|| abstain(NoHead, "the T1c series is flat inside the brain"))?;
     let s2 = RobustStats::inside(&w2, &inner).ok_or_else(|| abstain(NoHead, "the T2 series is flat inside the brain (or does not cover it)"))?;
 
-    // Step 5: the enhancing lesion.
-    let candidates = Array3::from_shape_fn(w1.dim(), |ix| inner[ix] && s1.z(w1[ix]) > ENHANCING_Z);
-    let lesion = largest_enhancing_component(&candidates, &w1, &s1).filter(|c| c.voxels.len() as f64 * voxel_ml >= MIN_LESION_ML);
-    let Some(lesion) = lesion else {
-        return Err(abstain(NoEnhancingLesion, "no enhancing lesion of at least 0.25 mL was found on T1c"));
+    // Step 5: the lesion, or why the study is out of scope.
+    let z1 = |x: f32| s1.z(x);
+    let z2 = |x: f32| s2.z(x);
+    let t2_dims = t2.data.dim();
+    let t2_covers = |(c, b, a): (usize, usize, usize)| {
+        let [i, j, k] = grid_to_t2.apply([a as f64, b as f64, c as f64]);
+        let inside = |x: f64, n: usize| x >= -0.5 && x <= n as f64 - 0.5;
+        inside(i, t2_dims.2) && inside(j, t2_dims.1) && inside(k, t2_dims.0)
     };
-    if lesion.touches_edge(dims) {
-        return Err(abstain(LesionAtEdge, "the enhancing lesion touches the edge of the imaged volume"));
-    }
+    let to_lps = |g: [f64; 3]| a1.apply(grid_to_t1.apply(g));
+    let scene = lesion::Scene { t1: &w1, t2: &w2, z1: &z1, z2: &z2, head: &mask, brain: &inner, t2_covers: &t2_covers, to_lps: &to_lps, spacing_mm: sp };
+    let finding = match lesion::find(&scene) {
+        Ok(f) => f,
+        Err(report) => {
+            let reason = report.out_of_scope.unwrap_or(ScopeReason::NoLesion);
+            return Err(Abstention { kind: reason.into(), reason: format!("out of scope ({}): {}", reason.as_str(), reason.explanation()), scope: Some(report) });
+        }
+    };
+    let lesion = Component { voxels: finding.voxels };
     let lesion_volume_ml = lesion.voxels.len() as f64 * voxel_ml;
     let t1c_lesion_mean = lesion.voxels.iter().map(|&ix| s1.z(w1[ix]) as f64).sum::<f64>() / lesion.voxels.len() as f64;
     let centroid_grid = lesion.centroid();
@@ -181,7 +222,7 @@ pub fn prepare(t1c: &Volume, t2: &Volume, recipe: &Recipe) -> Result<Prepared, A
         Some(g) => keyimage::render(t1c, t2, &a1, &a1_inv, &a2_inv, &lesion_mask, &g, lesion_centre_lps),
         None => KeyImages::default(),
     };
-    Ok(Prepared { data, shape: recipe.shape, lesion_volume_ml, t1c_lesion_mean, lesion_centre_lps, lesion_t1c_slice, key_images })
+    Ok(Prepared { data, shape: recipe.shape, lesion_volume_ml, t1c_lesion_mean, lesion_centre_lps, lesion_t1c_slice, key_images, lesion: finding.candidate, scope: finding.report })
 }
 
 /// A 3×4 affine map `y = M·[x, 1]` between index spaces and patient space.
@@ -295,16 +336,6 @@ fn head_mask(t1: &Array3<f32>, t2: &Array3<f32>) -> Array3<bool> {
     mask
 }
 
-/// The `q`-quantile (nearest rank) of `values`; 0 for none.
-fn percentile(mut values: Vec<f32>, q: f64) -> f32 {
-    if values.is_empty() {
-        return 0.0;
-    }
-    let rank = ((values.len() - 1) as f64 * q).round() as usize;
-    let (_, v, _) = values.select_nth_unstable_by(rank, f32::total_cmp);
-    *v
-}
-
 /// Median and IQR-derived scale of one channel inside a mask.
 #[derive(Debug, Clone, Copy)]
 struct RobustStats {
@@ -335,164 +366,6 @@ impl RobustStats {
 }
 
 
-/// Flat (C-order) index arithmetic on a `[k, j, i]` grid, for the flood fills: a `u32` per voxel
-/// on the stack instead of a tuple, and no ndarray bounds checks in the inner loop.
-struct Grid {
-    nk: usize,
-    nj: usize,
-    ni: usize,
-}
-
-impl Grid {
-    fn of<T>(a: &Array3<T>) -> Grid {
-        let (nk, nj, ni) = a.dim();
-        Grid { nk, nj, ni }
-    }
-
-    fn unflat(&self, f: usize) -> (usize, usize, usize) {
-        (f / (self.nj * self.ni), (f / self.ni) % self.nj, f % self.ni)
-    }
-
-    fn on_face(&self, f: usize) -> bool {
-        let (k, j, i) = self.unflat(f);
-        k == 0 || j == 0 || i == 0 || k + 1 == self.nk || j + 1 == self.nj || i + 1 == self.ni
-    }
-
-    /// Calls `visit` with each 6-neighbour of flat index `f` inside the grid.
-    #[inline]
-    fn for_each_neighbour(&self, f: usize, mut visit: impl FnMut(usize)) {
-        let (k, j, i) = self.unflat(f);
-        let plane = self.nj * self.ni;
-        if i > 0 {
-            visit(f - 1);
-        }
-        if i + 1 < self.ni {
-            visit(f + 1);
-        }
-        if j > 0 {
-            visit(f - self.ni);
-        }
-        if j + 1 < self.nj {
-            visit(f + self.ni);
-        }
-        if k > 0 {
-            visit(f - plane);
-        }
-        if k + 1 < self.nk {
-            visit(f + plane);
-        }
-    }
-}
-
-/// 6-connected components of the `true` voxels, each as its list of indices.
-fn components(mask: &Array3<bool>) -> Vec<Vec<(usize, usize, usize)>> {
-    let grid = Grid::of(mask);
-    let flat: Vec<bool> = mask.iter().copied().collect();
-    let mut seen = vec![false; flat.len()];
-    let mut out = Vec::new();
-    let mut stack: Vec<usize> = Vec::new();
-    for start in 0..flat.len() {
-        if !flat[start] || seen[start] {
-            continue;
-        }
-        let mut comp = Vec::new();
-        seen[start] = true;
-        stack.push(start);
-        while let Some(p) = stack.pop() {
-            comp.push(grid.unflat(p));
-            grid.for_each_neighbour(p, |q| {
-                if flat[q] && !seen[q] {
-                    seen[q] = true;
-                    stack.push(q);
-                }
-            });
-        }
-        out.push(comp);
-    }
-    out
-}
-
-/// Marks as inside every background voxel that cannot reach the volume's faces.
-fn fill_holes(mask: &mut Array3<bool>) {
-    let grid = Grid::of(mask);
-    let flat: Vec<bool> = mask.iter().copied().collect();
-    let mut outside = vec![false; flat.len()];
-    let mut stack: Vec<usize> = (0..flat.len()).filter(|&f| !flat[f] && grid.on_face(f)).collect();
-    for &f in &stack {
-        outside[f] = true;
-    }
-    while let Some(p) = stack.pop() {
-        grid.for_each_neighbour(p, |q| {
-            if !flat[q] && !outside[q] {
-                outside[q] = true;
-                stack.push(q);
-            }
-        });
-    }
-    for (m, o) in mask.iter_mut().zip(outside) {
-        *m = !o;
-    }
-}
-
-/// The voxels of `mask` deeper than `depth` voxels below its surface, by a two-pass 3-4-5
-/// chamfer distance transform (within about 8 % of Euclidean, one pass each way, no per-voxel
-/// allocation). Beyond the volume's faces counts as inside, so a head cut by the field of view
-/// keeps its voxels there and a lesion at the cut is still found (and then refused as
-/// [`AbstentionKind::LesionAtEdge`]), not silently lost.
-fn erode(mask: &Array3<bool>, depth: f64) -> Array3<bool> {
-    let (nk, nj, ni) = mask.dim();
-    const FAR: u32 = u32::MAX / 2;
-    let mut dist: Vec<u32> = mask.iter().map(|&m| if m { FAR } else { 0 }).collect();
-    // Half of the 26-neighbourhood that precedes a voxel in raster order, with chamfer weights
-    // (3 face, 4 edge, 5 corner; 3 = one voxel).
-    let mut half = Vec::new();
-    for dk in -1isize..=0 {
-        for dj in -1isize..=1 {
-            for di in -1isize..=1 {
-                let before = dk < 0 || (dk == 0 && (dj < 0 || (dj == 0 && di < 0)));
-                if before {
-                    let weight = match dk.abs() + dj.abs() + di.abs() {
-                        1 => 3,
-                        2 => 4,
-                        _ => 5,
-                    };
-                    half.push((dk, dj, di, weight));
-                }
-            }
-        }
-    }
-    let index = |k: usize, j: usize, i: usize| (k * nj + j) * ni + i;
-    let pass = |forward: bool, dist: &mut Vec<u32>| {
-        for kk in 0..nk {
-            let k = if forward { kk } else { nk - 1 - kk };
-            for jj in 0..nj {
-                let j = if forward { jj } else { nj - 1 - jj };
-                for ii in 0..ni {
-                    let i = if forward { ii } else { ni - 1 - ii };
-                    let here = index(k, j, i);
-                    if dist[here] == 0 {
-                        continue;
-                    }
-                    let mut best = dist[here];
-                    for &(dk, dj, di, w) in &half {
-                        let (dk, dj, di) = if forward { (dk, dj, di) } else { (-dk, -dj, -di) };
-                        let (k2, j2, i2) = (k as isize + dk, j as isize + dj, i as isize + di);
-                        if k2 < 0 || j2 < 0 || i2 < 0 || k2 >= nk as isize || j2 >= nj as isize || i2 >= ni as isize {
-                            continue;
-                        }
-                        best = best.min(dist[index(k2 as usize, j2 as usize, i2 as usize)] + w);
-                    }
-                    dist[here] = best;
-                }
-            }
-        }
-    };
-    pass(true, &mut dist);
-    pass(false, &mut dist);
-    let threshold = (depth * 3.0).round() as u32;
-    Array3::from_shape_vec(mask.dim(), dist.into_iter().map(|d| d > threshold).collect()).unwrap_or_else(|_| mask.clone())
-}
-
 /// An enhancing component on the working grid.
 struct Component {
     voxels: Vec<(usize, usize, usize)>,
@@ -510,23 +383,6 @@ impl Component {
         }
         [a / n, b / n, c / n]
     }
-
-    fn touches_edge(&self, dims: [usize; 3]) -> bool {
-        self.voxels.iter().any(|&(k, j, i)| k == 0 || j == 0 || i == 0 || k + 1 == dims[0] || j + 1 == dims[1] || i + 1 == dims[2])
-    }
-}
-
-/// The component carrying the most enhancement (sum of robust z): a big, avid lesion beats a
-/// vessel or a speck of noise.
-fn largest_enhancing_component(candidates: &Array3<bool>, t1: &Array3<f32>, s: &RobustStats) -> Option<Component> {
-    components(candidates)
-        .into_iter()
-        .map(|voxels| {
-            let score: f64 = voxels.iter().map(|&ix| s.z(t1[ix]) as f64).sum();
-            (score, voxels)
-        })
-        .max_by(|a, b| a.0.total_cmp(&b.0))
-        .map(|(_, voxels)| Component { voxels })
 }
 
 /// The `[2, D, H, W]` crop around `centre` (LPS), aligned with the patient axes.

@@ -8,7 +8,7 @@
 //! { "name": "neurocds-gbm-pcnsl", "version": "1.0.0",
 //!   "classes": ["gbm", "pcnsl"],
 //!   "input": { "channels": ["t1c", "t2"], "shape": [32, 32, 32], "spacing_mm": 2.0, ... },
-//!   "preprocessing_version": "neurocds-prep/1",
+//!   "preprocessing_version": "neurocds-prep/2",
 //!   "members": [ { "file": "member-0.pt", "sha256": "…" } ],
 //!   "calibration": { "method": "platt", "a": 1.0, "b": 0.0 },
 //!   "thresholds": { "lymphoma_likely": 0.6, "gbm_likely": 0.3 },

@@ -16,6 +16,7 @@ pub mod net;
 pub mod plot;
 pub mod train;
 pub mod evaluate;
+pub mod scope_check;
 
 pub use device::select_device;
 pub use engine::{Engine, EnsembleOutput, InferenceError, ModelInput};

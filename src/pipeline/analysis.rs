@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::decision::{Outcome, Recommendation};
+use crate::imaging::lesion::ScopeReport;
 use crate::inference::EnsembleOutput;
 
 /// The model that produced a result.
@@ -49,6 +50,10 @@ pub struct Analysis {
     pub stage_timings_ms: BTreeMap<String, u64>,
     /// Base64 PNGs of the axial T1c and T2 slices through the lesion, with its outline.
     pub key_images: Option<KeyImages>,
+    /// The scope gate: every lesion candidate considered, why each was kept or rejected, and
+    /// (when out of scope) the study's reason. `None` when the analysis stopped before it.
+    #[serde(default)]
+    pub scope: Option<ScopeReport>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -76,6 +81,7 @@ impl Analysis {
             failed_stage: Some("time-budget".into()),
             stage_timings_ms: BTreeMap::new(),
             key_images: None,
+            scope: None,
         }
     }
 

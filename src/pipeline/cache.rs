@@ -97,6 +97,7 @@ mod tests {
             failed_stage: None,
             stage_timings_ms: BTreeMap::new(),
             key_images: Some(KeyImages { t1c_png_base64: "AAAA".into(), t2_png_base64: "BBBB".into() }),
+            scope: None,
         }
     }
 

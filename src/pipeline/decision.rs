@@ -47,6 +47,10 @@ pub enum Outcome {
     Recommended,
     /// The analysis ran but declined to recommend (quality gate, disagreement, out of distribution).
     Abstained,
+    /// The scope gate found no enhancing intra-axial mass that could be GBM or CNS lymphoma
+    /// (a normal brain, only normal enhancing anatomy, an extra-axial mass, a lesion too small
+    /// or too little imaged). Never a recommendation; the most common outcome in practice.
+    OutOfScope,
     /// The analysis could not run (no prior MR, PACS down, queue full, time budget spent…).
     Unavailable,
     /// order-select: the analysis was started and is running.
@@ -58,6 +62,7 @@ impl Outcome {
         match self {
             Outcome::Recommended => "recommended",
             Outcome::Abstained => "abstained",
+            Outcome::OutOfScope => "out-of-scope",
             Outcome::Unavailable => "unavailable",
             Outcome::Pending => "pending",
         }

@@ -201,6 +201,7 @@ impl Pipeline {
             failed_stage: Some(stage.to_owned()),
             stage_timings_ms: timings,
             key_images: None,
+            scope: None,
         }
     }
 
@@ -265,11 +266,19 @@ impl Pipeline {
         let recipe = Recipe { shape: m.input.shape, spacing_mm: m.input.spacing_mm };
         let prepared = match tokio::task::spawn_blocking(move || preprocess::prepare(&t1c, &t2, &recipe)).await {
             Ok(Ok(p)) => p,
+            Ok(Err(abstention)) if abstention.kind.is_out_of_scope() => {
+                // The scope gate: no enhancing intra-axial mass to ask about. No input is built,
+                // the ensemble never runs, and no recommendation can follow.
+                let mut a = with_series(self.failed(study, "scope", Outcome::OutOfScope, abstention.reason, timings));
+                a.scope = abstention.scope;
+                return a;
+            }
             Ok(Err(abstention)) => return with_series(self.failed(study, "preprocessing", Outcome::Abstained, abstention.reason, timings)),
             Err(e) => return with_series(self.failed(study, "preprocessing", Outcome::Unavailable, format!("preprocessing stopped: {e}"), timings)),
         };
         lap("preprocessing", &mut timings);
         let key_images = crate::pipeline::analysis::KeyImages::from(&prepared.key_images);
+        let scope = prepared.scope;
         let lesion_volume_ml = prepared.lesion_volume_ml;
         let input = ModelInput { data: prepared.data, lesion_volume_ml, t1c_lesion_mean: prepared.t1c_lesion_mean };
         let output = match self.engine.predict(input).await {
@@ -299,6 +308,7 @@ impl Pipeline {
             failed_stage: None,
             stage_timings_ms: timings,
             key_images: Some(key_images),
+            scope: Some(scope),
         }
     }
 }

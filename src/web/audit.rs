@@ -118,7 +118,7 @@ pub fn audit_event_bundle(rows: &[StoredDecision], state: &AppState) -> Value {
         .iter()
         .map(|d| {
             let r = &d.record;
-            let outcome = if matches!(r.outcome.as_str(), "recommended" | "abstained" | "pending") { "0" } else { "4" };
+            let outcome = if matches!(r.outcome.as_str(), "recommended" | "abstained" | "out-of-scope" | "pending") { "0" } else { "4" };
             let mut entity = vec![json!({ "what": { "reference": r.patient_ref }, "type": { "system": "http://terminology.hl7.org/CodeSystem/audit-entity-type", "code": "1", "display": "Person" } })];
             if let Some(s) = &r.study_uid {
                 entity.push(json!({ "what": { "identifier": { "system": "urn:dicom:uid", "value": format!("urn:oid:{s}") } }, "type": { "system": "http://terminology.hl7.org/CodeSystem/audit-entity-type", "code": "2", "display": "System Object" } }));

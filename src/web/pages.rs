@@ -113,12 +113,44 @@ pub async fn report(req: HttpRequest, path: web::Path<String>, state: web::Data<
             "verdicts": verdicts,
             "key_images": analysis.as_ref().and_then(|a| a.key_images.clone()),
             "lesion_volume": analysis.as_ref().and_then(|a| a.lesion_volume_ml).map(|v| format!("{v:.1} mL")),
+            "scope": analysis.as_ref().and_then(|a| a.scope.as_ref()).map(scope_view),
             "study_started": analysis.as_ref().and_then(|a| a.study_started.clone()),
             "feedback": feedback,
             "timings": timings,
             "content_hash": decision.content_hash,
         }),
     )
+}
+
+/// The scope gate's candidates as the case report shows them.
+fn scope_view(s: &crate::imaging::lesion::ScopeReport) -> Value {
+    let pct = |x: f64| format!("{:.0} %", 100.0 * x);
+    let kept = s.candidates.iter().find(|c| c.rejection.is_none()).map(|c| c.rank);
+    json!({
+        "version": s.version,
+        "out_of_scope": s.out_of_scope.map(|r| r.as_str()),
+        "explanation": s.out_of_scope.map(|r| r.explanation()),
+        "kept_rank": kept,
+        "specks": s.specks,
+        "candidates": s.candidates.iter().map(|c| json!({
+            "rank": c.rank,
+            "centre": format!("{:.0}, {:.0}, {:.0}", c.centre_lps[0], c.centre_lps[1], c.centre_lps[2]),
+            "enhancing_ml": format!("{:.1}", c.enhancing_ml),
+            "mass_ml": format!("{:.1}", c.mass_ml),
+            "thickness_mm": format!("{:.0}", c.thickness_mm),
+            "brain_around": pct(c.brain_around),
+            "csf_around": pct(c.csf_around),
+            "oedema_around": pct(c.oedema_around),
+            "surface_contact": format!("{:.2}", c.surface_contact),
+            "t1c_coverage": pct(c.t1c_coverage),
+            "t2_coverage": pct(c.t2_coverage),
+            "verdict": match c.rejection {
+                None if Some(c.rank) == kept => "kept: the lesion".to_owned(),
+                None => "kept (a smaller lesion)".to_owned(),
+                Some(r) => format!("rejected: {}", r.explanation()),
+            },
+        })).collect::<Vec<_>>(),
+    })
 }
 
 #[derive(Debug, Deserialize)]
@@ -224,7 +256,7 @@ pub async fn audit(req: HttpRequest, q: web::Query<AuditPageQuery>, state: web::
             "filter": q.filter,
             "overrides": overrides,
             "recommendations": options(&["biopsy", "resection-planning", "tumour-board"], &q.filter.recommendation),
-            "outcomes": options(&["recommended", "abstained", "unavailable", "pending"], &q.filter.outcome),
+            "outcomes": options(&["recommended", "abstained", "out-of-scope", "unavailable", "pending"], &q.filter.outcome),
             "feedbacks": options(&["accepted", "overridden"], &q.filter.feedback),
             "summary": summary,
             "rows": rows,

@@ -21,20 +21,23 @@ struct Cohort {
 /// A small synthetic cohort written once per test run with `neurocds synth`.
 fn cohort() -> &'static Cohort {
     static C: OnceLock<Cohort> = OnceLock::new();
-    C.get_or_init(|| {
-        let dir = std::env::temp_dir().join(format!("neurocds-e2e-cohort-{}", std::process::id()));
-        let ok = Command::new(env!("CARGO_BIN_EXE_neurocds"))
-            .args(["synth", "--out"])
-            .arg(&dir)
-            .args(["--patients", "16", "--seed", "4242", "--quiet"])
-            .status()
-            .map(|s| s.success())
-            .unwrap_or(false);
-        assert!(ok, "neurocds synth failed");
-        let manifest: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("manifest.json")).unwrap()).unwrap();
-        let rows = manifest.get("patients").cloned().unwrap_or(manifest).as_array().cloned().unwrap();
-        Cohort { dir, rows }
-    })
+    C.get_or_init(|| synth("tumours", &["--patients", "16", "--seed", "4242"]))
+}
+
+/// Studies a hospital sends that are not a GBM-versus-lymphoma question: normal brains and
+/// extra-axial masses, with the full normal enhancing anatomy.
+fn out_of_scope_cohort() -> &'static Cohort {
+    static C: OnceLock<Cohort> = OnceLock::new();
+    C.get_or_init(|| synth("out-of-scope", &["--patients", "6", "--seed", "4343", "--normal-fraction", "0.5", "--extra-axial-fraction", "0.5"]))
+}
+
+fn synth(name: &str, args: &[&str]) -> Cohort {
+    let dir = std::env::temp_dir().join(format!("neurocds-e2e-{name}-{}", std::process::id()));
+    let ok = Command::new(env!("CARGO_BIN_EXE_neurocds")).args(["synth", "--quiet", "--out"]).arg(&dir).args(args).status().map(|s| s.success()).unwrap_or(false);
+    assert!(ok, "neurocds synth failed");
+    let manifest: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("manifest.json")).unwrap()).unwrap();
+    let rows = manifest.get("patients").cloned().unwrap_or(manifest).as_array().cloned().unwrap();
+    Cohort { dir, rows }
 }
 
 pub fn pick(label: &str, phenotype: &str, nth: usize) -> Value {
@@ -49,9 +52,13 @@ pub fn pick(label: &str, phenotype: &str, nth: usize) -> Value {
 
 /// Uploads a patient's study to Orthanc and its records to FHIR; returns the FHIR patient id.
 pub fn load(row: &Value) -> String {
+    load_from(cohort(), row)
+}
+
+fn load_from(cohort: &Cohort, row: &Value) -> String {
     let out = Command::new(python().join("tools-venv/bin/python"))
         .args(["scripts/demo_ehr.py", "load", "--cohort"])
-        .arg(&cohort().dir)
+        .arg(&cohort.dir)
         .args(["--orthanc", &peer("NEUROCDS_TEST_ORTHANC"), "--dicomweb", &peer("NEUROCDS_TEST_DICOMWEB"), "--fhir", &peer("NEUROCDS_TEST_FHIR")])
         .args(["--patient", row["patient_id"].as_str().unwrap()])
         .output()
@@ -159,4 +166,37 @@ async fn a_study_without_a_t2_series_abstains_with_the_reason() {
     let d = &decisions(&app).await[0];
     assert_eq!(d.record.outcome, "abstained");
     assert!(d.record.reason.as_deref().unwrap().contains("T2"), "{:?}", d.record.reason);
+}
+
+#[tokio::test]
+async fn a_normal_brain_and_an_extra_axial_mass_never_get_a_recommendation_and_the_audit_says_why() {
+    let app = app().await;
+    for (label, reasons) in [("normal-brain", &["no-lesion", "normal-anatomy-only", "lesion-too-small"][..]), ("extra-axial", &["extra-axial-lesion"][..])] {
+        let row = out_of_scope_cohort().rows.iter().find(|r| r["label"] == label).cloned().unwrap_or_else(|| panic!("no {label} study in the cohort"));
+        let patient = load_from(out_of_scope_cohort(), &row);
+        let (status, resp) = app.hook(SIGN, &sign_for(&patient)).await;
+        assert_eq!(status, 200, "{resp}");
+        let card = &resp["cards"][0];
+        assert!(card["summary"].as_str().unwrap().contains("not applicable"), "{label}: {card}");
+        assert!(card["suggestions"].as_array().is_none_or(|s| s.is_empty()), "{label}: no suggestion, ever: {card}");
+        assert_eq!(card["indicator"], "info");
+        let rows = decisions(&app).await;
+        let d = rows.iter().rev().find(|d| d.record.patient_ref == format!("Patient/{patient}")).unwrap();
+        assert_eq!(d.record.outcome, "out-of-scope", "{label}: {:?}", d.record.reason);
+        assert_eq!(d.record.recommendation, None);
+        assert_eq!(d.record.calibrated_probability, None, "the classifier never ran");
+        let reason = d.record.reason.as_deref().unwrap();
+        assert!(reasons.iter().any(|r| reason.contains(r)), "{label}: audited reason {reason:?}");
+        let candidates = &d.record.series["lesion_candidates"];
+        assert_eq!(candidates["version"], "neurocds-lesion/1");
+        assert!(candidates["candidates"].as_array().unwrap().iter().all(|c| !c["rejection"].is_null()), "{label}: every candidate rejected: {candidates}");
+    }
+    // With `out_of_scope_answer = "none"` the same study is audited and shows no card.
+    let quiet = spawn_app_with(json!({ "model": { "manifest": "models/ensemble/manifest.json" }, "hooks": { "order_sign_budget_ms": 120000, "out_of_scope_answer": "none" } })).await;
+    let row = out_of_scope_cohort().rows.iter().find(|r| r["label"] == "normal-brain").cloned().unwrap();
+    let patient = load_from(out_of_scope_cohort(), &row);
+    let (status, resp) = quiet.hook(SIGN, &sign_for(&patient)).await;
+    assert_eq!(status, 200);
+    assert_eq!(resp["cards"], json!([]));
+    assert_eq!(decisions(&quiet).await[0].record.outcome, "out-of-scope");
 }
