@@ -298,6 +298,11 @@ impl Anatomy {
         self.semi.map(|s| s * (1.0 - CSF_MM / mean))
     }
 
+    /// Depth of `q` below the (deformed) scalp surface, mm; negative outside the head.
+    pub fn depth_at(&self, q: [f64; 3]) -> f64 {
+        (1.0 - self.radius(q, self.deform_at(q))) * self.mean_semi()
+    }
+
     /// Depth of the skull's inner table below the scalp surface (mm).
     pub fn inner_table_mm(&self) -> f64 {
         SKULL_MM

@@ -293,7 +293,7 @@ fn draw_lymphoma(rng: &mut StdRng, anatomy: &Anatomy) -> LesionSet {
 
 /// An extra-axial, dural-based enhancing mass (meningioma-like): round, homogeneous, avid,
 /// T2 iso to grey matter, little oedema, sitting on the inner table of the skull over the
-/// convexity, parasagittally or at the skull base, pushing the brain away. Out of scope for the
+/// convexity, parasagittally or at the skull base, taking the place of the brain beneath it. Out of scope for the
 /// GBM-versus-lymphoma question (ASSUMPTIONS.md).
 pub(crate) fn draw_extra_axial(rng: &mut StdRng, anatomy: &Anatomy) -> LesionSet {
     let radius = rng::uniform(rng, 9.0, 24.0);
@@ -311,8 +311,14 @@ pub(crate) fn draw_extra_axial(rng: &mut StdRng, anatomy: &Anatomy) -> LesionSet
     // Centre a little inside the inner table: most of the sphere is intracranial, with a broad
     // flat base on the dura (the tumour is clipped to the intracranial space when rendered).
     let depth = anatomy.inner_table_mm() + radius * rng::uniform(rng, 0.2, 0.45);
-    let f = 1.0 - depth / mean;
-    let centre = [u[0] / n * a * f, u[1] / n * b * f, u[2] / n * c * f];
+    // Along the ray through `u`, find the point at that depth below the deformed scalp (the
+    // deformation moves the surface by several millimetres, more than the margin to the dura).
+    let at = |f: f64| [u[0] / n * a * f, u[1] / n * b * f, u[2] / n * c * f];
+    let mut f = 1.0 - depth / mean;
+    for _ in 0..8 {
+        f += (anatomy.depth_at(at(f)) - depth) / mean;
+    }
+    let centre = at(f);
     let traits = LesionTraits {
         centre,
         radius,
@@ -324,7 +330,9 @@ pub(crate) fn draw_extra_axial(rng: &mut StdRng, anatomy: &Anatomy) -> LesionSet
         flair_signal: rng::uniform(rng, 0.5, 0.7),
         oedema_mm: rng::uniform(rng, 2.0, 8.0),
         oedema_strength: rng::uniform(rng, 0.0, 0.6),
-        push: rng::uniform(rng, 0.15, 0.3),
+        // It displaces the brain by replacing it; the phantom's displacement field would bend
+        // the skull outwards too, so none is applied.
+        push: 0.0,
         haemorrhage: false,
     };
     LesionSet { lesions: vec![Lesion::build(rng, traits)], phenotype: "extra-axial" }

@@ -10,7 +10,9 @@
 //! | rejection | what it looks like | normal or out-of-scope structure |
 //! |---|---|---|
 //! | [`Rejection::TooSmall`] | filled volume under [`MIN_TUMOUR_ML`] | vessel cross-sections, noise, small metastases |
-//! | [`Rejection::ThinStructure`] | no point deeper than [`MIN_THICKNESS_MM`] / 2 inside it | vessels, sinuses, falx, tentorium, dura |
+//! | [`Rejection::ThinStructure`] | no point deeper than [`MIN_THICKNESS_MM`] / 2 inside it, or longer than [`MAX_ELONGATION`] × its thickness | vessels, sinuses, falx, tentorium, dura |
+//! | [`Rejection::Faint`] | less than [`MIN_LOCAL_CONTRAST`] brighter than the brain around it | coil shading over white matter |
+//! | [`Rejection::FlowVoid`] | much of it darker than white matter on T2 | venous sinuses, arteries, veins, dura |
 //! | [`Rejection::Intraventricular`] | its surroundings are mostly CSF | choroid plexus |
 //! | [`Rejection::OutsideParenchyma`] | its surroundings are mostly not brain | skull base, orbits, scalp, marrow, sinuses, pituitary |
 //! | [`Rejection::ExtraAxial`] | a broad face on the inner surface of the skull | meningioma-like dural-based mass, confluence of sinuses |
@@ -42,14 +44,33 @@ const MIN_CANDIDATE_ML: f64 = 0.25;
 /// smaller is not a question for a biopsy-versus-resection estimate.
 pub const MIN_TUMOUR_ML: f64 = 1.0;
 /// A tumour is a mass: somewhere inside it, at least half this far from its surface.
-pub const MIN_THICKNESS_MM: f64 = 7.0;
+pub const MIN_THICKNESS_MM: f64 = 9.0;
+/// A mass longer than this many times its thickness is a tube (a sinus, a vessel).
+const MAX_ELONGATION: f64 = 4.0;
+/// Robust T2 z-score below which a voxel is darker than white matter: flowing blood (sinuses,
+/// arteries, veins) or dura.
+const FLOW_VOID_Z: f32 = -2.0;
+/// An enhancing lesion is at least this much brighter (robust T1c z) than the brain around it.
+const MIN_LOCAL_CONTRAST: f64 = 2.0;
+/// Above this share of flow-void voxels, an enhancing candidate is vascular or dural.
+const MAX_FLOW_VOID: f64 = 0.3;
 /// Above this share of CSF around it, a candidate floats in a ventricle (choroid plexus).
-const MAX_CSF_SHELL: f64 = 0.45;
+const MAX_CSF_SHELL: f64 = 0.35;
 /// Below this share of brain tissue around it, a candidate is not inside the parenchyma.
-const MIN_BRAIN_SHELL: f64 = 0.5;
+const MIN_BRAIN_SHELL: f64 = 0.7;
 /// Above this contact with the inner surface (relative to its equatorial cross-section), a
-/// candidate rests on the dura: extra-axial.
+/// candidate rests on the dura: extra-axial. Above the lesser one, it is extra-axial when brain
+/// does not wrap it either.
 const MAX_SURFACE_CONTACT: f64 = 0.45;
+const SOME_SURFACE_CONTACT: f64 = 0.15;
+/// Brain around at least this much of it, and contact at most this: intra-axial after all.
+const WRAPPED_IN_BRAIN: f64 = 0.75;
+const MAX_WRAPPED_CONTACT: f64 = 0.7;
+/// Brain around at least this much of it: intra-axial even where the skull beside it is unseen.
+const WRAPPED_ALL_ROUND: f64 = 0.8;
+/// A candidate this close to a face of the volume that cuts through the head has no imaged
+/// skull on that side (the brain mask runs to the cut).
+const SKULL_UNSEEN_MM: f64 = 20.0;
 /// At least this share of the lesion must have been imaged, on T1c and on T2.
 pub const MIN_COVERAGE: f64 = 0.8;
 /// Thickness of the surroundings examined around a candidate, in working-grid voxels.
@@ -62,7 +83,9 @@ const MAX_LISTED: usize = 8;
 #[serde(rename_all = "kebab-case")]
 pub enum Rejection {
     TooSmall,
+    Faint,
     ThinStructure,
+    FlowVoid,
     Intraventricular,
     OutsideParenchyma,
     ExtraAxial,
@@ -75,10 +98,12 @@ impl Rejection {
         match self {
             Rejection::TooSmall => "smaller than a mass this service advises on (under 1 mL)",
             Rejection::ThinStructure => "thin, tubular or sheet-like: a vessel, dural sinus, falx or dura",
+            Rejection::Faint => "barely brighter than the brain around it: no real enhancement (coil shading, grey matter)",
+            Rejection::FlowVoid => "dark on T2 like flowing blood or dura: a venous sinus, vessel or dural fold",
             Rejection::Intraventricular => "surrounded by CSF inside a ventricle: choroid plexus",
             Rejection::OutsideParenchyma => "not surrounded by brain tissue: skull base, orbit, scalp, marrow or pituitary region",
             Rejection::ExtraAxial => "rests broadly on the inner surface of the skull: extra-axial (dural-based, meningioma-like)",
-            Rejection::InsufficientCoverage => "too little of it was imaged on T1c or T2",
+            Rejection::InsufficientCoverage => "too little of it, or of the skull beside it, was imaged on T1c or T2",
         }
     }
 }
@@ -97,6 +122,12 @@ pub struct Candidate {
     pub mean_enhancement_z: f64,
     /// Twice the depth of its deepest point, mm.
     pub thickness_mm: f64,
+    /// Its length along its longest axis (a rod of the same spread), mm.
+    pub length_mm: f64,
+    /// Share of its enhancing voxels darker than white matter on T2 (flow voids, dura).
+    pub flow_void: f64,
+    /// Its mean T1c z minus that of the brain around it.
+    pub local_contrast: f64,
     /// Shares of its surroundings (a shell [`SHELL_VOXELS`] thick) that look like CSF, brain
     /// tissue, and vasogenic oedema (T2-bright brain: the T2 correlate).
     pub csf_around: f64,
@@ -107,6 +138,10 @@ pub struct Candidate {
     /// Estimated share of the mass inside the imaged volume (T1c) and sampled by T2.
     pub t1c_coverage: f64,
     pub t2_coverage: f64,
+    /// The field of view cuts the head within [`SKULL_UNSEEN_MM`] of it: the skull and dura
+    /// beside it were not imaged, so whether it is intra- or extra-axial cannot be told.
+    #[serde(default)]
+    pub skull_unseen: bool,
     /// `None`: kept.
     pub rejection: Option<Rejection>,
 }
@@ -189,7 +224,9 @@ pub(crate) struct Scene<'a> {
 /// Finds the lesion, or says why the study is out of scope.
 pub(crate) fn find(scene: &Scene) -> Result<Finding, ScopeReport> {
     let dims = scene.t1.dim();
-    let enhancing = Array3::from_shape_fn(dims, |ix| scene.brain[ix] && (scene.z1)(scene.t1[ix]) > ENHANCING_Z);
+    // Bright on T1c and not a flow void on T2: a venous sinus or artery that touches a tumour
+    // must not merge with it into one component.
+    let enhancing = Array3::from_shape_fn(dims, |ix| scene.brain[ix] && (scene.z1)(scene.t1[ix]) > ENHANCING_Z && (scene.z2)(scene.t2[ix]) >= FLOW_VOID_Z);
     let voxel_ml = scene.spacing_mm.powi(3) / 1000.0;
     let mut scored: Vec<(f64, Vec<(usize, usize, usize)>)> = morphology::components(&enhancing)
         .into_iter()
@@ -265,7 +302,15 @@ impl Local {
         for &(k, j, i) in voxels {
             mass[[k - origin[0] + 1, j - origin[1] + 1, i - origin[2] + 1]] = true;
         }
+        // Close one-voxel gaps in a ring (dilate, fill, erode back), then keep the enhancing
+        // voxels themselves whatever the erosion took.
+        let closed = {
+            let mut m = dilate(&mass, 1);
+            fill_enclosed(&mut m);
+            morphology::depth_map(&m).mapv(|d| d > CHAMFER_UNIT)
+        };
         fill_enclosed(&mut mass);
+        mass.zip_mut_with(&closed, |m, &c| *m |= c);
         Local { origin, dims, mass }
     }
 
@@ -315,10 +360,13 @@ fn measure(scene: &Scene, rank: usize, score: f64, voxels: &[(usize, usize, usiz
     let depth = morphology::depth_map(&local.mass);
     let deepest = depth.iter().copied().max().unwrap_or(0) as f64 / CHAMFER_UNIT as f64;
     let thickness_mm = (2.0 * deepest - 1.0).max(0.0) * sp;
+    let length_mm = longest_axis_voxels(&local.mass) * sp;
+    let flow_void = voxels.iter().filter(|&&ix| (scene.z2)(scene.t2[ix]) < FLOW_VOID_Z).count() as f64 / voxels.len().max(1) as f64;
 
     // The surroundings: dilate the mass by SHELL_VOXELS (26-neighbourhood) and classify.
     let shell = dilate(&local.mass, SHELL_VOXELS);
     let (mut n, mut csf, mut brain, mut oedema) = (0usize, 0usize, 0usize, 0usize);
+    let mut brain_z1 = 0.0f64;
     for ((ix, &s), &m) in shell.indexed_iter().zip(local.mass.iter()) {
         if !s || m {
             continue;
@@ -333,6 +381,7 @@ fn measure(scene: &Scene, rank: usize, score: f64, voxels: &[(usize, usize, usiz
             csf += 1;
         } else if scene.brain[g] && (-2.5..=ENHANCING_Z).contains(&z1) && z2 > -2.5 {
             brain += 1;
+            brain_z1 += z1 as f64;
             if z2 > 2.0 {
                 oedema += 1;
             }
@@ -341,8 +390,8 @@ fn measure(scene: &Scene, rank: usize, score: f64, voxels: &[(usize, usize, usiz
     let share = |x: usize| if n == 0 { 0.0 } else { x as f64 / n as f64 };
 
     // Contact with the inner surface of the skull, and with the edge of the imaged volume:
-    // voxels of the mass next to head tissue that is not brain (dura, skull), or on the grid's
-    // faces; each over the mass's equatorial cross-section.
+    // voxels of the mass next to head tissue that is not brain (dura, skull, bone-dark voxels),
+    // or on the grid's faces; each over the mass's equatorial cross-section.
     let radius_vox = (3.0 * mass_voxels as f64 / (4.0 * std::f64::consts::PI)).cbrt();
     let equator = std::f64::consts::PI * radius_vox * radius_vox;
     let (mut surface, mut edge, mut t2_in) = (0usize, 0usize, 0usize);
@@ -366,13 +415,29 @@ fn measure(scene: &Scene, rank: usize, score: f64, voxels: &[(usize, usize, usiz
                 continue;
             }
             let q = (k2 as usize, j2 as usize, i2 as usize);
-            if scene.head[q] && !scene.brain[q] {
+            // The skull's inner surface: head tissue outside the brain, or (where the field of
+            // view cuts the head and the brain mask runs to the edge) bone and dura, dark on
+            // both T1c and T2 as nothing inside the brain is.
+            let skull_like = (scene.z1)(scene.t1[q]) < -2.5 && (scene.z2)(scene.t2[q]) < -1.0;
+            if scene.head[q] && (!scene.brain[q] || skull_like) {
                 touches = true;
             }
         }
         surface += usize::from(touches);
     }
     let surface_contact = if equator > 0.0 { surface as f64 / equator } else { 0.0 };
+    let skull_unseen = {
+        let reach = (SKULL_UNSEEN_MM / sp).ceil() as usize;
+        let (lo, hi) = voxels.iter().fold(([usize::MAX; 3], [0usize; 3]), |(mut lo, mut hi), &(k, j, i)| {
+            for (a, v) in [k, j, i].into_iter().enumerate() {
+                lo[a] = lo[a].min(v);
+                hi[a] = hi[a].max(v);
+            }
+            (lo, hi)
+        });
+        let full = [gk, gj, gi];
+        (0..3).any(|a| (lo[a] < reach && head_on_face(scene.head, a, 0)) || (hi[a] + reach >= full[a] && head_on_face(scene.head, a, full[a] - 1)))
+    };
     let t1c_coverage = sphere_share_imaged(edge as f64 / equator.max(1e-9));
     let t2_coverage = if mass_voxels == 0 { 0.0 } else { t2_in as f64 / mass_voxels as f64 };
 
@@ -392,13 +457,17 @@ fn measure(scene: &Scene, rank: usize, score: f64, voxels: &[(usize, usize, usiz
         mass_ml,
         centre_lps: (scene.to_lps)(centroid),
         mean_enhancement_z: score / n_vox,
+        local_contrast: if brain == 0 { score / n_vox } else { score / n_vox - brain_z1 / brain as f64 },
         thickness_mm,
+        length_mm,
+        flow_void,
         csf_around: share(csf),
         brain_around: share(brain),
         oedema_around: share(oedema),
         surface_contact,
         t1c_coverage,
         t2_coverage,
+        skull_unseen,
         rejection: None,
     };
     candidate.rejection = judge(&candidate);
@@ -407,26 +476,76 @@ fn measure(scene: &Scene, rank: usize, score: f64, voxels: &[(usize, usize, usiz
 
 /// The rules, in order: the first that applies names the rejection.
 fn judge(c: &Candidate) -> Option<Rejection> {
-    if c.t1c_coverage < MIN_COVERAGE || c.t2_coverage < MIN_COVERAGE {
-        // A large cut lesion is named as such (it may be a tumour); a small one is just small.
-        return Some(if c.mass_ml >= MIN_TUMOUR_ML { Rejection::InsufficientCoverage } else { Rejection::TooSmall });
-    }
-    if c.thickness_mm < MIN_THICKNESS_MM {
+    if c.thickness_mm < MIN_THICKNESS_MM || c.length_mm > MAX_ELONGATION * c.thickness_mm {
         return Some(if c.mass_ml < MIN_TUMOUR_ML && c.enhancing_ml < 0.5 { Rejection::TooSmall } else { Rejection::ThinStructure });
+    }
+    if c.local_contrast < MIN_LOCAL_CONTRAST {
+        return Some(Rejection::Faint);
+    }
+    if c.flow_void > MAX_FLOW_VOID {
+        return Some(Rejection::FlowVoid);
     }
     if c.csf_around > MAX_CSF_SHELL {
         return Some(Rejection::Intraventricular);
     }
-    if c.surface_contact > MAX_SURFACE_CONTACT {
+    // A large intra-axial tumour reaching the cortex touches the surface too, but brain wraps
+    // most of it; a dural-based mass has a broad base and brain on one side only.
+    let wrapped = c.brain_around >= WRAPPED_IN_BRAIN && c.surface_contact <= MAX_WRAPPED_CONTACT;
+    if (c.surface_contact > MAX_SURFACE_CONTACT && !wrapped) || (c.surface_contact > SOME_SURFACE_CONTACT && c.brain_around < WRAPPED_IN_BRAIN) {
         return Some(Rejection::ExtraAxial);
     }
     if c.brain_around < MIN_BRAIN_SHELL {
         return Some(Rejection::OutsideParenchyma);
     }
+    // Where the skull beside it was not imaged, only a mass that brain wraps on every side can
+    // be called intra-axial.
+    let unseen_matters = c.skull_unseen && c.brain_around < WRAPPED_ALL_ROUND;
+    if c.t1c_coverage < MIN_COVERAGE || c.t2_coverage < MIN_COVERAGE || unseen_matters {
+        // A large cut lesion is named as such (it may be a tumour); a small one is just small.
+        return Some(if c.mass_ml >= MIN_TUMOUR_ML { Rejection::InsufficientCoverage } else { Rejection::TooSmall });
+    }
     if c.mass_ml < MIN_TUMOUR_ML {
         return Some(Rejection::TooSmall);
     }
     None
+}
+
+/// Whether head tissue reaches face `index` (0 or last) of axis `axis`: the field of view cuts
+/// the head there.
+fn head_on_face(head: &Array3<bool>, axis: usize, index: usize) -> bool {
+    head.index_axis(ndarray::Axis(axis), index).iter().filter(|&&h| h).count() > 20
+}
+
+/// Length (voxels) of the mask along its principal axis: √(12 λ₁), the length of a uniform rod
+/// with the same variance, λ₁ the largest eigenvalue of the voxel coordinates' covariance.
+fn longest_axis_voxels(mask: &Array3<bool>) -> f64 {
+    let pts: Vec<[f64; 3]> = mask.indexed_iter().filter(|(_, m)| **m).map(|((k, j, i), _)| [k as f64, j as f64, i as f64]).collect();
+    if pts.len() < 2 {
+        return pts.len() as f64;
+    }
+    let n = pts.len() as f64;
+    let mean: [f64; 3] = std::array::from_fn(|a| pts.iter().map(|p| p[a]).sum::<f64>() / n);
+    let mut cov = [[0.0; 3]; 3];
+    for p in &pts {
+        for a in 0..3 {
+            for b in 0..3 {
+                cov[a][b] += (p[a] - mean[a]) * (p[b] - mean[b]) / n;
+            }
+        }
+    }
+    // Power iteration: the covariance is symmetric positive semi-definite.
+    let mut v = [1.0, 0.7, 0.4];
+    let mut lambda = 0.0;
+    for _ in 0..50 {
+        let w: [f64; 3] = std::array::from_fn(|a| (0..3).map(|b| cov[a][b] * v[b]).sum());
+        let norm = (w[0] * w[0] + w[1] * w[1] + w[2] * w[2]).sqrt();
+        if norm < 1e-12 {
+            return 1.0;
+        }
+        lambda = norm;
+        v = w.map(|x| x / norm);
+    }
+    (12.0 * lambda).sqrt()
 }
 
 /// Share of a sphere left when a plane cuts it so that the cut face has `ratio` times the area
@@ -477,6 +596,15 @@ mod tests {
     }
 
     #[test]
+    fn a_rod_is_longer_than_a_ball_of_the_same_volume() {
+        let rod = Array3::from_shape_fn((40, 3, 3), |_| true);
+        let ball = Array3::from_shape_fn((9, 9, 9), |(k, j, i)| (k as f64 - 4.0).powi(2) + (j as f64 - 4.0).powi(2) + (i as f64 - 4.0).powi(2) <= 16.0);
+        let (r, b) = (longest_axis_voxels(&rod), longest_axis_voxels(&ball));
+        assert!((r - 40.0).abs() < 1.0, "{r}");
+        assert!(b < 8.0, "{b}");
+    }
+
+    #[test]
     fn a_ring_is_filled_to_a_mass() {
         // A hollow cube with one open face: 3-D filling cannot close it, slice-wise filling can.
         let mut m = Array3::from_shape_fn((9, 9, 9), |(k, j, i)| {
@@ -497,12 +625,16 @@ mod tests {
             centre_lps: [0.0; 3],
             mean_enhancement_z: 4.0,
             thickness_mm: 20.0,
+            length_mm: 25.0,
+            flow_void: 0.05,
+            local_contrast: 3.0,
             csf_around: 0.1,
             brain_around: 0.85,
             oedema_around: 0.4,
             surface_contact: 0.0,
             t1c_coverage: 1.0,
             t2_coverage: 1.0,
+            skull_unseen: false,
             rejection: None,
         }
     }
@@ -515,11 +647,18 @@ mod tests {
     #[test]
     fn each_rule_names_its_normal_structure() {
         assert_eq!(judge(&Candidate { thickness_mm: 4.0, ..candidate() }), Some(Rejection::ThinStructure));
+        assert_eq!(judge(&Candidate { length_mm: 90.0, ..candidate() }), Some(Rejection::ThinStructure));
+        assert_eq!(judge(&Candidate { flow_void: 0.6, ..candidate() }), Some(Rejection::FlowVoid));
+        assert_eq!(judge(&Candidate { local_contrast: 0.8, ..candidate() }), Some(Rejection::Faint));
+        assert_eq!(judge(&Candidate { surface_contact: 0.6, brain_around: 0.8, ..candidate() }), None, "a large tumour reaching the cortex");
+        assert_eq!(judge(&Candidate { surface_contact: 0.6, brain_around: 0.7, ..candidate() }), Some(Rejection::ExtraAxial));
         assert_eq!(judge(&Candidate { csf_around: 0.7, ..candidate() }), Some(Rejection::Intraventricular));
         assert_eq!(judge(&Candidate { surface_contact: 0.9, ..candidate() }), Some(Rejection::ExtraAxial));
         assert_eq!(judge(&Candidate { brain_around: 0.2, ..candidate() }), Some(Rejection::OutsideParenchyma));
         assert_eq!(judge(&Candidate { mass_ml: 0.6, enhancing_ml: 0.6, ..candidate() }), Some(Rejection::TooSmall));
         assert_eq!(judge(&Candidate { t2_coverage: 0.5, ..candidate() }), Some(Rejection::InsufficientCoverage));
+        assert_eq!(judge(&Candidate { skull_unseen: true, brain_around: 0.76, ..candidate() }), Some(Rejection::InsufficientCoverage));
+        assert_eq!(judge(&Candidate { skull_unseen: true, brain_around: 0.9, ..candidate() }), None, "brain all round it");
     }
 
     #[test]

@@ -171,7 +171,7 @@ async fn a_study_without_a_t2_series_abstains_with_the_reason() {
 #[tokio::test]
 async fn a_normal_brain_and_an_extra_axial_mass_never_get_a_recommendation_and_the_audit_says_why() {
     let app = app().await;
-    for (label, reasons) in [("normal-brain", &["no-lesion", "normal-anatomy-only", "lesion-too-small"][..]), ("extra-axial", &["extra-axial-lesion"][..])] {
+    for (label, reasons) in [("normal-brain", &["no-lesion", "normal-anatomy-only", "lesion-too-small", "extra-axial-lesion", "insufficient-coverage"][..]), ("extra-axial", &["extra-axial-lesion"][..])] {
         let row = out_of_scope_cohort().rows.iter().find(|r| r["label"] == label).cloned().unwrap_or_else(|| panic!("no {label} study in the cohort"));
         let patient = load_from(out_of_scope_cohort(), &row);
         let (status, resp) = app.hook(SIGN, &sign_for(&patient)).await;
