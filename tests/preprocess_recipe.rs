@@ -163,15 +163,6 @@ fn a_lesion_grazed_by_the_top_of_the_volume_is_decided_from_what_was_imaged() {
 }
 
 #[test]
-fn a_t2_slab_that_misses_the_lesion_is_too_little_imaged() {
-    // T2 covers only the lower half of the head (thick-slab T2 not reaching the vertex); T1c
-    // covers all of it.
-    let ph = Phantom::head();
-    let t2 = Phantom { dims: (24, 96, 96), ..Phantom::head() }.volume(false);
-    assert_eq!(kind_of(&ph.volume(true), &t2), AbstentionKind::InsufficientCoverage);
-}
-
-#[test]
 fn a_handful_of_slices_is_too_few() {
     let ph = Phantom { dims: (6, 96, 96), anatomy_dims: (6, 96, 96), spacing: [2.0, 2.0, 5.0], ..Phantom::head() };
     assert_eq!(kind_of(&ph.volume(true), &ph.volume(false)), AbstentionKind::TooFewSlices);
@@ -180,7 +171,7 @@ fn a_handful_of_slices_is_too_few() {
 #[test]
 fn a_full_resolution_study_is_prepared_into_the_models_grid() {
     // Speed is measured by the benchmark (BENCHMARKS.md), never asserted in a test.
-    let ph = Phantom { dims: (176, 256, 256), anatomy_dims: (176, 256, 256), spacing: [0.9, 0.9, 1.0], lesion: Some(([120.0, 100.0, 90.0], 12.0)), ..Phantom::head() };
+    let ph = Phantom { dims: (176, 256, 256), anatomy_dims: (176, 256, 256), spacing: [0.9, 0.9, 1.0], lesion: Some(([150.0, 100.0, 100.0], 12.0)), ..Phantom::head() };
     let (t1, t2) = (ph.volume(true), ph.volume(false));
     let start = Instant::now();
     let p = prepare(&t1, &t2, &RECIPE).unwrap();

@@ -147,7 +147,7 @@ async fn in_a_browser_staff_sign_in_filter_the_decision_log_and_read_a_case_repo
     let mut outcomes = column(rows, "Outcome");
     outcomes.sort();
     assert_eq!(outcomes, ["recommended", "recommended", "unavailable"]);
-    assert!(log["text"].as_str().unwrap_or_default().contains("3 decisions: 2 recommended, 0 abstained, 1 unavailable, 0 pending."), "{}", log["text"]);
+    assert!(log["text"].as_str().unwrap_or_default().contains("3 decisions: 2 recommended, 0 abstained, 0 out of scope, 1 unavailable, 0 pending."), "{}", log["text"]);
     // The override summary: the biopsy advice was overridden, the resection planning accepted.
     let overrides = table(log, "overrides");
     let counts = |rec: &str| {
