@@ -69,6 +69,24 @@ if ! [ -f "$TOOLS_STAMP" ]; then
   touch "$TOOLS_STAMP"
 fi
 
+# Real brains for the generator (src/cohort/template.rs): Colin27 from Debian's mricron-data
+# (unpacked into the cache, not installed) and MNI152 from nilearn, converted to tissue maps.
+TEMPLATES="$CACHE/templates"
+if ! [ -f "$TEMPLATES/colin27.ncdt" ] || ! [ -f "$TEMPLATES/mni152.ncdt" ]; then
+  log "converting the Colin27 and MNI152 brain templates into $TEMPLATES"
+  MRICRON="$CACHE/mricron-data"
+  if ! [ -f "$MRICRON/usr/share/mricron/templates/ch2bet.nii.gz" ]; then
+    mkdir -p "$MRICRON/deb"
+    if ! (cd "$MRICRON/deb" && apt-get download mricron-data >/dev/null 2>&1); then
+      if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
+      $SUDO apt-get update -qq
+      (cd "$MRICRON/deb" && apt-get download mricron-data >/dev/null)
+    fi
+    dpkg -x "$MRICRON"/deb/mricron-data_*.deb "$MRICRON"
+  fi
+  "$TOOLS_VENV/bin/python" "$(dirname "$0")/templates.py" "$TEMPLATES" "$MRICRON/usr/share/mricron/templates"
+fi
+
 # fhir.resources 6.4.0 is the last release that models R4 (4.0.1); it needs pydantic 1, so it
 # lives in a venv of its own.
 R4_VENV="$CACHE/fhir-r4-venv"

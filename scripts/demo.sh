@@ -33,11 +33,13 @@ cargo build --release --locked --quiet
 BIN="${NEUROCDS_BIN:-$CARGO_TARGET_DIR/release/neurocds}"
 
 # 1. Synthetic studies (deterministic per seed).
-if [ ! -f "$DEMO/cohort/manifest.json" ]; then
+# Seed 4242: the cohort the end-to-end tests use (its first GBM and first PCNSL).
+COHORT="$DEMO/cohort-4242"
+if [ ! -f "$COHORT/manifest.json" ]; then
   echo "[demo] writing synthetic DICOM studies…"
-  "$BIN" synth --out "$DEMO/cohort" --patients 8 --seed 2026 --quiet
+  "$BIN" synth --out "$COHORT" --patients 8 --seed 4242 --quiet
 fi
-read -r GBM PCNSL < <("$PY" - "$DEMO/cohort/manifest.json" <<'PY'
+read -r GBM PCNSL < <("$PY" - "$COHORT/manifest.json" <<'PY'
 import json, sys
 d = json.load(open(sys.argv[1])); rows = d["patients"] if isinstance(d, dict) else d
 pick = lambda lab: next(r["patient_id"] for r in rows if r["label"] == lab and not r.get("mimic"))
@@ -47,7 +49,7 @@ PY
 
 # 2. The PACS and the EHR's FHIR records.
 echo "[demo] loading the two studies into Orthanc and their records into FHIR…"
-"$PY" scripts/demo_ehr.py load --cohort "$DEMO/cohort" --orthanc "$NEUROCDS_TEST_ORTHANC" --dicomweb "$NEUROCDS_TEST_DICOMWEB" \
+"$PY" scripts/demo_ehr.py load --cohort "$COHORT" --orthanc "$NEUROCDS_TEST_ORTHANC" --dicomweb "$NEUROCDS_TEST_DICOMWEB" \
   --fhir "$NEUROCDS_TEST_FHIR" --patient "$GBM" --patient "$PCNSL" > "$DEMO/loaded.jsonl"
 cat "$DEMO/loaded.jsonl"
 

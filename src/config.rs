@@ -172,6 +172,13 @@ pub struct HookSettings {
     pub max_pending_analyses: usize,
     /// Finished analyses kept in memory per process (0: always ask the database).
     pub cached_analyses: usize,
+    /// How long an abstention the pixels did not settle (a series missing, unreadable or
+    /// inconsistent pixels) is served before the study is analysed again, seconds.
+    pub abstention_ttl_s: u64,
+    /// After a failure (PACS down, time-out) the next attempt waits this long, doubling with
+    /// each failure in a row up to `retry_max_s`; meanwhile hooks get the failure at once.
+    pub retry_backoff_s: u64,
+    pub retry_max_s: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -280,6 +287,9 @@ impl Settings {
         }
         if self.dicomweb.qido_page_size == 0 {
             return invalid("dicomweb.qido_page_size", "must be at least 1");
+        }
+        if self.hooks.retry_max_s < self.hooks.retry_backoff_s {
+            return invalid("hooks.retry_max_s", "must be at least hooks.retry_backoff_s");
         }
         if self.hooks.max_pending_analyses == 0 {
             return invalid("hooks.max_pending_analyses", "must be at least 1");

@@ -81,7 +81,9 @@ fn the_shipped_validation_report_is_reproduced_by_todays_generator_preprocessing
     let predictions: Vec<evaluate::Prediction> = serde_json::from_value(report["predictions"].clone()).unwrap();
     let cohort_ref = &manifest.card["training"]["cohort"];
     let (seed, patients) = (cohort_ref["seed"].as_u64().unwrap(), cohort_ref["patients"].as_u64().unwrap() as usize);
-    let spec = cohort::CohortSpec::new(seed, patients);
+    let mut spec = cohort::CohortSpec::new(seed, patients);
+    let anatomies: Vec<&str> = cohort_ref["anatomies"].as_array().map(|a| a.iter().filter_map(|v| v.as_str()).collect()).unwrap_or_else(|| vec!["phantom"]);
+    spec.anatomies = cohort::template::parse_anatomies(&anatomies.join(",")).expect("the card's anatomies (templates from scripts/bootstrap.sh)");
     let members = evaluate::load_members(&manifest, &ensemble_dir()).unwrap();
     let mut compared = 0;
     for index in 0..patients {

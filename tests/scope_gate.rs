@@ -3,6 +3,9 @@
 //! or an extra-axial mass never yields a model input — so never an estimate, never a
 //! recommendation — and an intra-axial tumour still does.
 //!
+//! The same holds on real brains: the MNI152 template (never used in training or tuning) inside
+//! the generator's head, with the same enhancing anatomy.
+//!
 //! The large-sample figures (≥ 300 studies per kind) come from `neurocds scope-check`
 //! (BENCHMARKS.md, "Scope gate"); these tests hold the property on every run.
 
@@ -19,7 +22,17 @@ const RECIPE: Recipe = Recipe { shape: [32, 32, 32], spacing_mm: 2.0 };
 
 /// The scope gate's answer for the first `n` studies of `presentation` in a hospital mix.
 fn gate(seed: u64, presentation: Presentation, n: usize) -> Vec<(String, Result<neurocds::imaging::lesion::Candidate, ScopeReason>)> {
-    let spec = CohortSpec::hospital_mix(seed, 100_000, 0.4, 0.3);
+    gate_on(CohortSpec::hospital_mix(seed, 100_000, 0.4, 0.3), presentation, n)
+}
+
+/// The same on the external-anatomy brain (MNI152; made by `scripts/bootstrap.sh`).
+fn gate_on_mni152(seed: u64, presentation: Presentation, n: usize) -> Vec<(String, Result<neurocds::imaging::lesion::Candidate, ScopeReason>)> {
+    let mut spec = CohortSpec::hospital_mix(seed, 100_000, 0.4, 0.3);
+    spec.anatomies = cohort::template::parse_anatomies("mni152").expect("the MNI152 template map (scripts/bootstrap.sh makes it)");
+    gate_on(spec, presentation, n)
+}
+
+fn gate_on(spec: CohortSpec, presentation: Presentation, n: usize) -> Vec<(String, Result<neurocds::imaging::lesion::Candidate, ScopeReason>)> {
     let indices: Vec<usize> = (0..).filter(|&i| cohort::generate_case_presentation(&spec, i) == presentation).take(n).collect();
     indices
         .into_par_iter()
@@ -73,4 +86,27 @@ fn every_candidate_in_a_normal_brain_is_named_for_the_anatomy_it_is() {
     // The report ranks candidates as a naive finder would have (most enhancement first).
     assert!(scope.candidates.windows(2).all(|w| w[0].rank < w[1].rank));
     assert!(scope.candidates.iter().all(|c| c.rejection != Some(Rejection::ExtraAxial) || c.surface_contact > 0.0));
+}
+
+#[test]
+fn a_normal_mni152_brain_with_the_full_enhancing_anatomy_never_gets_a_model_input() {
+    for (patient, answer) in gate_on_mni152(21, Presentation::NormalBrain, 16) {
+        if let Ok(lesion) = answer {
+            panic!("{patient}: a normal MNI152 brain passed the scope gate with {lesion:?}");
+        }
+    }
+}
+
+#[test]
+fn an_extra_axial_mass_on_an_mni152_brain_never_gets_a_model_input() {
+    for (patient, answer) in gate_on_mni152(22, Presentation::ExtraAxial, 12) {
+        assert!(answer.is_err(), "{patient}: an extra-axial mass passed the scope gate with {answer:?}");
+    }
+}
+
+#[test]
+fn intra_axial_tumours_in_an_mni152_brain_pass_the_gate() {
+    let answers = gate_on_mni152(23, Presentation::Tumour, 16);
+    let passed = answers.iter().filter(|(_, a)| a.is_ok()).count();
+    assert!(passed * 10 >= answers.len() * 8, "{passed} of {} tumours passed: {answers:?}", answers.len());
 }

@@ -53,7 +53,7 @@ diesel::table! {
 }
 
 diesel::table! {
-    analyses (patient_ref, study_uid, model_version) {
+    analyses (patient_ref, study_uid, model_version, client, source) {
         patient_ref -> Text,
         study_uid -> Text,
         model_version -> Text,
@@ -61,6 +61,10 @@ diesel::table! {
         started_at -> Timestamptz,
         finished_at -> Nullable<Timestamptz>,
         result -> Nullable<Jsonb>,
+        client -> Text,
+        source -> Text,
+        until_at -> Nullable<Timestamptz>,
+        attempts -> Int4,
     }
 }
 

@@ -125,7 +125,13 @@ pub async fn invoke(req: HttpRequest, path: web::Path<String>, body: web::Bytes,
         }
     };
     record.study_uid = Some(study.study_uid.clone());
-    let ticket = match state.pipeline.request(&request.patient_ref(), &study).await {
+    // Results are shared only within one client (and tenant): what another caller's prefetch
+    // pointed at never decides this answer.
+    let client_key = match &client.tenant {
+        Some(t) => format!("{}#{t}", client.iss),
+        None => client.iss.clone(),
+    };
+    let ticket = match state.pipeline.request(&client_key, &request.patient_ref(), &study).await {
         Ok(t) => t,
         Err(e) => {
             record.reason = Some(e.to_string());

@@ -7,10 +7,13 @@
 //! folding, shape deformation) are sums of one-dimensional waves, so the renderer can tabulate
 //! them once per grid axis instead of calling `sin` for every voxel.
 
+use std::sync::Arc;
+
 use rand::Rng;
 use rand::rngs::StdRng;
 
 use super::rng;
+use super::template::TemplateBrain;
 
 /// Fractions of each tissue in one voxel (they sum to at most 1; the rest is air).
 #[derive(Debug, Clone, Copy, Default)]
@@ -118,7 +121,21 @@ pub(crate) struct Anatomy {
     choroid: Vec<Ellipsoid>,
     /// The rest of the normal enhancing anatomy, when drawn.
     enhancing: Option<EnhancingAnatomy>,
+    /// A real brain in place of the analytic cortex, ventricles and deep grey matter.
+    template: Option<PlacedTemplate>,
 }
+
+/// A template brain fitted into this head: template mm = head mm × (1 − deformation) / scale.
+#[derive(Debug, Clone)]
+struct PlacedTemplate {
+    brain: Arc<TemplateBrain>,
+    scale: [f64; 3],
+}
+
+/// How much of the phantom's brain ellipsoid a template's bounding box fills: a box fills its
+/// inscribed ellipsoid's corners, so the fit is a little over 1; the few corner voxels beyond
+/// the inner table are clipped there (ASSUMPTIONS.md, "More than one anatomy").
+const TEMPLATE_FIT: f64 = 1.04;
 
 /// A straight tube between two points (mm, head-relative).
 #[derive(Debug, Clone, Copy)]
@@ -223,7 +240,18 @@ impl Anatomy {
             deep_grey,
             choroid,
             enhancing: None,
+            template: None,
         }
+    }
+
+    /// Puts a real brain template inside this head, scaled to the head's brain extent, with a
+    /// few per cent of random anisotropic scaling of its own. Its folding, ventricles and deep
+    /// grey matter replace the phantom's; scalp, skull, sinuses, falx, vessels and choroid
+    /// plexus stay the phantom's.
+    pub fn use_template(&mut self, rng: &mut StdRng, brain: Arc<TemplateBrain>) {
+        let fit = self.brain_semi();
+        let scale = [0, 1, 2].map(|a| fit[a] * TEMPLATE_FIT / brain.half_extent[a] * rng::uniform(rng, 0.96, 1.02));
+        self.template = Some(PlacedTemplate { brain, scale });
     }
 
     /// Adds the full normal enhancing anatomy: falx, transverse and straight sinuses, Sylvian
@@ -354,11 +382,37 @@ impl Anatomy {
             t.sinus = s.min(outer_csf + 0.5).min(1.0);
         }
 
+        let (mut csf, mut gm, mut wm);
+        if let Some(placed) = &self.template {
+            // The template's brain, clipped a millimetre inside the inner table; everything
+            // else inside the skull is CSF.
+            let shrink = 1.0 - deform;
+            let p = [
+                (q[0] - self.midline_x) * shrink / placed.scale[0],
+                q[1] * shrink / placed.scale[1],
+                q[2] * shrink / placed.scale[2],
+            ];
+            let (w_t, g_t) = placed.brain.sample(p);
+            let room = ramp(depth - SKULL_MM - 1.0, w) as f32;
+            let total = w_t + g_t;
+            let clip = if total > room && total > 0.0 { room / total } else { 1.0 };
+            wm = w_t * clip;
+            gm = g_t * clip;
+            csf = (below_skull as f32 - wm - gm).max(0.0);
+            let plexus = if q[0].abs() < 40.0 && q[1].abs() < 45.0 && q[2] > -30.0 && q[2] < 35.0 {
+                self.choroid.iter().map(|e| e.coverage(q, w)).fold(0.0, f64::max) as f32
+            } else {
+                0.0
+            };
+            // Choroid plexus only where the template has ventricular CSF around the glomus.
+            t.choroid = (plexus * csf).min(csf);
+            csf -= t.choroid;
+        } else {
         let parenchyma = ramp(to_csf, w);
         let white = ramp(to_csf - self.cortex_mm, w);
-        let mut csf = (below_csf * (1.0 - parenchyma)) as f32 + outer_csf;
-        let mut gm = (below_csf * (parenchyma - white)) as f32;
-        let mut wm = (below_csf * white) as f32;
+        csf = (below_csf * (1.0 - parenchyma)) as f32 + outer_csf;
+        gm = (below_csf * (parenchyma - white)) as f32;
+        wm = (below_csf * white) as f32;
 
         // Deep structures only exist near the centre; skip the ellipsoids elsewhere.
         if q[0].abs() < 40.0 && q[1].abs() < 45.0 && q[2] > -30.0 && q[2] < 35.0 {
@@ -377,6 +431,7 @@ impl Anatomy {
             let choroid = (plexus * taken).min(taken);
             csf += taken - choroid;
             t.choroid = choroid;
+        }
         }
         if let Some(e) = &self.enhancing {
             // The falx fills the fissure's midline; the sinuses and vessels displace CSF first,

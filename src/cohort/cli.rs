@@ -43,6 +43,11 @@ pub struct SynthArgs {
     /// pituitary); on by itself whenever out-of-scope studies are asked for.
     #[arg(long)]
     pub enhancing_anatomy: bool,
+    /// Where the brains come from, comma-separated: `phantom` (the procedural phantom),
+    /// `colin27` and `mni152` (real brain templates, made by `scripts/bootstrap.sh`; mni152 is
+    /// the external-anatomy test set and never used in training).
+    #[arg(long, default_value = "phantom")]
+    pub anatomy: String,
     /// Write only the manifest, no DICOM files.
     #[arg(long)]
     pub no_dicom: bool,
@@ -79,6 +84,8 @@ pub struct ManifestRow {
     pub necrotic_ml: f64,
     pub oedema_ml: f64,
     pub mimic: bool,
+    /// Where the brain came from: `phantom`, `colin27` or `mni152`.
+    pub anatomy: &'static str,
     /// Folder of the study relative to the output folder; empty with `--no-dicom`.
     pub study_dir: String,
 }
@@ -110,6 +117,7 @@ impl ManifestRow {
             t1c_series_uid: case.series_uid(SeriesKind::T1PostContrast),
             t2_series_uid: case.series_uid(SeriesKind::T2),
             phenotype: case.phenotype.clone(),
+            anatomy: case.scene.anatomy_source,
             lesion_count: case.truth.lesion_count,
             lesion_centre_lps: case.lesion_centre_lps.map(round2),
             enhancing_ml: round2(case.truth.enhancing_ml),
@@ -133,6 +141,7 @@ pub fn run(args: SynthArgs) -> Result<(), CohortError> {
     spec.normal_fraction = args.normal_fraction;
     spec.extra_axial_fraction = args.extra_axial_fraction;
     spec.enhancing_anatomy = args.enhancing_anatomy || args.normal_fraction > 0.0 || args.extra_axial_fraction > 0.0;
+    spec.anatomies = super::template::parse_anatomies(&args.anatomy)?;
     spec.validate()?;
     let threads = args.threads.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
     let rows = write_cohort(&spec, &args.out, !args.no_dicom, threads, !args.quiet)?;

@@ -22,6 +22,7 @@ mod lesion;
 mod render;
 mod rng;
 mod sites;
+pub mod template;
 
 use serde::Serialize;
 use time::{Date, Month};
@@ -30,6 +31,7 @@ use crate::imaging::Volume;
 
 pub use render::{LocaliserImage, SeriesKind};
 pub use sites::{SITES, SiteProfile};
+pub use template::{AnatomySource, TemplateBrain, TemplateName};
 
 /// Errors of cohort generation and writing; each says which case, file or step failed.
 #[derive(Debug, thiserror::Error)]
@@ -73,6 +75,9 @@ pub struct CohortSpec {
     /// and Sylvian vessels, pituitary, variable choroid plexus) besides the superior sagittal
     /// sinus and choroid plexus every case has.
     pub enhancing_anatomy: bool,
+    /// Where the brains come from; each case draws one of these with equal chance (its own
+    /// random stream, so a phantom-only cohort is unchanged). The phantom by default.
+    pub anatomies: Vec<AnatomySource>,
 }
 
 impl CohortSpec {
@@ -90,6 +95,7 @@ impl CohortSpec {
             normal_fraction: 0.0,
             extra_axial_fraction: 0.0,
             enhancing_anatomy: false,
+            anatomies: vec![AnatomySource::Phantom],
         }
     }
 
@@ -112,6 +118,9 @@ impl CohortSpec {
             if !(0.0..=1.0).contains(&value) {
                 return Err(CohortError::InvalidSpec(format!("{name} = {value} is not in [0, 1]")));
             }
+        }
+        if self.anatomies.is_empty() {
+            return Err(CohortError::InvalidSpec("no anatomy to draw brains from".into()));
         }
         if self.acquired_to < self.acquired_from {
             return Err(CohortError::InvalidSpec(format!(

@@ -15,7 +15,7 @@ use super::demographics::CasePlan;
 use super::lesion::{self, LesionSample, LesionSet};
 use super::rng::{self, Stream, VoxelNoise};
 use super::sites::{SITES, SiteProfile};
-use super::{CohortSpec, Diagnosis, Presentation};
+use super::{AnatomySource, CohortSpec, Diagnosis, Presentation};
 use crate::imaging::Volume;
 
 /// Largest stored pixel value (16-bit unsigned).
@@ -199,6 +199,8 @@ pub(crate) struct Scene {
     pub site_index: usize,
     pub mimic: bool,
     anatomy: Anatomy,
+    /// `phantom`, `colin27` or `mni152`.
+    pub anatomy_source: &'static str,
     lesions: LesionSet,
     /// LPS position of the head centre in the scanner.
     head_centre: [f64; 3],
@@ -218,6 +220,18 @@ impl Scene {
             let mut extra = rng::stream_rng(spec.seed, index, Stream::Anatomy, 1);
             anatomy.add_enhancing_anatomy(&mut extra);
         }
+        let source = match spec.anatomies.len() {
+            0 | 1 => spec.anatomies.first(),
+            n => {
+                let mut pick = rng::stream_rng(spec.seed, index, Stream::Anatomy, 2);
+                spec.anatomies.get(rng::uniform(&mut pick, 0.0, n as f64) as usize)
+            }
+        };
+        if let Some(AnatomySource::Template(brain)) = source {
+            let mut fit = rng::stream_rng(spec.seed, index, Stream::Anatomy, 3);
+            anatomy.use_template(&mut fit, brain.clone());
+        }
+        let anatomy_source = source.map(|s| s.name()).unwrap_or("phantom");
         let head_centre = [rng::uniform(&mut rng, -5.0, 5.0), rng::uniform(&mut rng, 0.0, 25.0), rng::uniform(&mut rng, -20.0, 20.0)];
         // The technologist centres the slab on the head, covering vertex to skull base.
         let centre = [
@@ -252,6 +266,7 @@ impl Scene {
             site_index: plan.site_index,
             mimic: plan.mimic,
             anatomy,
+            anatomy_source,
             lesions,
             head_centre,
             grid,

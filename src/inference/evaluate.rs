@@ -56,7 +56,8 @@ pub enum EvaluateError {
 /// deterministically), or a folder of DICOM studies labelled by a CSV.
 #[derive(Debug, Clone, PartialEq)]
 pub enum CohortSource {
-    Synthetic { seed: u64, patients: usize },
+    /// `anatomy`: where the brains come from, `+`-separated (`phantom`, `colin27`, `mni152`).
+    Synthetic { seed: u64, patients: usize, anatomy: String },
     /// `labels`: the labels CSV; `None` means `dir/labels.csv`.
     Folder { dir: PathBuf, labels: Option<PathBuf> },
 }
@@ -64,22 +65,24 @@ pub enum CohortSource {
 impl FromStr for CohortSource {
     type Err = EvaluateError;
 
-    /// Parses `seed=42,patients=1500`, or takes an existing directory as a DICOM folder.
+    /// Parses `seed=42,patients=1500` (optionally `,anatomy=mni152` or `anatomy=phantom+colin27`;
+    /// the phantom by default), or takes an existing directory as a DICOM folder.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let bad = || EvaluateError::CohortSpec(s.to_string());
         if Path::new(s).is_dir() {
             return Ok(CohortSource::Folder { dir: PathBuf::from(s), labels: None });
         }
-        let (mut seed, mut patients) = (None, None);
+        let (mut seed, mut patients, mut anatomy) = (None, None, "phantom".to_string());
         for part in s.split(',') {
             let (key, value) = part.split_once('=').ok_or_else(bad)?;
             match key.trim() {
                 "seed" => seed = Some(value.trim().parse().map_err(|_| bad())?),
                 "patients" => patients = Some(value.trim().parse().map_err(|_| bad())?),
+                "anatomy" => anatomy = value.trim().replace('+', ","),
                 _ => return Err(bad()),
             }
         }
-        Ok(CohortSource::Synthetic { seed: seed.ok_or_else(bad)?, patients: patients.ok_or_else(bad)? })
+        Ok(CohortSource::Synthetic { seed: seed.ok_or_else(bad)?, patients: patients.ok_or_else(bad)?, anatomy })
     }
 }
 
@@ -370,8 +373,8 @@ pub fn run(opts: &EvaluateOptions) -> Result<EvaluationReport, EvaluateError> {
     let members = load_members(&manifest, dir)?;
     let card_validation_aucs = manifest.card.pointer("/metrics/validation/member_aucs").and_then(|v| serde_json::from_value::<Vec<f64>>(v.clone()).ok());
     let settings = &ReportSettings { validation_chosen_member: card_validation_aucs.and_then(|a| best_of(&a)), ..opts.settings };
-    let (seed, patients) = match &opts.cohort {
-        CohortSource::Synthetic { seed, patients } => (*seed, *patients),
+    let (seed, patients, anatomy) = match &opts.cohort {
+        CohortSource::Synthetic { seed, patients, anatomy } => (*seed, *patients, anatomy.clone()),
         CohortSource::Folder { dir, labels } => {
             let labels = labels.clone().unwrap_or_else(|| dir.join("labels.csv"));
             let cohort = cohort_folder::prepare(dir, &labels, opts.series_rules.as_deref(), &manifest.input.recipe())?;
@@ -381,16 +384,19 @@ pub fn run(opts: &EvaluateOptions) -> Result<EvaluationReport, EvaluateError> {
             return Ok(report);
         }
     };
-    let spec = CohortSpec::new(seed, patients);
+    let mut spec = CohortSpec::new(seed, patients);
+    spec.anatomies = crate::cohort::template::parse_anatomies(&anatomy).map_err(|e| EvaluateError::CohortSpec(e.to_string()))?;
+    let anatomy_names: Vec<&str> = spec.anatomies.iter().map(|a| a.name()).collect();
     let cases = dataset::generate(&spec, &manifest.input.recipe(), "preparing");
     // The training split is reused when this is the training cohort; any other cohort is unseen
     // as a whole and is reported by internal/external origin.
     let trained_on = manifest.card.pointer("/training/cohort").and_then(|c| serde_json::from_value::<TrainingCohortRef>(c.clone()).ok());
-    let plan = trained_on.filter(|t| t.seed == seed && t.patients == patients).map(|t| t.split_plan);
+    let plan = trained_on.filter(|t| t.seed == seed && t.patients == patients && t.anatomies == anatomy_names).map(|t| t.split_plan);
+    let anatomy = anatomy_names.join("+");
     let description = match plan {
-        Some(_) => format!("synthetic seed={seed} patients={patients} (the training cohort; held-out splits only)"),
+        Some(_) => format!("synthetic seed={seed} patients={patients} anatomy={anatomy} (the training cohort; held-out splits only)"),
         None => format!(
-            "synthetic seed={seed} patients={patients} (unseen: none of it was used in training or calibration; internal cases are reported as prospective, outside-institution cases as external)"
+            "synthetic seed={seed} patients={patients} anatomy={anatomy} (unseen: none of it was used in training or calibration; internal cases are reported as prospective, outside-institution cases as external)"
         ),
     };
     let mut report = evaluate_cases(&manifest, &members, &cases, plan, settings, description)?;
@@ -405,6 +411,13 @@ pub struct TrainingCohortRef {
     pub seed: u64,
     pub patients: usize,
     pub split_plan: SplitPlan,
+    /// Where the brains came from (cards before templates existed: the phantom only).
+    #[serde(default = "phantom_only")]
+    pub anatomies: Vec<String>,
+}
+
+fn phantom_only() -> Vec<String> {
+    vec!["phantom".to_string()]
 }
 
 /// Loads every member (hash-checked) on the CPU in evaluation mode.

@@ -36,6 +36,10 @@ pub struct ScopeCheckArgs {
     /// Share of extra-axial (meningioma-like) masses.
     #[arg(long, default_value_t = 0.2)]
     pub extra_axial: f64,
+    /// Where the brains come from (`phantom`, `colin27`, `mni152`, comma-separated); `mni152`
+    /// is the external-anatomy set.
+    #[arg(long, default_value = "phantom")]
+    pub anatomy: String,
     /// Where report.md and scope.json go.
     #[arg(long)]
     pub out: PathBuf,
@@ -99,7 +103,8 @@ pub fn run(args: &ScopeCheckArgs) -> Result<ScopeCheckReport, EvaluateError> {
     let manifest = Manifest::load(&args.model)?;
     let dir = args.model.parent().map(PathBuf::from).unwrap_or_default();
     let members = load_members(&manifest, &dir)?;
-    let spec = CohortSpec::hospital_mix(args.seed, args.patients, args.normal, args.extra_axial);
+    let mut spec = CohortSpec::hospital_mix(args.seed, args.patients, args.normal, args.extra_axial);
+    spec.anatomies = cohort::template::parse_anatomies(&args.anatomy).map_err(|e| EvaluateError::CohortSpec(e.to_string()))?;
     spec.validate().map_err(|e| EvaluateError::CohortSpec(e.to_string()))?;
     let recipe = manifest.input.recipe();
     let bar = super::dataset::progress(args.patients as u64, "scope-check");
@@ -160,7 +165,14 @@ pub fn run(args: &ScopeCheckArgs) -> Result<ScopeCheckReport, EvaluateError> {
     let estimated: Vec<(bool, f64)> = tumours.iter().filter(|s| s.recommendation.is_some()).filter_map(|s| Some((s.pcnsl?, s.calibrated?))).collect();
     let itd: Vec<(bool, f64)> = tumours.iter().filter_map(|s| Some((s.pcnsl?, if s.recommendation.is_some() { s.calibrated? } else { 0.5 }))).collect();
     Ok(ScopeCheckReport {
-        cohort: format!("synthetic hospital mix seed={} patients={} normal={} extra_axial={} (full normal enhancing anatomy)", args.seed, args.patients, args.normal, args.extra_axial),
+        cohort: format!(
+            "synthetic hospital mix seed={} patients={} normal={} extra_axial={} anatomy={} (full normal enhancing anatomy)",
+            args.seed,
+            args.patients,
+            args.normal,
+            args.extra_axial,
+            args.anatomy.replace(',', "+")
+        ),
         model: format!("{}@{} ({})", manifest.name, manifest.version, manifest.ensemble_hash()),
         preprocessing_version: manifest.preprocessing_version.clone(),
         tumour_coverage: if tumours.is_empty() { 0.0 } else { estimated.len() as f64 / tumours.len() as f64 },

@@ -59,6 +59,10 @@ pub struct TrainArgs {
     pub patients: usize,
     #[arg(long, default_value_t = 20261126)]
     pub seed: u64,
+    /// Where the training brains come from, comma-separated (`phantom`, `colin27`); `mni152`
+    /// is the external-anatomy test set and is refused here.
+    #[arg(long, default_value = "phantom")]
+    pub anatomy: String,
     #[arg(long, default_value_t = 12)]
     pub epochs: usize,
     /// Edge of the cubic crop in voxels (a multiple of 8).
@@ -87,6 +91,7 @@ impl TrainArgs {
             members: self.members,
             patients: self.patients,
             seed: self.seed,
+            anatomy: self.anatomy,
             epochs: self.epochs,
             recipe: Recipe { shape: [self.crop; 3], spacing_mm: self.spacing_mm },
             threads: self.threads,
@@ -113,6 +118,8 @@ pub struct TrainOptions {
     pub members: usize,
     pub patients: usize,
     pub seed: u64,
+    /// Comma-separated anatomies (see `TrainArgs::anatomy`).
+    pub anatomy: String,
     pub epochs: usize,
     pub recipe: Recipe,
     /// Intra-op threads for libtorch (the reference machine has 2 cores).
@@ -145,7 +152,12 @@ pub fn run(opts: &TrainOptions) -> Result<EvaluationReport, TrainError> {
     tch::set_num_threads(opts.threads.max(1) as i32);
     tch::set_num_interop_threads(1);
     std::fs::create_dir_all(&opts.out).map_err(|source| TrainError::Write { path: opts.out.clone(), source })?;
-    let spec = CohortSpec::new(opts.seed, opts.patients);
+    let mut spec = CohortSpec::new(opts.seed, opts.patients);
+    spec.anatomies = crate::cohort::template::parse_anatomies(&opts.anatomy).map_err(|e| TrainError::Data(e.to_string()))?;
+    if spec.anatomies.iter().any(|a| a.name() == crate::cohort::TemplateName::Mni152.as_str()) {
+        return Err(TrainError::Data("mni152 is the external-anatomy test set: it is never trained on".into()));
+    }
+    let anatomies: Vec<String> = spec.anatomies.iter().map(|a| a.name().to_string()).collect();
     let cases = dataset::generate(&spec, &opts.recipe, "preparing");
     let prep_seconds = started.elapsed().as_secs_f64();
     let plan = SplitPlan::from_cases(&cases).ok_or_else(|| TrainError::Data("too few internal cases to split".into()))?;
@@ -212,11 +224,11 @@ pub fn run(opts: &TrainOptions) -> Result<EvaluationReport, TrainError> {
             (s.as_str().to_string(), json!({ "patients": all.len(), "prepared": prepared, "pcnsl": pcnsl }))
         })
         .collect();
-    let cohort_ref = TrainingCohortRef { seed: opts.seed, patients: opts.patients, split_plan: plan };
+    let cohort_ref = TrainingCohortRef { seed: opts.seed, patients: opts.patients, split_plan: plan, anatomies };
     manifest.card = json!({
         "training": {
             "cohort": cohort_ref,
-            "generator": "neurocds::cohort (synthetic phantoms; see src/cohort/ASSUMPTIONS.md)",
+            "generator": "neurocds::cohort (the procedural phantom and real brain templates inside its head; see src/cohort/ASSUMPTIONS.md)",
             "splits": counts,
             "split_rule": "internal cases by acquisition date: earliest 70 % development, next 15 % validation, latest 15 % prospective; all outside-institution cases external",
             "members": plans,
@@ -249,7 +261,7 @@ pub fn run(opts: &TrainOptions) -> Result<EvaluationReport, TrainError> {
         &cases,
         Some(plan),
         &ReportSettings::default(),
-        format!("synthetic seed={} patients={} (held-out splits of the training cohort)", opts.seed, opts.patients),
+        format!("synthetic seed={} patients={} anatomy={} (held-out splits of the training cohort)", opts.seed, opts.patients, opts.anatomy.replace(',', "+")),
     )?;
     let summary: serde_json::Map<String, serde_json::Value> = report
         .groups

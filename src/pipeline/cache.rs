@@ -1,8 +1,9 @@
 //! Finished analyses kept in memory, so that a hook for a study this process has already seen
 //! answers without a database round trip.
 //!
-//! Safe because a finished analysis never changes: the `analyses` table only ever replaces a
-//! `failed` or stale `running` row, and only successful (`done`) results are cached here. The
+//! Safe because only final analyses are cached here (`Finality::Final`: the pixels settled
+//! them), and the `analyses` table never replaces a final row. Abstentions with a time-to-live
+//! and failures are always read from the database. The
 //! database stays the shared state across replicas; this is a read-through copy of it.
 //!
 //! Entries are slim: the key images (≈ 300 KB of PNG per study) are left out, since the hook
@@ -77,7 +78,7 @@ mod tests {
     };
 
     fn key(study: &str) -> AnalysisKey {
-        AnalysisKey { patient_ref: "Patient/p1".into(), study_uid: study.into(), model_version: "m@1".into() }
+        AnalysisKey { patient_ref: "Patient/p1".into(), study_uid: study.into(), model_version: "m@1".into(), client: "https://ehr".into(), source: "http://pacs/dicom-web".into() }
     }
 
     fn analysis(study: &str) -> Analysis {

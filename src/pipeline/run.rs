@@ -1,4 +1,5 @@
-//! Runs analyses: one per (patient, study, model), shared by every hook that asks for it.
+//! Runs analyses: one per (patient, study, model, client, DICOMweb source), shared by every hook
+//! that asks for it.
 //!
 //! A hook asks [`Pipeline::request`] for the analysis of a study. The shared `analyses` table
 //! decides who runs it (so concurrent hooks, on any worker or replica, run it once); the runner
@@ -24,7 +25,7 @@ use super::{
 use crate::{
     audit::{
         Database,
-        analyses::{AnalysisKey, Claim},
+        analyses::{AnalysisKey, Claim, Finality},
     },
     config::Settings,
     dicomweb::DicomWebClient,
@@ -83,14 +84,30 @@ impl Pipeline {
         &self.engine
     }
 
-    pub fn key_for(&self, patient_ref: &str, study: &PriorStudy) -> AnalysisKey {
+    /// The analysis `client` (issuer, and `#tenant` when its token names one) asks for: bound to
+    /// the DICOMweb source(s) the study resolved to, so that no other caller's data decides it.
+    pub fn key_for(&self, client: &str, patient_ref: &str, study: &PriorStudy) -> AnalysisKey {
         let m = self.engine.manifest();
-        AnalysisKey { patient_ref: patient_ref.to_owned(), study_uid: study.study_uid.clone(), model_version: format!("{}@{}", m.name, m.version) }
+        let mut sources: Vec<&str> = study.dicomweb.iter().map(String::as_str).chain(study.series_dicomweb.values().map(String::as_str)).collect();
+        sources.sort_unstable();
+        sources.dedup();
+        AnalysisKey {
+            patient_ref: patient_ref.to_owned(),
+            study_uid: study.study_uid.clone(),
+            model_version: format!("{}@{}", m.name, m.version),
+            client: client.to_owned(),
+            source: sources.join(" "),
+        }
+    }
+
+    /// Caches `a` in memory when it is final; either way returns it shared.
+    fn keep(&self, key: AnalysisKey, a: &Analysis) -> Arc<Analysis> {
+        if a.finality(&self.settings.hooks) == Finality::Final { self.finished.insert(key, a) } else { Arc::new(a.clone()) }
     }
 
     /// Returns the finished analysis, or starts it (once, across hooks and replicas).
-    pub async fn request(&self, patient_ref: &str, study: &PriorStudy) -> Result<Ticket, PipelineError> {
-        let key = self.key_for(patient_ref, study);
+    pub async fn request(&self, client: &str, patient_ref: &str, study: &PriorStudy) -> Result<Ticket, PipelineError> {
+        let key = self.key_for(client, patient_ref, study);
         if let Some(a) = self.finished.get(&key) {
             return Ok(Ticket::Ready(a));
         }
@@ -98,8 +115,8 @@ impl Pipeline {
             return Ok(Ticket::Local(rx));
         }
         match self.db.claim_analysis(&key).await? {
-            Claim::Done(v) => match serde_json::from_value::<Analysis>(v) {
-                Ok(a) => Ok(Ticket::Ready(self.finished.insert(key, &a))),
+            Claim::Done(v) | Claim::Failed(v) => match serde_json::from_value::<Analysis>(v) {
+                Ok(a) => Ok(Ticket::Ready(self.keep(key, &a))),
                 // A result this build cannot read (older format): run it again.
                 Err(_) => self.start(key, study.clone()),
             },
@@ -116,7 +133,8 @@ impl Pipeline {
                 let k = key.clone();
                 // Give the claim back so the next hook can try.
                 self.runtime.spawn(async move {
-                    let _ = db.finish_analysis(&k, false, &serde_json::json!({"reason": "overloaded"})).await;
+                    let now = Finality::Retry { base_seconds: 0, max_seconds: 0 };
+                    let _ = db.finish_analysis(&k, now, &serde_json::json!({"reason": "overloaded"})).await;
                 });
                 return Err(PipelineError::Overloaded(self.settings.hooks.max_pending_analyses));
             }
@@ -130,16 +148,29 @@ impl Pipeline {
         // outlives the request that started it.
         self.runtime.spawn(async move {
             let _permit = permit;
-            let analysis = match tokio::time::timeout(ANALYSIS_DEADLINE, this.analyse(&study)).await {
-                Ok(a) => a,
-                Err(_) => this.failed(&study, "analysis", Outcome::Unavailable, format!("the analysis took longer than {} s", ANALYSIS_DEADLINE.as_secs()), BTreeMap::new()),
+            // The analysis runs as a task of its own, so that a panic in it is an unavailable
+            // result here (recorded, retried later) rather than a claim left behind.
+            let worker = {
+                let (this, study) = (this.clone(), study.clone());
+                tokio::spawn(async move { this.analyse(&study).await })
             };
-            let done = !analysis.is_transient_failure();
+            let abort = worker.abort_handle();
+            let analysis = match tokio::time::timeout(ANALYSIS_DEADLINE, worker).await {
+                Ok(Ok(a)) => a,
+                Ok(Err(e)) => {
+                    tracing::error!(panicked = e.is_panic(), "an analysis stopped unexpectedly");
+                    this.failed(&study, "analysis", Outcome::Unavailable, "the analysis stopped unexpectedly".into(), BTreeMap::new())
+                }
+                Err(_) => {
+                    abort.abort();
+                    this.failed(&study, "analysis", Outcome::Unavailable, format!("the analysis took longer than {} s", ANALYSIS_DEADLINE.as_secs()), BTreeMap::new())
+                }
+            };
             let value = serde_json::to_value(&analysis).unwrap_or_default();
-            if let Err(e) = this.db.finish_analysis(&key, done, &value).await {
+            if let Err(e) = this.db.finish_analysis(&key, analysis.finality(&this.settings.hooks), &value).await {
                 tracing::error!(error = %e, "could not record the analysis result");
             }
-            let analysis = if done { this.finished.insert(key.clone(), &analysis) } else { Arc::new(analysis) };
+            let analysis = this.keep(key.clone(), &analysis);
             let _ = tx.send(Some(analysis));
             if let Ok(mut m) = this.inflight.lock() {
                 m.remove(&key);
@@ -159,10 +190,10 @@ impl Pipeline {
             Ticket::Remote(key) => {
                 let deadline = Instant::now() + budget;
                 loop {
-                    if let Ok(Some(Claim::Done(v))) = self.db.analysis_state(&key).await
+                    if let Ok(Some(Claim::Done(v) | Claim::Failed(v))) = self.db.analysis_state(&key).await
                         && let Ok(a) = serde_json::from_value::<Analysis>(v)
                     {
-                        return Some(self.finished.insert(key, &a));
+                        return Some(self.keep(key, &a));
                     }
                     if Instant::now() + POLL > deadline {
                         return None;

@@ -11,10 +11,7 @@ use super::{
     staff::{COOKIE, StaffAuthError},
 };
 use crate::{
-    audit::{
-        analyses::{AnalysisKey, Claim},
-        query::{DecisionFilter, decode_cursor},
-    },
+    audit::query::{DecisionFilter, decode_cursor},
     pipeline::{analysis::Analysis, decision::Recommendation},
     startup::AppState,
 };
@@ -78,9 +75,8 @@ pub async fn report(req: HttpRequest, path: web::Path<String>, state: web::Data<
     let r = &decision.record;
     let analysis = match (&r.study_uid, &r.model_version) {
         (Some(study), Some(model)) => {
-            let key = AnalysisKey { patient_ref: r.patient_ref.clone(), study_uid: study.clone(), model_version: model.clone() };
-            match state.db.analysis_state(&key).await {
-                Ok(Some(Claim::Done(v))) => serde_json::from_value::<Analysis>(v).ok(),
+            match state.db.latest_analysis_for(&r.patient_ref, study, model, &r.client_iss).await {
+                Ok(Some(v)) => serde_json::from_value::<Analysis>(v).ok(),
                 _ => None,
             }
         }

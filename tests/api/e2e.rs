@@ -188,7 +188,7 @@ async fn a_normal_brain_and_an_extra_axial_mass_never_get_a_recommendation_and_t
         let reason = d.record.reason.as_deref().unwrap();
         assert!(reasons.iter().any(|r| reason.contains(r)), "{label}: audited reason {reason:?}");
         let candidates = &d.record.series["lesion_candidates"];
-        assert_eq!(candidates["version"], "neurocds-lesion/1");
+        assert_eq!(candidates["version"], "neurocds-lesion/2");
         assert!(candidates["candidates"].as_array().unwrap().iter().all(|c| !c["rejection"].is_null()), "{label}: every candidate rejected: {candidates}");
     }
     // With `out_of_scope_answer = "none"` the same study is audited and shows no card.
@@ -199,4 +199,57 @@ async fn a_normal_brain_and_an_extra_axial_mass_never_get_a_recommendation_and_t
     assert_eq!(status, 200);
     assert_eq!(resp["cards"], json!([]));
     assert_eq!(decisions(&quiet).await[0].record.outcome, "out-of-scope");
+}
+
+/// A DICOMweb server that knows no series at all: a PACS still ingesting, a typo in an
+/// Endpoint, or a hostile server. Every request gets `200 []`.
+async fn spawn_empty_dicomweb() -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut request = vec![0u8; 16 * 1024];
+                let _ = socket.read(&mut request).await;
+                let _ = socket
+                    .write_all(b"HTTP/1.1 200 OK\r\nContent-Type: application/dicom+json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n[]")
+                    .await;
+            });
+        }
+    });
+    format!("http://{addr}/dicom-web")
+}
+
+/// Issue 15: an analysis belongs to where its pixels came from. A hook whose prefetch points
+/// the study at a PACS without its series is declined ("series missing"); a later hook for the
+/// same patient and study that resolves to the right PACS runs its own analysis instead of
+/// being served the other one's abstention.
+#[tokio::test]
+async fn an_abstention_from_a_pacs_without_the_series_never_sticks_to_a_hook_that_reaches_the_right_pacs() {
+    let app = app().await;
+    let patient = load(&pick("pcnsl", "solid", 0));
+    let fhir = peer("NEUROCDS_TEST_FHIR");
+    let query = format!("{fhir}/ImagingStudy?patient={patient}&modality=MR&_include=ImagingStudy:endpoint");
+    let mut bundle: Value = reqwest::get(&query).await.unwrap().json().await.unwrap();
+    let elsewhere = spawn_empty_dicomweb().await;
+    for entry in bundle["entry"].as_array_mut().expect("the study and its Endpoint") {
+        if entry["resource"]["resourceType"] == "Endpoint" {
+            entry["resource"]["address"] = json!(elsewhere);
+        }
+    }
+    let misdirected = brain_mri_hook("order-sign", &patient, Some(json!({ "priorImaging": bundle })), Some((&fhir, None)));
+    let (status, resp) = app.hook(SIGN, &misdirected).await;
+    assert_eq!(status, 200, "{resp}");
+    assert!(resp["cards"][0].get("suggestions").is_none(), "{resp}");
+    let first = &decisions(&app).await[0];
+    assert_eq!(first.record.outcome, "abstained");
+    assert!(first.record.reason.as_deref().unwrap_or("").contains("series missing"), "{:?}", first.record.reason);
+
+    let (status, resp) = app.hook(SIGN, &sign_for(&patient)).await;
+    assert_eq!(status, 200, "{resp}");
+    let rows = decisions(&app).await;
+    let second = rows.iter().find(|d| d.record.decision_id != first.record.decision_id).expect("the second decision");
+    assert_eq!(second.record.outcome, "recommended", "{:?}", second.record.reason);
+    assert_eq!(second.record.recommendation.as_deref(), Some("biopsy"));
 }
