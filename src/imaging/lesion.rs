@@ -71,6 +71,11 @@ const MAX_WRAPPED_CONTACT: f64 = 0.7;
 /// MNI152); tumours there spread over 0.80-1.0, so this refuses about one tumour in fifty
 /// (BENCHMARKS.md, "Scope gate"): where the skull was not imaged, declining is the safe side.
 const WRAPPED_ALL_ROUND: f64 = 0.87;
+/// …or brain around at least `WRAPPED_MOSTLY` of it and nothing but brain and CSF around at least
+/// this much: no dura, bone or scalp touches it anywhere that was imaged (those masses reached
+/// 0.88).
+const WRAPPED_MOSTLY: f64 = 0.8;
+const ONLY_BRAIN_AND_CSF: f64 = 0.97;
 /// A candidate this close to a face of the volume that cuts through the head has no imaged
 /// skull on that side (the brain mask runs to the cut).
 const SKULL_UNSEEN_MM: f64 = 20.0;
@@ -502,7 +507,8 @@ fn judge(c: &Candidate) -> Option<Rejection> {
     }
     // Where the skull beside it was not imaged, only a mass that brain wraps on every side can
     // be called intra-axial.
-    let unseen_matters = c.skull_unseen && c.brain_around < WRAPPED_ALL_ROUND;
+    let intra_axial_anyway = c.brain_around >= WRAPPED_ALL_ROUND || (c.brain_around >= WRAPPED_MOSTLY && c.brain_around + c.csf_around >= ONLY_BRAIN_AND_CSF);
+    let unseen_matters = c.skull_unseen && !intra_axial_anyway;
     if c.t1c_coverage < MIN_COVERAGE || c.t2_coverage < MIN_COVERAGE || unseen_matters {
         // A large cut lesion is named as such (it may be a tumour); a small one is just small.
         return Some(if c.mass_ml >= MIN_TUMOUR_ML { Rejection::InsufficientCoverage } else { Rejection::TooSmall });
@@ -662,6 +668,8 @@ mod tests {
         assert_eq!(judge(&Candidate { t2_coverage: 0.5, ..candidate() }), Some(Rejection::InsufficientCoverage));
         assert_eq!(judge(&Candidate { skull_unseen: true, brain_around: 0.76, ..candidate() }), Some(Rejection::InsufficientCoverage));
         assert_eq!(judge(&Candidate { skull_unseen: true, brain_around: 0.9, ..candidate() }), None, "brain all round it");
+        assert_eq!(judge(&Candidate { skull_unseen: true, brain_around: 0.84, csf_around: 0.02, ..candidate() }), Some(Rejection::InsufficientCoverage), "a dural-based mass at a cut vertex");
+        assert_eq!(judge(&Candidate { skull_unseen: true, brain_around: 0.84, csf_around: 0.15, ..candidate() }), None, "nothing but brain and CSF around it");
     }
 
     #[test]
