@@ -179,3 +179,17 @@ fn a_full_resolution_study_is_prepared_into_the_models_grid() {
     assert_eq!(p.data.len(), 2 * RECIPE.shape.iter().product::<usize>());
     assert!(p.data.iter().all(|v| v.is_finite()));
 }
+
+/// Issue 15: header spacing sizes the working grid, so an absurd spacing is refused before the
+/// grid is allocated (100 km voxels would ask for ~10¹⁸ working voxels).
+#[test]
+fn a_series_with_absurd_voxel_spacing_is_refused_before_its_working_grid_is_allocated() {
+    let ph = Phantom { spacing: [1e5, 1e5, 1e5], ..Phantom::head() };
+    assert_eq!(kind_of(&ph.volume(true), &ph.volume(false)), AbstentionKind::ImplausibleGeometry);
+}
+
+#[test]
+fn a_series_with_zero_spacing_is_refused() {
+    let ph = Phantom { spacing: [0.0, 1.0, 1.0], ..Phantom::head() };
+    assert_eq!(kind_of(&ph.volume(true), &ph.volume(false)), AbstentionKind::ImplausibleGeometry);
+}

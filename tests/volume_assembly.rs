@@ -189,3 +189,34 @@ fn a_slice_off_the_stack_line_is_refused() {
     let err = Volume::assemble(&s.series_uid, &objs).expect_err("misaligned");
     assert!(matches!(err, VolumeError::MisalignedSlice { .. }), "{err}");
 }
+
+fn set_us(obj: &mut dicom_object::DefaultDicomObject, tag: dicom_core::Tag, value: u16) {
+    obj.put(DataElement::new(tag, VR::US, PrimitiveValue::from(value)));
+}
+
+/// Issue 15: headers that claim more pixels than a brain MR series could hold are refused by
+/// name before any memory is sized from them (a failed allocation would abort the process).
+#[test]
+fn real_instances_claiming_a_giant_matrix_are_refused_before_any_pixel_memory_is_reserved() {
+    let s = fixtures().series("t2_axial");
+    let mut objs = read_files(&s.files);
+    for obj in &mut objs {
+        set_us(obj, tags::ROWS, 60_000);
+        set_us(obj, tags::COLUMNS, 60_000);
+    }
+    let err = Volume::assemble(&s.series_uid, &objs).expect_err("over budget");
+    assert!(matches!(err, VolumeError::OverBudget { what: "Rows", value: 60_000, .. }), "{err}");
+    assert!(err.to_string().contains("over the limit"), "{err}");
+}
+
+#[test]
+fn a_series_whose_frames_add_up_past_the_voxel_budget_is_refused() {
+    let s = fixtures().series("t2_axial");
+    let mut objs = read_files(&s.files);
+    for obj in &mut objs {
+        set_us(obj, tags::ROWS, 4000);
+        set_us(obj, tags::COLUMNS, 4000);
+    }
+    let err = Volume::assemble(&s.series_uid, &objs).expect_err("over budget");
+    assert!(matches!(err, VolumeError::OverBudget { limit: neurocds::imaging::volume::MAX_SERIES_VOXELS, .. }), "{err}");
+}

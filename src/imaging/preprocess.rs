@@ -106,7 +106,15 @@ pub enum AbstentionKind {
     LesionTooSmall,
     /// Too little of the lesion was imaged on T1c and T2.
     InsufficientCoverage,
+    /// The series' geometry (voxel spacing, extent) is not a head's, or would need a working
+    /// grid over [`MAX_WORKING_VOXELS`]: refused before any of it is allocated.
+    ImplausibleGeometry,
 }
+
+/// Largest working grid preprocessing builds (a 256 mm head at 2 mm is 2²¹ voxels).
+pub const MAX_WORKING_VOXELS: u64 = 1 << 24;
+/// A series spanning more than this (mm) along any axis is not a head.
+pub const MAX_EXTENT_MM: f64 = 1000.0;
 
 impl AbstentionKind {
     /// The scope gate's kinds: the study is not a GBM-versus-lymphoma question.
@@ -151,16 +159,32 @@ pub fn prepare(t1c: &Volume, t2: &Volume, recipe: &Recipe) -> Result<Prepared, A
     if recipe.shape.contains(&0) || !(recipe.spacing_mm > 0.0) {
         return Err(abstain(SeriesMissing, format!("invalid recipe {recipe:?}")));
     }
+    // Header spacing sizes everything below: a head's, or refused before anything is allocated.
+    for v in [t1c, t2] {
+        let (k, j, i) = v.data.dim();
+        let extent = [i as f64 * v.spacing[0], j as f64 * v.spacing[1], k as f64 * v.spacing[2]];
+        if v.spacing.iter().any(|s| !(s.is_finite() && *s > 1e-3)) || extent.iter().any(|e| *e > MAX_EXTENT_MM) {
+            return Err(abstain(
+                ImplausibleGeometry,
+                format!("series {}: voxel spacing {:?} mm over {:?} voxels is not a head (limit {MAX_EXTENT_MM} mm per axis)", v.series_uid, v.spacing, [i, j, k]),
+            ));
+        }
+    }
     let a1 = Affine::from_volume(t1c);
     let a2 = Affine::from_volume(t2);
     let (Some(a1_inv), Some(a2_inv)) = (a1.inverse(), a2.inverse()) else {
         return Err(abstain(CoregistrationImpossible, "a series has a singular orientation matrix"));
     };
 
-    // Step 2: the working grid, along the T1c voxel axes at the recipe's spacing.
+    // Step 2: the working grid, along the T1c voxel axes at the recipe's spacing; checked
+    // against the budget before it is allocated.
     let sp = recipe.spacing_mm;
     let (nk, nj, ni) = t1c.data.dim();
     let step = [sp / t1c.spacing[0], sp / t1c.spacing[1], sp / t1c.spacing[2]];
+    let working = [0, 1, 2].map(|a| ([ni, nj, nk][a].saturating_sub(1) as f64 / step[a]).floor() + 1.0);
+    if working.iter().product::<f64>() > MAX_WORKING_VOXELS as f64 {
+        return Err(abstain(ImplausibleGeometry, format!("the working grid {working:?} would exceed {MAX_WORKING_VOXELS} voxels")));
+    }
     let dims = [
         ((nk - 1) as f64 / step[2]).floor() as usize + 1,
         ((nj - 1) as f64 / step[1]).floor() as usize + 1,

@@ -64,11 +64,21 @@ pub enum VolumeError {
     SingleSlice { series_uid: String },
     #[error("series {series_uid}: instances {first} and {second} share the slice position {position_mm:.3} mm along the normal")]
     DuplicatePositions { series_uid: String, first: String, second: String, position_mm: f64 },
+    #[error("series {series_uid}: instance {sop_uid}: {what} is {value}, over the limit of {limit} for a brain MR series (checked before any pixel memory is reserved)")]
+    OverBudget { series_uid: String, sop_uid: String, what: &'static str, value: u64, limit: u64 },
     #[error("series {series_uid}: irregular slice spacing: {gap_mm:.3} mm between slices {slice} and {next} where the median is {median_mm:.3} mm (a missing slice, or two stacks in one series)")]
     IrregularSpacing { series_uid: String, slice: usize, next: usize, gap_mm: f64, median_mm: f64 },
     #[error("series {series_uid}: slice {slice} lies {offset_mm:.3} mm off the line through the other slice positions")]
     MisalignedSlice { series_uid: String, slice: usize, offset_mm: f64 },
 }
+
+/// Budgets on what a series' headers may claim, checked before anything is sized from them: a
+/// dozen tiny instances claiming 10⁶ × 10⁶ pixels must be refused, not allocated. Brain MR is
+/// at most a few hundred 512 × 512 slices; these leave a wide margin.
+pub const MAX_MATRIX: u64 = 4096;
+pub const MAX_FRAMES: u64 = 4096;
+/// 2²⁷ voxels: 512 MiB as f32.
+pub const MAX_SERIES_VOXELS: u64 = 1 << 27;
 
 /// One 2-D image of the stack: where it sits and where its pixels are.
 struct Frame {
@@ -274,6 +284,20 @@ fn collect_frames(series_uid: &str, instances: &[DefaultDicomObject]) -> Result<
             Some(_) => int(tags::NUMBER_OF_FRAMES, "NumberOfFrames")?,
             None => 1,
         };
+        let over = |what, value: u64, limit| VolumeError::OverBudget { series_uid: series_uid.into(), sop_uid: sop_uid.clone(), what, value, limit };
+        for (what, value) in [("Rows", rows), ("Columns", columns)] {
+            if value as u64 > MAX_MATRIX {
+                return Err(over(what, value as u64, MAX_MATRIX));
+            }
+        }
+        let total_frames = frames.len() as u64 + n_frames as u64;
+        if total_frames > MAX_FRAMES {
+            return Err(over("the number of frames in the series", total_frames, MAX_FRAMES));
+        }
+        let voxels = total_frames * rows as u64 * columns as u64;
+        if voxels > MAX_SERIES_VOXELS {
+            return Err(over("the number of voxels in the series", voxels, MAX_SERIES_VOXELS));
+        }
         for frame in 0..n_frames {
             let position = frame_attr(obj, frame, tags::PLANE_POSITION_SEQUENCE, tags::IMAGE_POSITION_PATIENT).ok_or_else(|| missing("ImagePositionPatient"))?;
             let orientation = frame_attr(obj, frame, tags::PLANE_ORIENTATION_SEQUENCE, tags::IMAGE_ORIENTATION_PATIENT).ok_or_else(|| missing("ImageOrientationPatient"))?;
