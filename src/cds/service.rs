@@ -114,7 +114,7 @@ pub async fn invoke(req: HttpRequest, path: web::Path<String>, body: web::Bytes,
         report: None,
     };
     let default_dicomweb = Some(state.settings.dicomweb.default_base_url.as_str());
-    let study = match choose_prior_study(&prefetched.imaging, OffsetDateTime::now_utc(), state.settings.imaging.lookback_days, default_dicomweb) {
+    let study = match choose_prior_study(&prefetched.imaging, &request.patient_ref(), OffsetDateTime::now_utc(), state.settings.imaging.lookback_days, default_dicomweb) {
         Ok(s) => s,
         Err(e) => {
             // Nothing to analyse is a normal state (first scan): audited, no card.

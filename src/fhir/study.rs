@@ -48,6 +48,8 @@ pub enum StudyChoiceError {
     NoStudyUid(String),
     #[error("no DICOMweb endpoint for the prior study (none on the ImagingStudy, none configured)")]
     NoEndpoint,
+    #[error("{0} brain MR ImagingStudy resource(s) offered for this patient name another patient as their subject (or none); none was used")]
+    OtherPatient(usize),
 }
 
 const SNOMED: &str = "http://snomed.info/sct";
@@ -55,9 +57,12 @@ const SNOMED: &str = "http://snomed.info/sct";
 const BRAIN_OR_HEAD: [&str; 3] = ["12738006", "69536005", "180924008"];
 const BRAIN_WORDS: [&str; 6] = ["brain", "head", "neuro", "cereb", "cranial", "skull"];
 
-/// Chooses the study from FHIR resources (ImagingStudy and Endpoint, as in a searchset Bundle's
-/// entries). Resources that do not parse as R4 ImagingStudy are skipped (and logged by id).
-pub fn choose_prior_study(resources: &[Value], now: OffsetDateTime, lookback_days: i64, default_dicomweb: Option<&str>) -> Result<PriorStudy, StudyChoiceError> {
+/// Chooses the study of `patient_ref` (`Patient/<id>`, the hook's `context.patientId`) from
+/// FHIR resources (ImagingStudy and Endpoint, as in a searchset Bundle's entries). Resources
+/// that do not parse as R4 ImagingStudy are skipped (and logged by id); so is a study whose
+/// `subject` is not that patient: a prefetch or a FHIR server never decides whose pixels are
+/// read.
+pub fn choose_prior_study(resources: &[Value], patient_ref: &str, now: OffsetDateTime, lookback_days: i64, default_dicomweb: Option<&str>) -> Result<PriorStudy, StudyChoiceError> {
     let endpoints: HashMap<String, String> = resources
         .iter()
         .filter(|r| r.get("resourceType").and_then(Value::as_str) == Some("Endpoint"))
@@ -66,6 +71,7 @@ pub fn choose_prior_study(resources: &[Value], now: OffsetDateTime, lookback_day
         .filter_map(|e| Some((format!("Endpoint/{}", e.id.clone()?), e.address.clone())))
         .collect();
     let oldest = now - time::Duration::days(lookback_days);
+    let mut other_patient = 0usize;
     let mut candidates: Vec<(Option<OffsetDateTime>, ImagingStudy)> = resources
         .iter()
         .filter(|r| r.get("resourceType").and_then(Value::as_str) == Some("ImagingStudy"))
@@ -78,12 +84,24 @@ pub fn choose_prior_study(resources: &[Value], now: OffsetDateTime, lookback_day
             }
         })
         .filter(|s| is_mr(s) && is_brain_or_head(s))
+        .filter(|s| {
+            let theirs = s.subject.reference.as_deref().is_some_and(|r| r == patient_ref || r.ends_with(&format!("/{patient_ref}")));
+            if !theirs {
+                other_patient += 1;
+            }
+            theirs
+        })
         .map(|s| (started(&s), s))
         .filter(|(t, _)| t.is_none_or(|t| t >= oldest && t <= now + time::Duration::days(1)))
         .collect();
     // Most recent first; a study without a start date sorts last.
     candidates.sort_by(|a, b| b.0.cmp(&a.0));
-    let (started, study) = candidates.into_iter().next().ok_or(StudyChoiceError::NoPriorBrainMr { days: lookback_days })?;
+    if other_patient > 0 {
+        tracing::warn!(skipped = other_patient, "brain MR ImagingStudy resources whose subject is not the hook's patient were ignored");
+    }
+    let Some((started, study)) = candidates.into_iter().next() else {
+        return Err(if other_patient > 0 { StudyChoiceError::OtherPatient(other_patient) } else { StudyChoiceError::NoPriorBrainMr { days: lookback_days } });
+    };
     let id = study.id.clone().unwrap_or_default();
     let study_uid = study_instance_uid(&study).ok_or_else(|| StudyChoiceError::NoStudyUid(id.clone()))?;
     let resolve = |refs: &[Option<fhir_sdk::r4b::types::Reference>]| -> Option<String> {
@@ -181,7 +199,7 @@ mod tests {
             study("knee", "1.2.5", "2026-11-01T10:00:00Z", "MR KNEE", Some("Endpoint/pacs")),
             endpoint("pacs", "https://pacs.example.org/dicom-web"),
         ];
-        let chosen = choose_prior_study(&r, NOW, 730, None).unwrap();
+        let chosen = choose_prior_study(&r, "Patient/p1", NOW, 730, None).unwrap();
         assert_eq!(chosen.study_uid, "1.2.4");
         assert_eq!(chosen.reference.as_deref(), Some("ImagingStudy/new"));
         assert_eq!(chosen.dicomweb.as_deref(), Some("https://pacs.example.org/dicom-web"));
@@ -190,14 +208,14 @@ mod tests {
     #[test]
     fn studies_older_than_the_lookback_are_not_used() {
         let r = vec![study("old", "1.2.3", "2020-01-01T10:00:00Z", "MR BRAIN", None)];
-        assert_eq!(choose_prior_study(&r, NOW, 365, Some("http://pacs/dicom-web")), Err(StudyChoiceError::NoPriorBrainMr { days: 365 }));
+        assert_eq!(choose_prior_study(&r, "Patient/p1", NOW, 365, Some("http://pacs/dicom-web")), Err(StudyChoiceError::NoPriorBrainMr { days: 365 }));
     }
 
     #[test]
     fn without_any_endpoint_the_configured_default_is_used_and_without_one_it_is_an_error() {
         let r = vec![study("s", "1.2.3", "2026-10-01T10:00:00Z", "MR BRAIN", None)];
-        assert_eq!(choose_prior_study(&r, NOW, 730, Some("http://pacs/dicom-web")).unwrap().dicomweb.as_deref(), Some("http://pacs/dicom-web"));
-        assert_eq!(choose_prior_study(&r, NOW, 730, None), Err(StudyChoiceError::NoEndpoint));
+        assert_eq!(choose_prior_study(&r, "Patient/p1", NOW, 730, Some("http://pacs/dicom-web")).unwrap().dicomweb.as_deref(), Some("http://pacs/dicom-web"));
+        assert_eq!(choose_prior_study(&r, "Patient/p1", NOW, 730, None), Err(StudyChoiceError::NoEndpoint));
     }
 
     #[test]
@@ -205,7 +223,7 @@ mod tests {
         let mut s = study("s", "1.2.3", "2026-10-01T10:00:00Z", "MR BRAIN", Some("Endpoint/a"));
         s["series"] = json!([{"uid": "1.2.3.1", "modality": {"code": "MR"}, "endpoint": [{"reference": "Endpoint/b"}]}]);
         let r = vec![s, endpoint("a", "http://a/dicom-web"), endpoint("b", "http://b/dicom-web")];
-        let chosen = choose_prior_study(&r, NOW, 730, None).unwrap();
+        let chosen = choose_prior_study(&r, "Patient/p1", NOW, 730, None).unwrap();
         assert_eq!(chosen.dicomweb_for("1.2.3.1"), Some("http://b/dicom-web"));
         assert_eq!(chosen.dicomweb_for("1.2.3.9"), Some("http://a/dicom-web"));
     }
@@ -214,6 +232,23 @@ mod tests {
     fn a_study_without_a_dicom_uid_is_refused_with_its_id() {
         let mut s = study("s", "1.2.3", "2026-10-01T10:00:00Z", "MR BRAIN", None);
         s["identifier"] = json!([{"system": "urn:ietf:rfc:3986", "value": "x"}]);
-        assert_eq!(choose_prior_study(&[s], NOW, 730, Some("http://p")), Err(StudyChoiceError::NoStudyUid("s".into())));
+        assert_eq!(choose_prior_study(&[s], "Patient/p1", NOW, 730, Some("http://p")), Err(StudyChoiceError::NoStudyUid("s".into())));
+    }
+
+    #[test]
+    fn a_study_whose_subject_is_another_patient_is_never_used() {
+        let mut theirs = study("s2", "1.2.9", "2026-06-01T10:00:00Z", "MR Brain", Some("Endpoint/pacs"));
+        theirs["subject"]["reference"] = json!("Patient/someone-else");
+        let r = [theirs.clone(), endpoint("pacs", "http://pacs/dicom-web")];
+        assert_eq!(choose_prior_study(&r, "Patient/p1", NOW, 730, None), Err(StudyChoiceError::OtherPatient(1)));
+        let ours = study("s1", "1.2.3", "2025-06-01T10:00:00Z", "MR Brain", Some("Endpoint/pacs"));
+        let r = [theirs, ours, endpoint("pacs", "http://pacs/dicom-web")];
+        assert_eq!(choose_prior_study(&r, "Patient/p1", NOW, 730, None).unwrap().study_uid, "1.2.3", "the older study that is the patient's own");
+        let absolute = {
+            let mut s = study("s3", "1.2.4", "2026-06-01T10:00:00Z", "MR Brain", Some("Endpoint/pacs"));
+            s["subject"]["reference"] = json!("https://ehr.example/fhir/Patient/p1");
+            s
+        };
+        assert_eq!(choose_prior_study(&[absolute, endpoint("pacs", "http://pacs/dicom-web")], "Patient/p1", NOW, 730, None).unwrap().study_uid, "1.2.4");
     }
 }
