@@ -256,9 +256,10 @@ pub fn card_for(analysis: &Analysis, ctx: &CardContext) -> Card {
             let verb = if analysis.outcome == Outcome::Abstained { "declined to estimate" } else { "is unavailable" };
             Card {
                 uuid: ctx.card_uuid.to_string(),
-                summary: truncate(format!("Brain-lesion AI {verb}: {reason}")),
+                summary: truncate(format!("Brain-lesion AI {verb}: {}", plain_line(&reason))),
                 detail: Some(format!(
-                    "The AI estimate of glioblastoma vs primary CNS lymphoma {verb} for this order.\n\n**Why:** {reason}\n\nNo recommendation is made; decide as you would without it."
+                    "The AI estimate of glioblastoma vs primary CNS lymphoma {verb} for this order.\n\n**Why:** {}\n\nNo recommendation is made; decide as you would without it.",
+                    markdown_text(&reason)
                 )),
                 indicator: Indicator::Info,
                 source: source(base),
@@ -290,4 +291,36 @@ pub fn running_card(ctx: &CardContext) -> Card {
 /// link, an image or HTML.
 fn clean(s: &str) -> String {
     s.chars().filter(|c| !matches!(c, '[' | ']' | '(' | ')' | '<' | '>' | '!' | '`' | '*' | '_' | '|')).take(80).collect()
+}
+
+/// Text that came from outside (UIDs, content types, URLs, a PACS's error text) as one line of
+/// literal Markdown: every character Markdown or HTML would interpret is escaped, so a caller
+/// cannot put links, images or markup into a card.
+pub fn markdown_text(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in plain_line(s).chars() {
+        if "\\`*_{}[]()<>#+-.!|~&".contains(c) {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// One line without control characters (for the plain-text summary).
+pub fn plain_line(s: &str) -> String {
+    s.chars().map(|c| if c.is_control() { ' ' } else { c }).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn caller_controlled_text_cannot_put_markup_into_a_card() {
+        let md = markdown_text("series missing: [click](http://evil.example) <img src=x>\n# Title");
+        assert!(md.contains(r"\[click\]\(http://evil\.example\)"), "{md}");
+        assert!(md.contains(r"\<img src=x\>") && md.contains(r"\# Title") && !md.contains('\n'), "{md}");
+        assert_eq!(plain_line("a\nb\tc"), "a b c");
+    }
 }
