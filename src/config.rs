@@ -38,6 +38,9 @@ pub struct ServerSettings {
     pub workers: usize,
     pub shutdown_grace_s: u64,
     pub cors_allowed_origins: Vec<String>,
+    /// Largest request body accepted (hook calls with their prefetch, feedback), bytes; larger
+    /// bodies get 413 before they are read further.
+    pub max_request_bytes: usize,
 }
 
 #[derive(Clone, Deserialize)]
@@ -287,6 +290,9 @@ impl Settings {
         }
         if self.dicomweb.qido_page_size == 0 {
             return invalid("dicomweb.qido_page_size", "must be at least 1");
+        }
+        if self.server.max_request_bytes < 64 * 1024 {
+            return invalid("server.max_request_bytes", "must be at least 65536 (a hook call with its prefetch)");
         }
         if self.hooks.retry_max_s < self.hooks.retry_backoff_s {
             return invalid("hooks.retry_max_s", "must be at least hooks.retry_backoff_s");

@@ -249,3 +249,23 @@ async fn a_graceful_stop_lets_a_hook_in_flight_finish_and_be_audited() {
     let after = reqwest::Client::new().get(format!("{}/healthz", app.base)).send().await;
     assert!(after.is_err(), "a stopped server takes no new connections: {after:?}");
 }
+
+/// A hook call whose prefetch is far beyond actix's 256 KiB default is read (the limit is
+/// `server.max_request_bytes`); one over the configured limit gets 413.
+#[tokio::test]
+async fn a_megabyte_prefetch_is_accepted_and_a_body_over_the_configured_limit_gets_413() {
+    let patient = format!("p{}", Uuid::new_v4().simple());
+    let big = "x".repeat(1024 * 1024);
+    let prefetch = json!({
+        "patient": { "resourceType": "Patient", "id": patient, "text": { "status": "generated", "div": format!("<div xmlns=\"http://www.w3.org/1999/xhtml\">{big}</div>") } },
+        "priorImaging": { "resourceType": "Bundle", "type": "searchset", "entry": [] }
+    });
+    let body = brain_mri_hook("order-sign", &patient, Some(prefetch), None);
+    let app = spawn_app().await;
+    let (status, resp) = app.hook(SIGN, &body).await;
+    assert_eq!(status, 200, "{resp}");
+
+    let small = spawn_app_with(json!({ "server": { "max_request_bytes": 65536 } })).await;
+    let (status, _) = small.hook(SIGN, &body).await;
+    assert_eq!(status, 413);
+}
