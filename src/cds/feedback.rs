@@ -62,6 +62,13 @@ pub async fn feedback(req: HttpRequest, path: web::Path<String>, body: web::Byte
         if item.outcome == "overridden" && !item.accepted_suggestions.is_empty() {
             return Err(bad("feedback.acceptedSuggestions", "must be absent when the outcome is overridden"));
         }
+        // cds-fb-3: an overrideReason, when given, carries the Coding the clinician chose.
+        if let Some(reason) = &item.override_reason {
+            let code = reason.pointer("/reason/code").and_then(Value::as_str).filter(|c| !c.trim().is_empty());
+            if code.is_none() {
+                return Err(bad("feedback.overrideReason", "must carry reason.code (a Coding from the card's overrideReasons) when present"));
+            }
+        }
         let outcome_at = time::OffsetDateTime::parse(&item.outcome_timestamp, &time::format_description::well_known::Rfc3339)
             .map_err(|_| bad("feedback.outcomeTimestamp", "must be an RFC 3339 date-time"))?;
         let outcome_at = outcome_at.to_offset(time::UtcOffset::UTC);

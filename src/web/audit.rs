@@ -75,7 +75,7 @@ const CSV_COLUMNS: [&str; 17] = [
 
 fn csv_field(s: &str) -> String {
     // Quote everything; double inner quotes; neutralise spreadsheet formulas.
-    let s = if s.starts_with(['=', '+', '-', '@']) { format!("'{s}") } else { s.to_owned() };
+    let s = if s.starts_with(['=', '+', '-', '@', '\t', '\r']) { format!("'{s}") } else { s.to_owned() };
     format!("\"{}\"", s.replace('"', "\"\""))
 }
 
@@ -145,4 +145,17 @@ pub fn audit_event_bundle(rows: &[StoredDecision], state: &AppState) -> Value {
         })
         .collect();
     json!({ "resourceType": "Bundle", "type": "collection", "total": entries.len(), "entry": entries })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::csv_field;
+
+    #[test]
+    fn every_spreadsheet_formula_trigger_is_neutralised() {
+        for trigger in ["=1+1", "+1", "-1", "@SUM(A1)", "\t=1", "\r=1"] {
+            assert!(csv_field(trigger).starts_with("\"'"), "{trigger:?} -> {}", csv_field(trigger));
+        }
+        assert_eq!(csv_field("plain \"text\""), "\"plain \"\"text\"\"\"");
+    }
 }

@@ -60,6 +60,9 @@ async fn feedback_that_breaks_the_spec_is_400_and_stores_nothing() {
         json!({ "feedback": [{ "card": card["uuid"], "outcome": "maybe", "outcomeTimestamp": "2026-11-26T10:00:00Z" }] }),
         json!({ "feedback": [{ "card": card["uuid"], "outcome": "overridden", "outcomeTimestamp": "yesterday" }] }),
         json!({ "feedback": [] }),
+        // cds-fb-3: an empty overrideReason is not a reason.
+        json!({ "feedback": [{ "card": card["uuid"], "outcome": "overridden", "overrideReason": {}, "outcomeTimestamp": "2026-11-26T10:00:00Z" }] }),
+        json!({ "feedback": [{ "card": card["uuid"], "outcome": "overridden", "overrideReason": { "reason": {} }, "outcomeTimestamp": "2026-11-26T10:00:00Z" }] }),
     ];
     for c in cases {
         assert_eq!(post_feedback(&app, &c).await, 400, "{c}");
