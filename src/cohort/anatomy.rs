@@ -408,30 +408,30 @@ impl Anatomy {
             t.choroid = (plexus * csf).min(csf);
             csf -= t.choroid;
         } else {
-        let parenchyma = ramp(to_csf, w);
-        let white = ramp(to_csf - self.cortex_mm, w);
-        csf = (below_csf * (1.0 - parenchyma)) as f32 + outer_csf;
-        gm = (below_csf * (parenchyma - white)) as f32;
-        wm = (below_csf * white) as f32;
+            let parenchyma = ramp(to_csf, w);
+            let white = ramp(to_csf - self.cortex_mm, w);
+            csf = (below_csf * (1.0 - parenchyma)) as f32 + outer_csf;
+            gm = (below_csf * (parenchyma - white)) as f32;
+            wm = (below_csf * white) as f32;
 
-        // Deep structures only exist near the centre; skip the ellipsoids elsewhere.
-        if q[0].abs() < 40.0 && q[1].abs() < 45.0 && q[2] > -30.0 && q[2] < 35.0 {
-            let deep = self.deep_grey.iter().map(|e| e.coverage(q, w)).fold(0.0, f64::max) as f32;
-            let moved = wm * deep * 0.8;
-            wm -= moved;
-            gm += moved;
-            let vent = self.ventricles.iter().map(|e| e.coverage(q, w)).fold(0.0, f64::max) as f32;
-            let plexus = self.choroid.iter().map(|e| e.coverage(q, w)).fold(0.0, f64::max) as f32;
-            let brain = wm + gm;
-            let taken = vent.min(brain);
-            if brain > 0.0 {
-                wm -= wm / brain * taken;
-                gm -= gm / brain * taken;
+            // Deep structures only exist near the centre; skip the ellipsoids elsewhere.
+            if q[0].abs() < 40.0 && q[1].abs() < 45.0 && q[2] > -30.0 && q[2] < 35.0 {
+                let deep = self.deep_grey.iter().map(|e| e.coverage(q, w)).fold(0.0, f64::max) as f32;
+                let moved = wm * deep * 0.8;
+                wm -= moved;
+                gm += moved;
+                let vent = self.ventricles.iter().map(|e| e.coverage(q, w)).fold(0.0, f64::max) as f32;
+                let plexus = self.choroid.iter().map(|e| e.coverage(q, w)).fold(0.0, f64::max) as f32;
+                let brain = wm + gm;
+                let taken = vent.min(brain);
+                if brain > 0.0 {
+                    wm -= wm / brain * taken;
+                    gm -= gm / brain * taken;
+                }
+                let choroid = (plexus * taken).min(taken);
+                csf += taken - choroid;
+                t.choroid = choroid;
             }
-            let choroid = (plexus * taken).min(taken);
-            csf += taken - choroid;
-            t.choroid = choroid;
-        }
         }
         if let Some(e) = &self.enhancing {
             // The falx fills the fissure's midline; the sinuses and vessels displace CSF first,

@@ -183,20 +183,10 @@ pub fn run(args: &ScopeCheckArgs) -> Result<ScopeCheckReport, EvaluateError> {
     })
 }
 
-/// Mann–Whitney AUC (ties count half); `None` without both classes.
+/// Mann–Whitney AUC (ties count half, `metrics::auc`); `None` without both classes.
 fn auc(scored: &[(bool, f64)]) -> Option<f64> {
-    let pos: Vec<f64> = scored.iter().filter(|s| s.0).map(|s| s.1).collect();
-    let neg: Vec<f64> = scored.iter().filter(|s| !s.0).map(|s| s.1).collect();
-    if pos.is_empty() || neg.is_empty() {
-        return None;
-    }
-    let mut wins = 0.0;
-    for p in &pos {
-        for q in &neg {
-            wins += if p > q { 1.0 } else if p == q { 0.5 } else { 0.0 };
-        }
-    }
-    Some(wins / (pos.len() * neg.len()) as f64)
+    let (labels, scores): (Vec<bool>, Vec<f64>) = scored.iter().copied().unzip();
+    Some(super::metrics::auc(&scores, &labels)).filter(|a| a.is_finite())
 }
 
 pub fn markdown(r: &ScopeCheckReport) -> String {
