@@ -308,7 +308,9 @@ fn one_run(dir: &Path, base: &str) -> Result<RunReport> {
     let model = Manifest::load(&repo().join("models/ensemble/manifest.json"))?;
     let recipe = Recipe { shape: model.input.shape, spacing_mm: model.input.spacing_mm };
     let rules = SeriesRules::default();
-    let client = DicomWebClient::new(&settings.dicomweb)?;
+    // The bench's Orthanc listens on loopback: allowed here as `egress.allowed_networks` would.
+    let guard = neurocds::egress::AddressGuard::new(vec![neurocds::egress::parse_network("127.0.0.0/8").map_err(anyhow::Error::msg)?]);
+    let client = DicomWebClient::new(&settings.dicomweb, &guard)?;
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let baseline_hwm_kib = proc_status_kib("VmHWM");
 

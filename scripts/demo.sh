@@ -60,9 +60,15 @@ cat > "$DEMO/neurocds.toml" <<TOML
 listen = "127.0.0.1:$PORT"
 public_base_url = "$BASE"
 
+# The demo's peers all listen on loopback, which requests may otherwise never reach.
+[egress]
+allowed_networks = ["127.0.0.0/8"]
+
 [[trust.clients]]
 iss = "$ISS"
 jwks = '''$(cat "$DEMO/ehr/jwks.json")'''
+fhir_servers = ["$NEUROCDS_TEST_FHIR"]
+dicomweb_origins = ["$NEUROCDS_TEST_DICOMWEB"]
 TOML
 
 # 4. neurocds itself.

@@ -23,6 +23,7 @@ pub struct Settings {
     pub fhir: FhirSettings,
     pub dicomweb: DicomWebSettings,
     pub trust: TrustSettings,
+    pub egress: EgressSettings,
     pub staff: StaffSettings,
     pub hooks: HookSettings,
     pub imaging: ImagingSettings,
@@ -133,6 +134,31 @@ pub struct TrustedClient {
     /// Analyse and audit, but answer with no card (local validation before go-live).
     #[serde(default)]
     pub silent: bool,
+    /// The FHIR servers this client may name in `fhirServer` (URL prefixes); the service
+    /// fetches prefetch from and files reports to no other.
+    #[serde(default)]
+    pub fhir_servers: Vec<String>,
+    /// The DICOMweb origins (scheme, host, port, path prefix) this client's ImagingStudy
+    /// Endpoints may point at, besides `dicomweb.default_base_url`.
+    #[serde(default)]
+    pub dicomweb_origins: Vec<String>,
+}
+
+/// Where requests may go at the network level (see `egress`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EgressSettings {
+    /// Internal networks (CIDR or single addresses) that requests may reach although they are
+    /// loopback, link-local or private; everything internal outside them is refused.
+    pub allowed_networks: Vec<String>,
+}
+
+impl EgressSettings {
+    /// The address guard these settings describe.
+    pub fn address_guard(&self) -> Result<crate::egress::AddressGuard, String> {
+        let nets = self.allowed_networks.iter().map(|n| crate::egress::parse_network(n)).collect::<Result<Vec<_>, _>>()?;
+        Ok(crate::egress::AddressGuard::new(nets))
+    }
 }
 
 fn default_algorithms() -> Vec<String> {
@@ -316,11 +342,28 @@ impl Settings {
             if c.jwks.is_none() && c.jwks_url.is_none() && c.allowed_jku.is_empty() {
                 return invalid(&format!("trust.clients[{i}]"), "needs one of jwks, jwks_url or allowed_jku");
             }
+            for (key, list) in [("fhir_servers", &c.fhir_servers), ("dicomweb_origins", &c.dicomweb_origins)] {
+                for (j, entry) in list.iter().enumerate() {
+                    if let Err(reason) = crate::egress::UrlPrefix::parse(entry) {
+                        return invalid(&format!("trust.clients[{i}].{key}[{j}]"), &reason);
+                    }
+                }
+            }
             for alg in &c.algorithms {
                 if !matches!(alg.as_str(), "ES384" | "RS384" | "ES256" | "RS256") {
                     return invalid(&format!("trust.clients[{i}].algorithms"), &format!("{alg} is not allowed (ES384, RS384, ES256, RS256)"));
                 }
             }
+        }
+        for (i, n) in self.egress.allowed_networks.iter().enumerate() {
+            if let Err(reason) = crate::egress::parse_network(n) {
+                return invalid(&format!("egress.allowed_networks[{i}]"), &reason);
+            }
+        }
+        if !self.dicomweb.default_base_url.trim().is_empty()
+            && let Err(reason) = crate::egress::UrlPrefix::parse(&self.dicomweb.default_base_url)
+        {
+            return invalid("dicomweb.default_base_url", &reason);
         }
         for (i, c) in self.dicomweb.credentials.iter().enumerate() {
             let basic = c.username.is_some() && c.password.is_some();

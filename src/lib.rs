@@ -17,6 +17,7 @@
 //!            ├─► inference (the TorchScript ensemble on CUDA or CPU)
 //!            └─► audit     (the hash-chained decision log in PostgreSQL)
 //!          web (health, compliance API and the pages for people)
+//!          egress (where outbound requests may go: per-client allow-lists, address guard)
 //! ```
 //!
 //! Dependencies point down this picture: `cds` knows nothing of tensors, `inference` nothing of
@@ -27,6 +28,7 @@ pub mod cds;
 pub mod cohort;
 pub mod config;
 pub mod dicomweb;
+pub mod egress;
 pub mod fhir;
 pub mod imaging;
 pub mod inference;

@@ -13,6 +13,7 @@ use crate::{
     cds::{auth::Verifier, hook::BrainMriCodes},
     config::Settings,
     dicomweb::DicomWebClient,
+    egress::EgressPolicy,
     fhir::client::FhirClient,
     imaging::SeriesRules,
     inference::{Engine, device::device_name, select_device},
@@ -30,6 +31,8 @@ pub struct AppState {
     pub verifier: Arc<Verifier>,
     pub staff: crate::web::staff::StaffAuth,
     pub fhir: FhirClient,
+    /// Where each client's hooks may send the service (FHIR servers, DICOMweb origins).
+    pub egress: Arc<EgressPolicy>,
     pub brain_mri_codes: BrainMriCodes,
     /// Card text (Markdown).
     pub templates: Arc<Handlebars<'static>>,
@@ -65,6 +68,8 @@ pub enum StartupError {
     SeriesRules(#[from] crate::imaging::SeriesRulesError),
     #[error(transparent)]
     DicomWeb(#[from] crate::dicomweb::DicomWebError),
+    #[error("egress policy: {0}")]
+    Egress(String),
     #[error(transparent)]
     Template(#[from] crate::templates::TemplateError),
     #[error("cannot build an HTTP client: {0}")]
@@ -100,8 +105,9 @@ impl Application {
             .map_err(|e| StartupError::Http(e.to_string()))?;
         let staff = crate::web::staff::StaffAuth::new(&settings.staff, &http).await?;
         let verifier = Arc::new(Verifier::new(&settings, http)?);
-        let fhir = FhirClient::new(&settings.fhir).map_err(|e| StartupError::Http(e.to_string()))?;
-        let dicomweb = DicomWebClient::new(&settings.dicomweb)?;
+        let egress = Arc::new(EgressPolicy::from_settings(&settings).map_err(StartupError::Egress)?);
+        let fhir = FhirClient::new(&settings.fhir, egress.guard()).map_err(|e| StartupError::Http(e.to_string()))?;
+        let dicomweb = DicomWebClient::new(&settings.dicomweb, egress.guard())?;
         let rules = SeriesRules::load(&settings.imaging.series_rules)?;
         let runtime = tokio::runtime::Handle::current();
         let settings = Arc::new(settings);
@@ -117,6 +123,7 @@ impl Application {
             verifier,
             staff,
             fhir,
+            egress,
             templates: Arc::new(crate::templates::markdown()?),
             pages: Arc::new(crate::templates::html()?),
             runtime,

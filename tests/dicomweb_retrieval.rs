@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use dicom_fixtures::{fixtures, read_files};
 use neurocds::config::{DicomWebCredential, DicomWebSettings};
 use neurocds::dicomweb::{DicomWebClient, DicomWebError, Step};
+use neurocds::egress::{AddressGuard, parse_network};
 use neurocds::imaging::{SeriesClass, SeriesRules, Volume, select_series};
 
 fn env(name: &str) -> String {
@@ -30,8 +31,13 @@ fn settings(max_instances: usize, max_bytes: u64, timeout_s: u64, credentials: V
     DicomWebSettings { default_base_url: String::new(), request_timeout_s: timeout_s, max_instances_per_series: max_instances, max_bytes_per_series: max_bytes, qido_page_size: 100, credentials }
 }
 
+/// The test peers listen on loopback, which the egress guard refuses unless allowed.
+fn loopback() -> AddressGuard {
+    AddressGuard::new(vec![parse_network("127.0.0.0/8").expect("CIDR"), parse_network("::1/128").expect("CIDR")])
+}
+
 fn client() -> DicomWebClient {
-    DicomWebClient::new(&settings(1200, 600_000_000, 30, vec![])).expect("client")
+    DicomWebClient::new(&settings(1200, 600_000_000, 30, vec![]), &loopback()).expect("client")
 }
 
 /// Uploads every fixture file to the shared Orthanc, once per test binary.
@@ -166,7 +172,7 @@ async fn a_full_study_or_series_url_works_as_the_base() {
 async fn more_instances_than_allowed_is_a_typed_error() {
     let fx = uploaded();
     let s = fx.series("t1c_axial");
-    let small = DicomWebClient::new(&settings(10, 600_000_000, 30, vec![])).expect("client");
+    let small = DicomWebClient::new(&settings(10, 600_000_000, 30, vec![]), &loopback()).expect("client");
     let err = small.retrieve_series(&dicomweb(), &fx.manifest.study_uid, &s.series_uid).await.expect_err("limit");
     assert!(matches!(err, DicomWebError::TooManyInstances { limit: 10, step: Step::RetrieveSeries, .. }), "{err}");
     assert!(err.to_string().contains("max_instances_per_series"), "{err}");
@@ -176,7 +182,7 @@ async fn more_instances_than_allowed_is_a_typed_error() {
 async fn more_bytes_than_allowed_is_a_typed_error() {
     let fx = uploaded();
     let s = fx.series("t1c_axial");
-    let small = DicomWebClient::new(&settings(1200, 500_000, 30, vec![])).expect("client");
+    let small = DicomWebClient::new(&settings(1200, 500_000, 30, vec![]), &loopback()).expect("client");
     let err = small.retrieve_series(&dicomweb(), &fx.manifest.study_uid, &s.series_uid).await.expect_err("limit");
     assert!(matches!(err, DicomWebError::TooLarge { limit: 500_000, .. }), "{err}");
     assert!(err.to_string().contains("max_bytes_per_series"), "{err}");
@@ -185,7 +191,7 @@ async fn more_bytes_than_allowed_is_a_typed_error() {
 #[tokio::test]
 async fn metadata_larger_than_the_byte_limit_is_a_typed_error() {
     let fx = uploaded();
-    let small = DicomWebClient::new(&settings(1200, 20_000, 30, vec![])).expect("client");
+    let small = DicomWebClient::new(&settings(1200, 20_000, 30, vec![]), &loopback()).expect("client");
     let err = small.series_metadata(&dicomweb(), &fx.manifest.study_uid).await.expect_err("limit");
     assert!(matches!(err, DicomWebError::TooLarge { limit: 20_000, .. }), "{err}");
 }
@@ -197,7 +203,7 @@ async fn series_search_follows_qido_paging_until_every_series_is_listed() {
     // Orthanc honours `limit`: one page of 2 is not the study.
     let page: Vec<serde_json::Value> = reqwest::get(format!("{}/studies/{study}/series?limit=2&offset=0", dicomweb())).await.expect("QIDO").json().await.expect("JSON");
     assert_eq!(page.len(), 2);
-    let paged = DicomWebClient::new(&DicomWebSettings { qido_page_size: 2, ..settings(1200, 600_000_000, 30, vec![]) }).expect("client");
+    let paged = DicomWebClient::new(&DicomWebSettings { qido_page_size: 2, ..settings(1200, 600_000_000, 30, vec![]) }, &loopback()).expect("client");
     let series = paged.series_metadata(&dicomweb(), study).await.expect("series metadata");
     let mut listed: Vec<&str> = series.iter().map(|s| s.series_uid.as_str()).collect();
     let mut expected: Vec<&str> = fx.manifest.series.iter().chain(&fx.manifest.transfer_syntax_series).map(|s| s.series_uid.as_str()).collect();
@@ -239,7 +245,7 @@ fn fake_qido(answer: impl Fn(usize) -> (Vec<&'static str>, bool) + Send + 'stati
 }
 
 fn paged_client(page_size: usize) -> DicomWebClient {
-    DicomWebClient::new(&DicomWebSettings { qido_page_size: page_size, ..settings(1200, 600_000_000, 5, vec![]) }).expect("client")
+    DicomWebClient::new(&DicomWebSettings { qido_page_size: page_size, ..settings(1200, 600_000_000, 5, vec![]) }, &loopback()).expect("client")
 }
 
 #[tokio::test]
@@ -289,6 +295,41 @@ async fn an_unreachable_server_is_a_request_error_naming_the_step() {
     assert!(err.to_string().contains("QIDO-RS series search"), "{err}");
 }
 
+/// Without `egress.allowed_networks` covering it, a loopback PACS is never contacted, by IP
+/// literal or by a name that resolves to it, and the error does not say where it was.
+#[tokio::test]
+async fn a_pacs_on_a_refused_address_is_never_contacted_and_the_error_names_no_address() {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.set_nonblocking(true).expect("non-blocking");
+    let port = listener.local_addr().expect("addr").port();
+    let guarded = DicomWebClient::new(&settings(1200, 600_000_000, 5, vec![]), &AddressGuard::default()).expect("client");
+    for base in [format!("http://127.0.0.1:{port}/dicom-web"), format!("http://localhost:{port}/dicom-web"), format!("http://[::ffff:127.0.0.1]:{port}/dicom-web")] {
+        let err = guarded.series_metadata(&base, "1.2.3").await.expect_err("refused");
+        assert!(matches!(err, DicomWebError::Refused { step: Step::SearchSeries }), "{base}: {err}");
+        assert!(!err.to_string().contains(&port.to_string()) && !err.to_string().contains("127.0.0.1"), "{err}");
+    }
+    assert!(listener.accept().is_err(), "no connection reached the listener");
+}
+
+/// A PACS that answers with a redirect (here to the real archive) is not followed: the
+/// redirect is an HTTP error, and the credentials for the first base go nowhere else.
+#[tokio::test]
+async fn a_redirect_from_the_pacs_is_not_followed() {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let target = dicomweb();
+    std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        for mut conn in listener.incoming().flatten() {
+            let mut buf = [0u8; 4096];
+            let _ = conn.read(&mut buf);
+            let _ = write!(conn, "HTTP/1.1 302 Found\r\nLocation: {target}/studies\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+        }
+    });
+    let err = client().series_metadata(&format!("http://127.0.0.1:{port}/dicom-web"), "1.2.3").await.expect_err("not followed");
+    assert!(matches!(err, DicomWebError::Status { status: 302, .. }), "{err}");
+}
+
 #[tokio::test]
 async fn a_server_that_never_answers_is_a_timeout() {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
@@ -300,7 +341,7 @@ async fn a_server_that_never_answers_is_a_timeout() {
             held.push(conn);
         }
     });
-    let quick = DicomWebClient::new(&settings(1200, 600_000_000, 1, vec![])).expect("client");
+    let quick = DicomWebClient::new(&settings(1200, 600_000_000, 1, vec![]), &loopback()).expect("client");
     let started = Instant::now();
     let err = quick.retrieve_series(&format!("http://127.0.0.1:{port}/dicom-web"), "1.2.3", "4.5.6").await.expect_err("hangs");
     assert!(matches!(err, DicomWebError::Timeout { seconds: 1, .. }), "{err}");
@@ -363,7 +404,7 @@ async fn credentials_are_chosen_by_the_longest_matching_base_url_and_never_shown
     let pacs = AuthOrthanc::start();
     let base = pacs.url("/dicom-web");
     let search = |creds: Vec<DicomWebCredential>| {
-        let client = DicomWebClient::new(&settings(1200, 600_000_000, 10, creds)).expect("client");
+        let client = DicomWebClient::new(&settings(1200, 600_000_000, 10, creds), &loopback()).expect("client");
         let base = base.clone();
         async move { client.series_metadata(&base, "1.2.3").await }
     };

@@ -4,7 +4,8 @@
 //! - present with a value → used as sent;
 //! - present with `null` → the EHR looked and found nothing: used as "nothing";
 //! - an `OperationOutcome` → the EHR's own fetch failed: fetched again ourselves if we can;
-//! - absent → fetched from `fhirServer` with the `fhirAuthorization` bearer token.
+//! - absent → fetched from `fhirServer` with the `fhirAuthorization` bearer token, if the
+//!   egress policy lets this client name that server ([`FhirAccess`]).
 //!
 //! If a key can be neither used nor fetched, the hook is answered **412** with an
 //! OperationOutcome (spec requirement 54).
@@ -27,10 +28,33 @@ pub struct Prefetched {
     pub fetched: Vec<&'static str>,
 }
 
+/// Whether the hook's `fhirServer` may be used, as the egress policy decided for this client.
+#[derive(Debug, Clone, Copy)]
+pub enum FhirAccess<'a> {
+    /// The request names no FHIR server.
+    NotGiven,
+    /// It names one this client may not have the service reach.
+    Refused,
+    Allowed(&'a url::Url),
+}
+
+impl<'a> FhirAccess<'a> {
+    fn base(self, key: &'static str) -> Result<&'a url::Url, PrefetchError> {
+        match self {
+            FhirAccess::NotGiven => Err(PrefetchError::NoFhirServer { key }),
+            FhirAccess::Refused => Err(PrefetchError::Refused { key }),
+            FhirAccess::Allowed(base) => Ok(base),
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum PrefetchError {
     #[error("prefetch `{key}` is missing and the request has no fhirServer to fetch it from")]
     NoFhirServer { key: &'static str },
+    /// Says nothing about the server named (the same text for any refused target).
+    #[error("prefetch `{key}` is missing, and fhirServer is not a FHIR server this client may name")]
+    Refused { key: &'static str },
     #[error("prefetch `{key}` could not be fetched: {reason}")]
     FetchFailed { key: &'static str, reason: String },
 }
@@ -50,14 +74,14 @@ fn slot(req: &HookRequest, key: &str) -> Slot {
     }
 }
 
-pub async fn resolve(req: &HookRequest, fhir: &FhirClient) -> Result<Prefetched, PrefetchError> {
+pub async fn resolve(req: &HookRequest, fhir: &FhirClient, access: FhirAccess<'_>) -> Result<Prefetched, PrefetchError> {
     let token = req.fhir_authorization.as_ref().map(|a| a.access_token.as_str());
     let mut out = Prefetched::default();
     out.patient = match slot(req, PREFETCH_PATIENT) {
         Slot::Value(v) => Some(v),
         Slot::Nothing => None,
         Slot::Missing => {
-            let base = req.fhir_server.as_ref().ok_or(PrefetchError::NoFhirServer { key: PREFETCH_PATIENT })?;
+            let base = access.base(PREFETCH_PATIENT)?;
             out.fetched.push(PREFETCH_PATIENT);
             fhir.read(base, &req.patient_ref(), token)
                 .await
@@ -68,7 +92,7 @@ pub async fn resolve(req: &HookRequest, fhir: &FhirClient) -> Result<Prefetched,
         Slot::Value(v) => bundle_resources(&v),
         Slot::Nothing => Vec::new(),
         Slot::Missing => {
-            let base = req.fhir_server.as_ref().ok_or(PrefetchError::NoFhirServer { key: PREFETCH_PRIOR_IMAGING })?;
+            let base = access.base(PREFETCH_PRIOR_IMAGING)?;
             out.fetched.push(PREFETCH_PRIOR_IMAGING);
             let query = format!(
                 "ImagingStudy?patient={}&modality=MR&_include=ImagingStudy:endpoint&_count=50",

@@ -82,7 +82,18 @@ pub async fn invoke(req: HttpRequest, path: web::Path<String>, body: web::Bytes,
     let order_refs: Vec<String> = orders.iter().filter_map(|o| o.get("id").and_then(Value::as_str)).map(|id| format!("ServiceRequest/{id}")).collect();
     tracing::info!(hook = hook.as_str(), hook_instance = %request.hook_instance, orders = order_refs.len(), "brain MRI order");
 
-    let prefetched = prefetch::resolve(&request, &state.fhir).await.map_err(|e| {
+    // Only a FHIR server on this client's list is ever asked (or written to).
+    let fhir_access = match &request.fhir_server {
+        None => prefetch::FhirAccess::NotGiven,
+        Some(url) => match state.egress.fhir_server(&client.iss, url) {
+            Ok(()) => prefetch::FhirAccess::Allowed(url),
+            Err(refusal) => {
+                tracing::warn!(issuer = %client.iss, %refusal, "refused the hook's fhirServer (egress policy)");
+                prefetch::FhirAccess::Refused
+            }
+        },
+    };
+    let prefetched = prefetch::resolve(&request, &state.fhir, fhir_access).await.map_err(|e| {
         tracing::warn!(error = %e, "prefetch unavailable");
         CdsError::PreconditionFailed(e.to_string())
     })?;
@@ -125,6 +136,14 @@ pub async fn invoke(req: HttpRequest, path: web::Path<String>, body: web::Bytes,
         }
     };
     record.study_uid = Some(study.study_uid.clone());
+    // Pixels come only from where this client's studies may point: otherwise audited, no card.
+    if let Err(refusal) = state.egress.study(&client.iss, &study) {
+        tracing::warn!(issuer = %client.iss, %refusal, "refused the prior study's DICOMweb endpoint (egress policy)");
+        record.reason = Some(refusal.to_string());
+        record.stage_timings_ms = json!({ "hook": started.elapsed().as_millis() as u64 });
+        state.db.append_decision(record).await.map_err(|e| CdsError::Overloaded(format!("the audit trail is unavailable: {e}")))?;
+        return Ok(cards(Vec::new()));
+    }
     // Results are shared only within one client (and tenant): what another caller's prefetch
     // pointed at never decides this answer.
     let client_key = match &client.tenant {
@@ -180,7 +199,8 @@ pub async fn invoke(req: HttpRequest, path: web::Path<String>, body: web::Bytes,
     }
     let (outcome, decision_id) = (record.outcome.clone(), record.decision_id);
     state.db.append_decision(record).await.map_err(|e| CdsError::Overloaded(format!("the audit trail is unavailable: {e}")))?;
-    if let (Some(bundle), Some(base)) = (filing, request.fhir_server.clone()) {
+    if let (Some(bundle), prefetch::FhirAccess::Allowed(base)) = (filing, fhir_access) {
+        let base = base.clone();
         let token = request.fhir_authorization.as_ref().map(|a| a.access_token.clone());
         report::write_in_background(state.fhir.clone(), base, bundle, request.hook_instance.clone(), token, state.runtime.clone());
     }

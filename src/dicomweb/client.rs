@@ -14,6 +14,7 @@ use crate::imaging::dicom_json::{self as metadata, MODALITY, SERIES_INSTANCE_UID
 use super::multipart::{self, Limits};
 use super::{DicomWebError, SeriesMetadata, Step};
 use crate::config::DicomWebSettings;
+use crate::egress::{self, AddressGuard};
 
 const DICOM_JSON: &str = "application/dicom+json";
 /// The instances as the archive stores them (no transcoding on the server, the cheapest).
@@ -54,6 +55,7 @@ impl std::fmt::Debug for Credential {
 #[derive(Debug, Clone)]
 pub struct DicomWebClient {
     http: reqwest::Client,
+    guard: AddressGuard,
     timeout: Duration,
     limits_instances: usize,
     limits_bytes: u64,
@@ -125,11 +127,14 @@ fn describe(e: reqwest::Error) -> String {
 impl DicomWebClient {
     /// Builds the client from settings. Credentials are checked by `Settings::check`; a
     /// credential whose base URL does not parse is refused here.
-    pub fn new(settings: &DicomWebSettings) -> Result<Self, DicomWebError> {
+    /// Requests resolve through `guard` and follow no redirect: a redirect would carry the
+    /// request, and the credentials of the base it was sent to, past the egress policy.
+    pub fn new(settings: &DicomWebSettings, guard: &AddressGuard) -> Result<Self, DicomWebError> {
         let timeout = Duration::from_secs(settings.request_timeout_s.max(1));
         // The whole-request deadline is enforced around each step (so that it becomes a
         // typed `Timeout`); reqwest bounds the connection and each read.
-        let http = reqwest::Client::builder()
+        let http = guard
+            .http_client()
             .connect_timeout(timeout)
             .read_timeout(timeout)
             .user_agent(concat!("neurocds/", env!("CARGO_PKG_VERSION")))
@@ -150,6 +155,7 @@ impl DicomWebClient {
             .collect::<Result<_, _>>()?;
         Ok(DicomWebClient {
             http,
+            guard: guard.clone(),
             timeout,
             limits_instances: settings.max_instances_per_series,
             limits_bytes: settings.max_bytes_per_series,
@@ -170,6 +176,7 @@ impl DicomWebClient {
 
     /// Sends a GET and checks the status; the caller bounds the time.
     async fn get(&self, step: Step, url: &Url, accept: &str) -> Result<reqwest::Response, DicomWebError> {
+        self.guard.check_literal(url).map_err(|_| DicomWebError::Refused { step })?;
         let mut request = self.http.get(url.clone()).header(ACCEPT, accept);
         request = match self.credential_for(url) {
             Some(Auth::Bearer(token)) => request.bearer_auth(token),
@@ -185,7 +192,9 @@ impl DicomWebClient {
     }
 
     fn request_error(&self, step: Step, url: &Url, e: reqwest::Error) -> DicomWebError {
-        if e.is_timeout() {
+        if egress::refused_in_chain(&e) {
+            DicomWebError::Refused { step }
+        } else if e.is_timeout() {
             DicomWebError::Timeout { step, url: shown(url), seconds: self.timeout.as_secs() }
         } else {
             DicomWebError::Request { step, url: shown(url), reason: describe(e) }

@@ -48,6 +48,9 @@ pub enum DicomWebError {
     InvalidBaseUrl { base: String, reason: String },
     #[error("{what} {uid:?} is not a DICOM UID")]
     InvalidUid { what: &'static str, uid: String },
+    /// The address guard refused the archive's address. Says nothing about the target.
+    #[error("{step}: the DICOMweb endpoint is not one this service may reach")]
+    Refused { step: Step },
     #[error("{step} {url}: request failed: {reason}")]
     Request { step: Step, url: String, reason: String },
     #[error("{step} {url}: no complete answer within {seconds} s")]

@@ -2,13 +2,17 @@
 //!
 //! The bearer token is the one the EHR lent for this hook (`fhirAuthorization`); it is passed in
 //! per call, used for that call only, never stored and never logged. Paging links are followed
-//! only while they stay on the FHIR server's own origin, so the token is never sent elsewhere.
+//! only while they stay on the FHIR server's own origin, so the token is never sent elsewhere;
+//! redirects are not followed, and every address is checked by the [`AddressGuard`] (which
+//! FHIR servers a client may name at all is the caller's check, `EgressPolicy::fhir_server`).
 
 use std::time::Duration;
 
 use reqwest::{StatusCode, header};
 use serde_json::Value;
 use url::Url;
+
+use crate::egress::{self, AddressGuard};
 
 const FHIR_JSON: &str = "application/fhir+json";
 
@@ -20,22 +24,26 @@ pub enum FhirError {
     Status { origin: String, step: String, status: u16 },
     #[error("FHIR server {origin}: {step}: the answer is not FHIR JSON: {reason}")]
     Body { origin: String, step: String, reason: String },
+    /// The address guard refused the server's address. Says nothing about the target.
+    #[error("the FHIR server is not one this service may reach")]
+    Refused,
 }
 
 #[derive(Clone)]
 pub struct FhirClient {
     http: reqwest::Client,
+    guard: AddressGuard,
     max_pages: usize,
 }
 
 impl FhirClient {
-    pub fn new(settings: &crate::config::FhirSettings) -> Result<FhirClient, reqwest::Error> {
-        let http = reqwest::Client::builder()
+    pub fn new(settings: &crate::config::FhirSettings, guard: &AddressGuard) -> Result<FhirClient, reqwest::Error> {
+        let http = guard
+            .http_client()
             .timeout(Duration::from_secs(settings.request_timeout_s))
             .connect_timeout(Duration::from_secs(settings.request_timeout_s.min(5)))
-            .redirect(reqwest::redirect::Policy::none())
             .build()?;
-        Ok(FhirClient { http, max_pages: settings.max_pages.max(1) })
+        Ok(FhirClient { http, guard: guard.clone(), max_pages: settings.max_pages.max(1) })
     }
 
     /// `GET {base}/{Type}/{id}`; `Ok(None)` on 404/410.
@@ -89,6 +97,7 @@ impl FhirClient {
     pub async fn conditional_create(&self, base: &Url, resource: &Value, if_none_exist: &str, token: Option<&str>) -> Result<Option<String>, FhirError> {
         let rtype = resource.get("resourceType").and_then(Value::as_str).unwrap_or("Resource");
         let step = format!("create {rtype}");
+        self.guard.check_literal(base).map_err(|_| FhirError::Refused)?;
         let mut req = self
             .http
             .post(join(base, rtype))
@@ -109,6 +118,7 @@ impl FhirClient {
     /// `POST {base}` with a transaction Bundle.
     pub async fn transaction(&self, base: &Url, bundle: &Value, token: Option<&str>) -> Result<(), FhirError> {
         let step = "transaction".to_owned();
+        self.guard.check_literal(base).map_err(|_| FhirError::Refused)?;
         let mut req = self.http.post(base.clone()).header(header::ACCEPT, FHIR_JSON).header(header::CONTENT_TYPE, FHIR_JSON).body(bundle.to_string());
         if let Some(t) = token {
             req = req.bearer_auth(t);
@@ -121,6 +131,7 @@ impl FhirClient {
     }
 
     async fn get(&self, url: &Url, token: Option<&str>, step: &str) -> Result<reqwest::Response, FhirError> {
+        self.guard.check_literal(url).map_err(|_| FhirError::Refused)?;
         let mut req = self.http.get(url.clone()).header(header::ACCEPT, FHIR_JSON);
         if let Some(t) = token {
             req = req.bearer_auth(t);
@@ -150,6 +161,9 @@ fn origin(u: &Url) -> String {
 }
 
 fn transport(u: &Url, step: &str, e: reqwest::Error) -> FhirError {
+    if egress::refused_in_chain(&e) {
+        return FhirError::Refused;
+    }
     // reqwest's Display may include the URL (never a token: tokens travel in headers).
     let reason = if e.is_timeout() {
         "timed out".to_owned()

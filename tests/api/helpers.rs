@@ -184,7 +184,9 @@ pub async fn spawn_app_with(overrides: Value) -> TestApp {
     let mut config = json!({
         "server": { "listen": format!("127.0.0.1:{port}"), "public_base_url": base, "workers": 2 },
         "database": { "url": db_url, "pool_size": 4 },
-        "trust": { "clients": [{ "iss": ISS, "jwks": ehr().jwks() }] },
+        "trust": { "clients": [ehr_client(json!({}))] },
+        // The peers (Orthanc, the FHIR server, the tests' own misbehaving servers) are on loopback.
+        "egress": { "allowed_networks": ["127.0.0.0/8", "::1/128"] },
         "model": { "manifest": tiny_ensemble().join("manifest.json"), "threads": 1 },
     });
     merge(&mut config, overrides);
@@ -194,6 +196,17 @@ pub async fn spawn_app_with(overrides: Value) -> TestApp {
     let (state, server) = (app.state().clone(), app.handle());
     tokio::spawn(app.run_until_stopped());
     TestApp { base, db_url, http: reqwest::Client::new(), app: state, server }
+}
+
+/// The trusted EHR's `trust.clients` entry: its JWKS, and any FHIR server or DICOMweb origin on
+/// loopback (the peers listen on ports chosen at run time), plus `extra` fields.
+pub fn ehr_client(extra: Value) -> Value {
+    let mut client = json!({
+        "iss": ISS, "jwks": ehr().jwks(),
+        "fhir_servers": ["http://127.0.0.1:*/"], "dicomweb_origins": ["http://127.0.0.1:*/"],
+    });
+    merge(&mut client, extra);
+    client
 }
 
 pub async fn spawn_app() -> TestApp {

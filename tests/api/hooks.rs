@@ -211,8 +211,7 @@ async fn order_select_starts_the_analysis_and_answers_without_waiting() {
 /// Silent mode: the client's hooks are analysed and audited, and answered with no card.
 #[tokio::test]
 async fn a_silent_client_gets_no_card_but_the_decision_is_audited() {
-    let ehr = crate::helpers::ehr();
-    let app = spawn_app_with(json!({ "trust": { "clients": [{ "iss": crate::helpers::ISS, "jwks": ehr.jwks(), "silent": true }] } })).await;
+    let app = spawn_app_with(json!({ "trust": { "clients": [crate::helpers::ehr_client(json!({ "silent": true }))] } })).await;
     let fhir = peer("NEUROCDS_TEST_FHIR");
     let patient = format!("p{}", Uuid::new_v4().simple());
     seed_fhir(&fhir, None, &patient_with_prior_mr(&patient, "http://127.0.0.1:9/dicom-web")).await;

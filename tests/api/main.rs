@@ -6,6 +6,7 @@ mod audit;
 mod compliance;
 mod discovery;
 mod e2e;
+mod egress;
 mod feedback;
 mod fhir_examples;
 mod health;
