@@ -24,6 +24,7 @@ pub struct Settings {
     pub dicomweb: DicomWebSettings,
     pub trust: TrustSettings,
     pub egress: EgressSettings,
+    pub audit: AuditSettings,
     pub staff: StaffSettings,
     pub hooks: HookSettings,
     pub imaging: ImagingSettings,
@@ -48,6 +49,8 @@ pub struct ServerSettings {
 #[serde(deny_unknown_fields)]
 pub struct DatabaseSettings {
     pub url: String,
+    /// The owner's URL, for migrations only; empty: migrations run as `url`.
+    pub migrate_url: String,
     pub pool_size: usize,
     pub acquire_timeout_s: u64,
 }
@@ -57,6 +60,7 @@ impl std::fmt::Debug for DatabaseSettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("DatabaseSettings")
             .field("url", &"<redacted>")
+            .field("migrate_url", &"<redacted>")
             .field("pool_size", &self.pool_size)
             .finish()
     }
@@ -142,6 +146,25 @@ pub struct TrustedClient {
     /// Endpoints may point at, besides `dicomweb.default_base_url`.
     #[serde(default)]
     pub dicomweb_origins: Vec<String>,
+}
+
+/// Signed checkpoints of the audit logs' heads, written by the service (see `audit::checkpoint`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditSettings {
+    /// The Ed25519 signing key (PKCS#8 PEM); empty: the service makes no checkpoints.
+    pub checkpoint_key: String,
+    /// The file checkpoints are appended to.
+    pub checkpoint_file: String,
+    pub checkpoint_interval_s: u64,
+}
+
+impl AuditSettings {
+    /// The key and file, when the service is to make checkpoints.
+    pub fn checkpointing(&self) -> Option<(PathBuf, PathBuf)> {
+        let (key, file) = (self.checkpoint_key.trim(), self.checkpoint_file.trim());
+        (!key.is_empty() && !file.is_empty()).then(|| (PathBuf::from(key), PathBuf::from(file)))
+    }
 }
 
 /// Where requests may go at the network level (see `egress`).
@@ -272,6 +295,13 @@ impl From<figment::Error> for ConfigError {
     }
 }
 
+impl DatabaseSettings {
+    /// The URL migrations run as: the owner's when configured, else the service's own.
+    pub fn migration_url(&self) -> &str {
+        if self.migrate_url.trim().is_empty() { &self.url } else { &self.migrate_url }
+    }
+}
+
 impl Settings {
     /// Loads `config/default.toml` (or `$NEUROCDS_CONFIG_DIR/default.toml`), then the file in
     /// `$NEUROCDS_CONFIG`, then the environment.
@@ -304,6 +334,16 @@ impl Settings {
         }
         if !(self.database.url.starts_with("postgres://") || self.database.url.starts_with("postgresql://")) {
             return invalid("database.url", "must be a postgres:// URL");
+        }
+        let migrate = self.database.migrate_url.trim();
+        if !migrate.is_empty() && !(migrate.starts_with("postgres://") || migrate.starts_with("postgresql://")) {
+            return invalid("database.migrate_url", "must be a postgres:// URL (or empty)");
+        }
+        if self.audit.checkpoint_key.trim().is_empty() != self.audit.checkpoint_file.trim().is_empty() {
+            return invalid("audit.checkpoint_file", "set both audit.checkpoint_key and audit.checkpoint_file, or neither");
+        }
+        if self.audit.checkpoint_interval_s == 0 {
+            return invalid("audit.checkpoint_interval_s", "must be at least 1");
         }
         if self.server.workers == 0 {
             return invalid("server.workers", "must be at least 1");

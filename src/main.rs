@@ -3,7 +3,12 @@
 use std::process::ExitCode;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
-use neurocds::{audit::db, config::Settings, startup::Application, telemetry};
+use neurocds::{
+    audit::{checkpoint, db},
+    config::Settings,
+    startup::Application,
+    telemetry,
+};
 
 #[derive(Parser)]
 #[command(name = "neurocds", about = "CDS Hooks service: GBM vs primary CNS lymphoma from a prior brain MRI")]
@@ -35,8 +40,32 @@ enum Command {
 
 #[derive(Subcommand)]
 enum AuditCommand {
-    /// Recompute every row's hash; exit 0 when the chains hold, 2 when one is broken.
-    Verify,
+    /// Recompute every row's hash; exit 0 when the chains hold, 2 when one is broken. With
+    /// `--checkpoint`, also check that every signed head in that file is still in the log.
+    Verify {
+        /// A checkpoint file written by `audit checkpoint` (or the service).
+        #[arg(long, requires = "public_key")]
+        checkpoint: Option<std::path::PathBuf>,
+        /// The public key that signed the checkpoints (`checkpoint-key.pub.pem`).
+        #[arg(long, requires = "checkpoint")]
+        public_key: Option<std::path::PathBuf>,
+    },
+    /// Sign the logs' current heads and append them to a checkpoint file kept outside the
+    /// database.
+    Checkpoint {
+        /// The signing key (`checkpoint-key.pem` from `audit keygen`).
+        #[arg(long)]
+        key: std::path::PathBuf,
+        /// The checkpoint file (appended to; made if missing).
+        #[arg(long)]
+        out: std::path::PathBuf,
+    },
+    /// Make an Ed25519 key pair for checkpoints: `checkpoint-key.pem` (private, 0600) and
+    /// `checkpoint-key.pub.pem`, in a folder.
+    Keygen {
+        #[arg(long)]
+        out: std::path::PathBuf,
+    },
 }
 
 /// `audit verify` found a broken chain (distinct from 1: could not check).
@@ -87,27 +116,49 @@ fn run(command: Command) -> anyhow::Result<()> {
                 Ok(())
             })
         }
-        Command::Audit { command: AuditCommand::Verify } => {
+        Command::Audit { command: AuditCommand::Verify { checkpoint, public_key } } => {
             let settings = Settings::load()?;
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
             runtime.block_on(async {
                 let db = neurocds::audit::Database::connect(&settings.database)?;
                 let (checked, broken) = db.verify_chains().await?;
-                match broken {
-                    None => {
-                        println!("audit trail intact: {checked} rows checked");
-                        Ok(())
-                    }
-                    Some(b) => {
-                        println!("audit trail BROKEN at {} row seq {} ({}): {}", b.table, b.seq, b.id, b.reason);
-                        Err(ChainBroken.into())
+                if let Some(b) = broken {
+                    println!("audit trail BROKEN at {} row seq {} ({}): {}", b.table, b.seq, b.id, b.reason);
+                    return Err(ChainBroken.into());
+                }
+                println!("audit trail intact: {checked} rows checked");
+                if let (Some(file), Some(key)) = (checkpoint, public_key) {
+                    let key = checkpoint::PublicKey::load(&key)?;
+                    match checkpoint::verify(&db, &key, &file).await? {
+                        (lines, None) => println!("checkpoints hold: {lines} checkpoint(s) in {} checked", file.display()),
+                        (_, Some(b)) => {
+                            println!("audit trail BROKEN against {} line {}: {}", file.display(), b.line, b.reason);
+                            return Err(ChainBroken.into());
+                        }
                     }
                 }
+                Ok(())
             })
+        }
+        Command::Audit { command: AuditCommand::Checkpoint { key, out } } => {
+            let settings = Settings::load()?;
+            let key = checkpoint::SigningKey::load(&key)?;
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            runtime.block_on(async {
+                let db = neurocds::audit::Database::connect(&settings.database)?;
+                let c = checkpoint::append(&db, &key, &out).await?;
+                println!("checkpoint appended to {}: decisions seq {}, feedback seq {}", out.display(), c.decisions.seq, c.feedback.seq);
+                Ok(())
+            })
+        }
+        Command::Audit { command: AuditCommand::Keygen { out } } => {
+            let (private, public) = checkpoint::SigningKey::generate(&out)?;
+            println!("signing key: {} (keep it off the database host)\npublic key:  {}", private.display(), public.display());
+            Ok(())
         }
         Command::Migrate => {
             let settings = Settings::load()?;
-            let applied = db::run_migrations(&settings.database.url)?;
+            let applied = db::run_migrations(settings.database.migration_url())?;
             println!("{} migration(s) applied; schema current", applied.len());
             Ok(())
         }

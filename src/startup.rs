@@ -55,6 +55,8 @@ pub enum StartupError {
     #[error(transparent)]
     Audit(#[from] crate::audit::AuditError),
     #[error(transparent)]
+    Checkpoint(#[from] crate::audit::checkpoint::CheckpointError),
+    #[error(transparent)]
     Model(#[from] crate::inference::InferenceError),
     #[error("{0}")]
     Device(String),
@@ -78,10 +80,33 @@ pub enum StartupError {
     Bind { addr: String, source: std::io::Error },
 }
 
+/// Appends a signed checkpoint of the logs' heads every `interval` while they move (one at
+/// start-up too). A failure is logged and retried at the next tick; it never stops the service.
+async fn checkpoint_periodically(db: Database, key: crate::audit::checkpoint::SigningKey, file: std::path::PathBuf, interval: std::time::Duration) {
+    let mut ticks = tokio::time::interval(interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last = None;
+    loop {
+        ticks.tick().await;
+        match db.chain_heads().await {
+            Ok(heads) if last.as_ref() == Some(&heads) => continue,
+            Ok(heads) => match crate::audit::checkpoint::append(&db, &key, &file).await {
+                Ok(c) => {
+                    tracing::info!(decisions_seq = c.decisions.seq, feedback_seq = c.feedback.seq, "audit checkpoint written");
+                    last = Some(heads);
+                }
+                Err(e) => tracing::error!(error = %e, "could not write an audit checkpoint"),
+            },
+            Err(e) => tracing::warn!(error = %e, "could not read the audit logs' heads for a checkpoint"),
+        }
+    }
+}
+
 impl Application {
     /// Applies pending migrations, loads the ensemble, binds the listener. Port 0 picks a free one.
     pub async fn build(settings: Settings) -> Result<Application, StartupError> {
-        let url = settings.database.url.clone();
+        // As the owner when configured: the service's own role cannot alter the schema.
+        let url = settings.database.migration_url().to_owned();
         let applied = tokio::task::spawn_blocking(move || db::run_migrations(&url))
             .await
             .map_err(|e| crate::audit::AuditError::Migration(e.to_string()))??;
@@ -89,6 +114,11 @@ impl Application {
             tracing::info!(?applied, "applied database migrations");
         }
         let db = Database::connect(&settings.database)?;
+        // A bad key stops start-up: a site that asked for checkpoints must not silently lack them.
+        let checkpoints = match settings.audit.checkpointing() {
+            Some((key, file)) => Some((crate::audit::checkpoint::SigningKey::load(&key)?, file)),
+            None => None,
+        };
         let device = select_device(settings.model.device).map_err(StartupError::Device)?;
         let spread = (settings.decision.max_member_spread > 0.0).then_some(settings.decision.max_member_spread);
         let manifest = resolve(&settings.model.manifest);
@@ -130,6 +160,10 @@ impl Application {
             started: Instant::now(),
         };
         let server = run(listener, state.clone())?;
+        if let Some((key, file)) = checkpoints {
+            let interval = std::time::Duration::from_secs(state.settings.audit.checkpoint_interval_s);
+            state.runtime.spawn(checkpoint_periodically(state.db.clone(), key, file, interval));
+        }
         tracing::info!(port, device = %device_name(device), "neurocds listening");
         Ok(Application { port, server, state })
     }

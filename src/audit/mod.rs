@@ -2,7 +2,10 @@
 //!
 //! Append-only and hash-chained (see `migrations/` and [`chain`]): every row stores the SHA-256 of
 //! its canonical content and of the row before it, the database refuses UPDATE and DELETE, and
-//! `neurocds audit verify` names the first row that does not match. The same database also holds
+//! `neurocds audit verify` names the first row that does not match; signed [`checkpoint`]s
+//! kept outside the database pin the chains' heads, so cutting rows off the end or rebuilding
+//! the chain is caught too. The service connects as a role that may only append to and read
+//! the logs (migration `service_role`). The same database also holds
 //! the shared state that lets several hooks and replicas run one analysis once ([`analyses`])
 //! and, when configured, refuse a token replayed to another replica ([`seen_tokens`]).
 //!
@@ -10,6 +13,7 @@
 
 pub mod analyses;
 pub mod chain;
+pub mod checkpoint;
 pub mod db;
 pub mod log;
 pub mod query;
