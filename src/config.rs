@@ -53,6 +53,20 @@ pub struct DatabaseSettings {
     pub migrate_url: String,
     pub pool_size: usize,
     pub acquire_timeout_s: u64,
+    /// Longest wait for a row or table lock before the statement fails (`lock_timeout`).
+    #[serde(default = "default_lock_timeout_ms")]
+    pub lock_timeout_ms: u64,
+    /// Longest any one statement may run (`statement_timeout`).
+    #[serde(default = "default_statement_timeout_ms")]
+    pub statement_timeout_ms: u64,
+}
+
+fn default_lock_timeout_ms() -> u64 {
+    5_000
+}
+
+fn default_statement_timeout_ms() -> u64 {
+    30_000
 }
 
 /// The URL holds a password: keep it out of `{:?}` output.
@@ -130,7 +144,8 @@ pub struct TrustedClient {
     /// URLs that a token's `jku` header may name.
     #[serde(default)]
     pub allowed_jku: Vec<String>,
-    /// Expected `aud`; defaults to `<public_base_url>/cds-services`.
+    /// An `aud` this client may use for every endpoint (discovery, services, feedback). Unset
+    /// (the default, and what CDS Hooks 2.0 says) `aud` must be the endpoint invoked.
     #[serde(default)]
     pub audience: Option<String>,
     #[serde(default = "default_algorithms")]
@@ -195,6 +210,13 @@ pub struct StaffSettings {
     pub audience: String,
     pub jwks: String,
     pub jwks_url: String,
+    /// How long a JWKS fetched from `jwks_url` is used before it is fetched again.
+    #[serde(default = "default_staff_jwks_cache_s")]
+    pub jwks_cache_s: u64,
+}
+
+fn default_staff_jwks_cache_s() -> u64 {
+    3600
 }
 
 /// What order-select answers while the analysis runs.
@@ -412,11 +434,6 @@ impl Settings {
             }
         }
         Ok(())
-    }
-
-    /// The `aud` a client's tokens must carry.
-    pub fn audience_for(&self, client: &TrustedClient) -> String {
-        client.audience.clone().unwrap_or_else(|| self.cds_services_url())
     }
 
     /// `<public_base_url>/cds-services`, without a doubled slash.

@@ -3,7 +3,7 @@
 use std::{net::TcpListener, path::PathBuf, sync::Arc, time::Instant};
 
 use actix_cors::Cors;
-use actix_web::{App, HttpServer, dev::Server, http::header, web};
+use actix_web::{App, HttpServer, dev::Server, http::header, middleware::DefaultHeaders, web};
 use tracing_actix_web::TracingLogger;
 
 use handlebars::Handlebars;
@@ -29,7 +29,7 @@ pub struct AppState {
     pub engine: Engine,
     pub pipeline: Pipeline,
     pub verifier: Arc<Verifier>,
-    pub staff: crate::web::staff::StaffAuth,
+    pub staff: Arc<crate::web::staff::StaffAuth>,
     pub fhir: FhirClient,
     /// Where each client's hooks may send the service (FHIR servers, DICOMweb origins).
     pub egress: Arc<EgressPolicy>,
@@ -133,7 +133,7 @@ impl Application {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| StartupError::Http(e.to_string()))?;
-        let staff = crate::web::staff::StaffAuth::new(&settings.staff, &http).await?;
+        let staff = Arc::new(crate::web::staff::StaffAuth::new(&settings.staff, &http).await?);
         let verifier = Arc::new(Verifier::new(&settings, http)?);
         let egress = Arc::new(EgressPolicy::from_settings(&settings).map_err(StartupError::Egress)?);
         let fhir = FhirClient::new(&settings.fhir, egress.guard()).map_err(|e| StartupError::Http(e.to_string()))?;
@@ -200,6 +200,7 @@ fn run(listener: TcpListener, state: AppState) -> Result<Server, StartupError> {
     let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
     let server = HttpServer::new(move || {
         App::new()
+            .wrap(security_headers())
             .wrap(cors(&settings.server.cors_allowed_origins))
             .wrap(TracingLogger::default())
             .app_data(data.clone())
@@ -214,6 +215,17 @@ fn run(listener: TcpListener, state: AppState) -> Result<Server, StartupError> {
     .map_err(|source| StartupError::Bind { addr, source })?
     .run();
     Ok(server)
+}
+
+/// Every answer carries patient data or decisions about it: no cache keeps it, and the pages
+/// load nothing from elsewhere and run no script (they need none), cannot be framed, and send no
+/// referrer. A handler that sets one of these itself keeps its own value.
+fn security_headers() -> DefaultHeaders {
+    DefaultHeaders::new()
+        .add((header::CACHE_CONTROL, "no-store"))
+        .add((header::CONTENT_SECURITY_POLICY, "default-src 'none'; style-src 'unsafe-inline'; img-src data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"))
+        .add((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+        .add((header::REFERRER_POLICY, "no-referrer"))
 }
 
 /// CDS Hooks clients may run in a browser (the sandbox, SMART apps): allow the configured origins,

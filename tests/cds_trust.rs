@@ -278,6 +278,19 @@ async fn service_url_as_aud_opens_that_service_and_its_feedback_only() {
     assert!(matches!(e, AuthError::WrongAudience { .. }), "{e}");
 }
 
+/// The spec's `aud` is the endpoint invoked: a token minted for discovery opens discovery and
+/// nothing else, so one captured discovery token cannot call a service or file feedback.
+#[tokio::test]
+async fn discovery_url_as_aud_opens_discovery_only() {
+    let ehr = Ehr::with_keys(&[("es384-a", "ES384")]);
+    let verifier = inline_verifier(&ehr);
+    accepted(&verifier, &ehr.sign("es384-a", DISCOVERY, &[]), DISCOVERY).await;
+    for endpoint in [SERVICE.to_string(), format!("{SERVICE}/feedback")] {
+        let e = refused(&verifier, &ehr.sign("es384-a", DISCOVERY, &[]), &endpoint).await;
+        assert!(matches!(e, AuthError::WrongAudience { .. }), "{endpoint}: {e}");
+    }
+}
+
 #[tokio::test]
 async fn a_silent_client_is_reported_as_silent() {
     let ehr = Ehr::with_keys(&[("es384-a", "ES384")]);
@@ -287,12 +300,13 @@ async fn a_silent_client_is_reported_as_silent() {
 }
 
 #[tokio::test]
-async fn a_configured_audience_replaces_the_default() {
+async fn an_explicit_audience_is_accepted_at_every_endpoint_of_that_client() {
     let ehr = Ehr::with_keys(&[("es384-a", "ES384")]);
     let audience = "https://cds.hospital.example/neuro/cds-services";
     let verifier = verifier(json!([{ "iss": ISS, "jwks": ehr.jwks(), "audience": audience }]));
     accepted(&verifier, &ehr.sign("es384-a", audience, &[]), SERVICE).await;
-    let e = refused(&verifier, &ehr.sign("es384-a", DISCOVERY, &[]), DISCOVERY).await;
+    accepted(&verifier, &ehr.sign("es384-a", audience, &[]), DISCOVERY).await;
+    let e = refused(&verifier, &ehr.sign("es384-a", "https://elsewhere.example/cds-services", &[]), DISCOVERY).await;
     assert!(matches!(e, AuthError::WrongAudience { .. }), "{e}");
 }
 

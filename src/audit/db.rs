@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use diesel::{QueryableByName, sql_query, sql_types::Text};
 use diesel_async::{
-    AsyncConnection, AsyncPgConnection, RunQueryDsl,
+    AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection,
     async_connection_wrapper::AsyncConnectionWrapper,
     pooled_connection::{
         AsyncDieselConnectionManager, ManagerConfig,
@@ -63,12 +63,24 @@ impl Database {
         let runtime = tokio::runtime::Handle::try_current()
             .map_err(|_| AuditError::Pool("must be called inside a tokio runtime".into()))?;
         let mut config = ManagerConfig::default();
+        // Set on every new connection: a statement waits for a lock, or runs, only so long.
+        let limits = format!(
+            "SET lock_timeout = {}; SET statement_timeout = {}; SET idle_in_transaction_session_timeout = {}",
+            settings.lock_timeout_ms,
+            settings.statement_timeout_ms,
+            settings.statement_timeout_ms.saturating_mul(2),
+        );
         config.custom_setup = Box::new(move |url| {
             let url = url.to_owned();
             let runtime = runtime.clone();
+            let limits = limits.clone();
             Box::pin(async move {
                 runtime
-                    .spawn(async move { AsyncPgConnection::establish(&url).await })
+                    .spawn(async move {
+                        let mut conn = AsyncPgConnection::establish(&url).await?;
+                        conn.batch_execute(&limits).await.map_err(|e| diesel::ConnectionError::BadConnection(format!("cannot set the session limits: {e}")))?;
+                        Ok(conn)
+                    })
                     .await
                     .map_err(|e| diesel::ConnectionError::BadConnection(format!("connection task failed: {e}")))?
             })

@@ -165,7 +165,12 @@ struct Inner {
 /// A trusted client, with its configuration turned into keys and key sources.
 struct Client {
     iss: String,
-    audience: String,
+    /// The public base of the endpoints (`<public_base_url>/cds-services`): a token's `aud`
+    /// must be the endpoint invoked, or the service a feedback endpoint belongs to.
+    endpoints: String,
+    /// An `aud` configured for this client (`trust.clients[].audience`) that opens every
+    /// endpoint: looser than the spec, so only when an operator asks for it.
+    shared_audience: Option<String>,
     algorithms: Vec<SigningAlgorithm>,
     inline: KeyMap,
     jwks_url: Option<Arc<RemoteJwks>>,
@@ -187,7 +192,7 @@ impl Verifier {
         let trust = &settings.trust;
         let mut clients = HashMap::new();
         for (index, config) in trust.clients.iter().enumerate() {
-            let client = Client::from_config(index, config, settings.audience_for(config))?;
+            let client = Client::from_config(index, config, settings.cds_services_url())?;
             if clients.contains_key(&client.iss) {
                 return Err(TrustError::DuplicateIssuer { index, iss: client.iss });
             }
@@ -214,8 +219,9 @@ impl Verifier {
     /// of the endpoint invoked: `<public_base_url>/cds-services` for discovery,
     /// `…/cds-services/{id}` for a service, `…/cds-services/{id}/feedback` for feedback).
     ///
-    /// `aud` must equal the client's configured audience, or name an endpoint under it that
-    /// the request is addressed to (`…/cds-services/{id}` also covers its `/feedback`).
+    /// `aud` must name the endpoint invoked (`…/cds-services/{id}` also covers its
+    /// `/feedback`), as CDS Hooks 2.0 says; the discovery URL opens discovery only. A client
+    /// configured with an explicit `audience` may use that one value for every endpoint.
     /// A token is accepted once: its `jti` is remembered until it would expire anyway.
     pub async fn verify(&self, authorization_header: Option<&str>, endpoint_url: &str) -> Result<VerifiedClient, AuthError> {
         let inner = &*self.inner;
@@ -254,7 +260,7 @@ impl Verifier {
 
         // From here on the claims are the EHR's own.
         let audiences = claims.aud.map(Audience::into_vec).unwrap_or_default();
-        if !audiences.iter().any(|aud| audience_matches(aud, &client.audience, endpoint_url)) {
+        if !audiences.iter().any(|aud| audience_matches(aud, &client.endpoints, client.shared_audience.as_deref(), endpoint_url)) {
             return Err(AuthError::WrongAudience { iss: iss.clone(), aud: audiences.iter().map(|a| clip(a)).collect() });
         }
         let missing = |claim| AuthError::MissingClaim { iss: iss.clone(), claim };
@@ -288,7 +294,7 @@ impl Verifier {
 }
 
 impl Client {
-    fn from_config(index: usize, config: &TrustedClient, audience: String) -> Result<Client, TrustError> {
+    fn from_config(index: usize, config: &TrustedClient, endpoints: String) -> Result<Client, TrustError> {
         if config.jwks.is_none() && config.jwks_url.is_none() && config.allowed_jku.is_empty() {
             return Err(TrustError::NoKeySource { index });
         }
@@ -327,7 +333,8 @@ impl Client {
         }
         Ok(Client {
             iss: config.iss.clone(),
-            audience: audience.trim_end_matches('/').to_string(),
+            endpoints: endpoints.trim_end_matches('/').to_string(),
+            shared_audience: config.audience.as_deref().map(|a| a.trim_end_matches('/').to_string()),
             algorithms,
             inline,
             jwks_url,
@@ -459,17 +466,18 @@ impl Audience {
     }
 }
 
-/// Whether `aud` names this request: the client's audience itself, or an endpoint under it
-/// that `endpoint_url` is (or lies under, as `…/{id}/feedback` lies under `…/{id}`).
-/// Trailing slashes are ignored; otherwise the comparison is exact.
-fn audience_matches(aud: &str, audience: &str, endpoint_url: &str) -> bool {
+/// Whether `aud` names this request: the endpoint invoked itself, or a service endpoint under
+/// `endpoints` that `endpoint_url` lies under (`…/{id}/feedback` lies under `…/{id}`), or the
+/// client's explicitly configured shared audience. Trailing slashes are ignored; otherwise the
+/// comparison is exact.
+fn audience_matches(aud: &str, endpoints: &str, shared_audience: Option<&str>, endpoint_url: &str) -> bool {
     let aud = aud.trim_end_matches('/');
     let endpoint = endpoint_url.trim_end_matches('/');
-    if aud == audience {
+    if shared_audience == Some(aud) || aud == endpoint {
         return true;
     }
     let under = |url: &str, base: &str| url.strip_prefix(base).is_some_and(|rest| rest.starts_with('/'));
-    under(aud, audience) && (endpoint == aud || under(endpoint, aud))
+    under(aud, endpoints) && under(endpoint, aud)
 }
 
 /// RFC 7519 NumericDate: seconds, possibly fractional. Fractions are dropped.
@@ -496,17 +504,30 @@ mod tests {
     use super::*;
 
     #[test]
-    fn audience_is_the_configured_url_or_the_invoked_endpoint_under_it() {
+    fn audience_is_the_invoked_endpoint_or_the_service_of_its_feedback() {
         let base = "https://cds.example.org/cds-services";
         let service = "https://cds.example.org/cds-services/neurocds";
-        assert!(audience_matches(base, base, service));
-        assert!(audience_matches(&format!("{base}/"), base, base));
-        assert!(audience_matches(service, base, service));
-        assert!(audience_matches(service, base, &format!("{service}/feedback")));
-        assert!(!audience_matches("https://cds.example.org/cds-services/other", base, service));
-        assert!(!audience_matches("https://cds.example.org/cds-servicesX", base, "https://cds.example.org/cds-servicesX"));
-        assert!(!audience_matches("https://evil.example.org/cds-services", base, service));
-        assert!(!audience_matches(service, base, base), "a service aud does not open discovery");
+        let feedback = format!("{service}/feedback");
+        assert!(audience_matches(base, base, None, base), "discovery's own URL opens discovery");
+        assert!(audience_matches(&format!("{base}/"), base, None, base));
+        assert!(audience_matches(service, base, None, service));
+        assert!(audience_matches(service, base, None, &feedback));
+        assert!(audience_matches(&feedback, base, None, &feedback));
+        assert!(!audience_matches(base, base, None, service), "the discovery URL does not open a service");
+        assert!(!audience_matches(base, base, None, &feedback));
+        assert!(!audience_matches("https://cds.example.org/cds-services/other", base, None, service));
+        assert!(!audience_matches("https://cds.example.org/cds-servicesX", base, None, "https://cds.example.org/cds-servicesX/a"));
+        assert!(!audience_matches("https://evil.example.org/cds-services", base, None, service));
+        assert!(!audience_matches(service, base, None, base), "a service aud does not open discovery");
+    }
+
+    #[test]
+    fn an_explicit_shared_audience_opens_every_endpoint() {
+        let base = "https://cds.example.org/cds-services";
+        let shared = "https://cds.hospital.example/neuro";
+        assert!(audience_matches(shared, base, Some(shared), &format!("{base}/neurocds")));
+        assert!(audience_matches(shared, base, Some(shared), base));
+        assert!(!audience_matches(base, base, Some(shared), &format!("{base}/neurocds")));
     }
 
     #[test]

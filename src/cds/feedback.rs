@@ -1,5 +1,7 @@
 //! `POST /cds-services/{id}/feedback` (CDS Hooks 2.0 §Feedback): what the clinician did with a
-//! card, stored against the decision the card came from.
+//! card, stored against the decision the card came from. Only the client that was given the
+//! card, at the service that gave it, may say what happened to it: feedback on any other card
+//! is 404 and stores nothing, so no client can move another's override rates.
 //!
 //! ```json
 //! { "feedback": [ { "card": "<card uuid>", "outcome": "overridden",
@@ -74,14 +76,15 @@ pub async fn feedback(req: HttpRequest, path: web::Path<String>, body: web::Byte
         let outcome_at = outcome_at.to_offset(time::UtcOffset::UTC);
         let outcome_at = outcome_at.replace_nanosecond(outcome_at.nanosecond() / 1000 * 1000).unwrap_or(outcome_at);
         let decision = state.db.decision_by_card(card).await.map_err(|e| CdsError::Overloaded(format!("the audit trail is unavailable: {e}")))?;
-        if decision.is_none() {
-            tracing::warn!(card = %card, "feedback for a card neurocds has no record of");
-        }
+        let Some(decision) = decision.filter(|d| d.record.client_iss == client.iss && d.record.service_id == service_id) else {
+            tracing::warn!(card = %card, iss = %client.iss, "feedback on a card this service did not give this client");
+            return Err(CdsError::UnknownCard(card));
+        };
         records.push(FeedbackRecord {
             feedback_id: Uuid::new_v4(),
             recorded_at: now_micros(),
             card_uuid: card,
-            decision_id: decision.map(|d| d.record.decision_id),
+            decision_id: Some(decision.record.decision_id),
             service_id: service_id.clone(),
             client_iss: client.iss.clone(),
             outcome: item.outcome,

@@ -23,6 +23,10 @@ pub enum CdsError {
     Unauthorized,
     #[error("no CDS service `{0}` here; GET /cds-services lists them")]
     UnknownService(String),
+    /// Feedback on a card this service never gave the caller: unknown, or another client's
+    /// (the two are answered alike, so the answer says nothing about other clients' cards).
+    #[error("card {0} is not one this service gave you")]
+    UnknownCard(uuid::Uuid),
     #[error("{0}")]
     PreconditionFailed(String),
     #[error("{0}")]
@@ -34,7 +38,7 @@ impl CdsError {
         match self {
             CdsError::BadRequest(_) => "invalid",
             CdsError::Unauthorized => "security",
-            CdsError::UnknownService(_) => "not-found",
+            CdsError::UnknownService(_) | CdsError::UnknownCard(_) => "not-found",
             CdsError::PreconditionFailed(_) => "incomplete",
             CdsError::Overloaded(_) => "transient",
         }
@@ -54,7 +58,7 @@ impl ResponseError for CdsError {
         match self {
             CdsError::BadRequest(_) => StatusCode::BAD_REQUEST,
             CdsError::Unauthorized => StatusCode::UNAUTHORIZED,
-            CdsError::UnknownService(_) => StatusCode::NOT_FOUND,
+            CdsError::UnknownService(_) | CdsError::UnknownCard(_) => StatusCode::NOT_FOUND,
             CdsError::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
             CdsError::Overloaded(_) => StatusCode::SERVICE_UNAVAILABLE,
         }

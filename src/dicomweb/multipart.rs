@@ -1,8 +1,12 @@
 //! The WADO-RS answer for a series: a `multipart/related; type="application/dicom"` body with
 //! one Part-10 instance per part, read as a stream so that the per-series limits stop a runaway
-//! answer before it fills memory.
+//! answer before it fills memory. Each part is parsed on the blocking pool while the next one
+//! arrives; a deflated data set counts its inflated size against the series' byte budget before
+//! it is inflated into memory, so a deflate bomb is refused, never expanded.
 
-use dicom_object::{DefaultDicomObject, OpenFileOptions};
+use std::io::Read;
+
+use dicom_object::{DefaultDicomObject, FileMetaTable, OpenFileOptions};
 use futures_util::StreamExt;
 
 use super::{DicomWebError, Step};
@@ -36,13 +40,13 @@ pub(crate) async fn read_instances(response: reqwest::Response, url: &str, limit
     let multipart_err = |e: multer::Error| DicomWebError::Multipart { step, url: url.into(), reason: e.to_string() };
     let body = response.bytes_stream().map(|r| r.map_err(|e| e.without_url()));
     let mut parts = multer::Multipart::new(body, boundary);
-    let mut instances = Vec::new();
+    let mut parsing: Vec<tokio::task::JoinHandle<Result<(DefaultDicomObject, u64), String>>> = Vec::new();
     let mut total: u64 = 0;
     while let Some(mut field) = parts.next_field().await.map_err(multipart_err)? {
-        if instances.len() == limits.max_instances {
+        if parsing.len() == limits.max_instances {
             return Err(DicomWebError::TooManyInstances { step, url: url.into(), limit: limits.max_instances });
         }
-        let part = instances.len();
+        let part = parsing.len();
         if let Some(ct) = field.content_type().filter(|ct| ct.essence_str() != "application/dicom") {
             return Err(DicomWebError::BadInstance { step, url: url.into(), part, reason: format!("Content-Type {ct}") });
         }
@@ -54,20 +58,124 @@ pub(crate) async fn read_instances(response: reqwest::Response, url: &str, limit
             }
             buf.extend_from_slice(&chunk);
         }
-        // Parts are Part-10 files with their 128-byte preamble; `ReadPreamble::Auto` (the
-        // default) also accepts the rare server that strips it.
-        let obj = OpenFileOptions::new().from_reader(buf.as_slice()).map_err(|e| DicomWebError::BadInstance { step, url: url.into(), part, reason: e.to_string() })?;
-        instances.push(obj);
+        let inflate_budget = limits.max_bytes;
+        parsing.push(tokio::task::spawn_blocking(move || parse_part(&buf, inflate_budget)));
     }
-    if instances.is_empty() {
+    if parsing.is_empty() {
         return Err(DicomWebError::EmptySeries { step, url: url.into() });
+    }
+    let mut instances = Vec::with_capacity(parsing.len());
+    let mut inflated: u64 = 0;
+    for (part, parsed) in parsing.into_iter().enumerate() {
+        let bad = |reason: String| DicomWebError::BadInstance { step, url: url.into(), part, reason };
+        let (obj, inflated_bytes) = parsed.await.map_err(|e| bad(format!("parsing stopped: {e}")))?.map_err(bad)?;
+        inflated += inflated_bytes;
+        if inflated > limits.max_bytes {
+            return Err(DicomWebError::TooLarge { step, url: url.into(), limit: limits.max_bytes });
+        }
+        instances.push(obj);
     }
     Ok(instances)
 }
 
+/// Deflated Explicit VR Little Endian: the data set after the meta group is one deflate stream.
+const DEFLATED_EXPLICIT_VR_LE: &str = "1.2.840.10008.1.2.1.99";
+
+/// Parses one part as a Part-10 file, returning it with the inflated size of a deflated data set
+/// (0 for any other transfer syntax). Blocking.
+fn parse_part(buf: &[u8], inflate_budget: u64) -> Result<(DefaultDicomObject, u64), String> {
+    let inflated = inflated_size(buf, inflate_budget)?;
+    // Parts are Part-10 files with their 128-byte preamble; `ReadPreamble::Auto` (the default)
+    // also accepts the rare server that strips it.
+    let obj = OpenFileOptions::new().from_reader(buf).map_err(|e| e.to_string())?;
+    Ok((obj, inflated))
+}
+
+/// For a deflated data set, how many bytes it inflates to, counted without keeping them and
+/// refused as soon as the count passes `budget`. 0 for other transfer syntaxes, and for parts
+/// whose meta group does not parse (the full parse then says what is wrong).
+fn inflated_size(buf: &[u8], budget: u64) -> Result<u64, String> {
+    let mut rest = match buf.get(128..132) {
+        Some(b"DICM") => &buf[128..],
+        _ => buf,
+    };
+    let Ok(meta) = FileMetaTable::from_reader(&mut rest) else {
+        return Ok(0);
+    };
+    if meta.transfer_syntax() != DEFLATED_EXPLICIT_VR_LE {
+        return Ok(0);
+    }
+    let mut inflater = flate2::read::DeflateDecoder::new(rest).take(budget.saturating_add(1));
+    let inflated = std::io::copy(&mut inflater, &mut std::io::sink()).map_err(|e| format!("deflated data set: {e}"))?;
+    if inflated > budget {
+        return Err(format!("the deflated data set inflates to more than {budget} bytes (the series byte limit)"));
+    }
+    Ok(inflated)
+}
+
 #[cfg(test)]
 mod tests {
+    use std::io::Write;
+
+    use dicom_core::{DataElement, PrimitiveValue, VR};
+    use dicom_dictionary_std::tags;
+    use dicom_object::{FileMetaTableBuilder, InMemDicomObject};
+    use dicom_transfer_syntax_registry::TransferSyntaxIndex;
+
     use super::*;
+
+    fn meta(ts: &str) -> FileMetaTable {
+        FileMetaTableBuilder::new()
+            .transfer_syntax(ts)
+            .media_storage_sop_class_uid("1.2.840.10008.5.1.4.1.1.4")
+            .media_storage_sop_instance_uid("2.25.1")
+            .build()
+            .unwrap()
+    }
+
+    /// A Part-10 file: preamble, `DICM`, meta group, then `dataset` as given.
+    fn part10(ts: &str, dataset: &[u8]) -> Vec<u8> {
+        let mut file = vec![0u8; 128];
+        file.extend_from_slice(b"DICM");
+        meta(ts).write(&mut file).unwrap();
+        file.extend_from_slice(dataset);
+        file
+    }
+
+    fn deflate(bytes: &[u8]) -> Vec<u8> {
+        let mut enc = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::best());
+        enc.write_all(bytes).unwrap();
+        enc.finish().unwrap()
+    }
+
+    #[test]
+    fn a_deflate_bomb_is_refused_by_its_inflated_size_before_it_is_parsed() {
+        // 64 MiB of zeros deflates to about 64 KiB: a 1000:1 bomb in miniature.
+        let bomb = part10(DEFLATED_EXPLICIT_VR_LE, &deflate(&vec![0u8; 64 << 20]));
+        assert!(bomb.len() < 200_000, "{}", bomb.len());
+        let e = parse_part(&bomb, 16 << 20).map(|_| ()).unwrap_err();
+        assert!(e.contains("inflates to more than 16777216 bytes"), "{e}");
+    }
+
+    #[test]
+    fn a_real_deflated_instance_within_the_budget_parses() {
+        let mut obj = InMemDicomObject::new_empty();
+        obj.put(DataElement::new(tags::PATIENT_ID, VR::LO, PrimitiveValue::from("p-deflated")));
+        obj.put(DataElement::new(tags::ROWS, VR::US, PrimitiveValue::from(4_u16)));
+        let mut dataset = Vec::new();
+        let ts = dicom_transfer_syntax_registry::TransferSyntaxRegistry.get(DEFLATED_EXPLICIT_VR_LE).unwrap();
+        obj.write_dataset_with_ts(&mut dataset, ts).unwrap();
+        let file = part10(DEFLATED_EXPLICIT_VR_LE, &dataset);
+        let (parsed, inflated) = parse_part(&file, 1 << 20).unwrap();
+        assert!(inflated > 0 && inflated < 1024, "{inflated}");
+        assert_eq!(parsed.element(tags::PATIENT_ID).unwrap().to_str().unwrap().trim_end(), "p-deflated");
+    }
+
+    #[test]
+    fn other_transfer_syntaxes_are_not_inflated() {
+        assert_eq!(inflated_size(&part10("1.2.840.10008.1.2.1", &[]), 0).unwrap(), 0);
+        assert_eq!(inflated_size(b"not dicom at all", 0).unwrap(), 0);
+    }
 
     #[test]
     fn boundary_is_read_from_a_multipart_related_content_type() {

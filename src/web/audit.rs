@@ -5,7 +5,7 @@ use actix_web::{HttpRequest, HttpResponse, http::StatusCode, web};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::staff::StaffAuthError;
+use super::staff::{StaffAuthError, View};
 use crate::{
     audit::{
         StoredDecision,
@@ -26,7 +26,7 @@ pub struct ListQuery {
 
 pub fn deny(e: StaffAuthError) -> HttpResponse {
     tracing::warn!(reason = %e, "refused a staff request");
-    let status = if matches!(e, StaffAuthError::NoRole) { StatusCode::FORBIDDEN } else { StatusCode::UNAUTHORIZED };
+    let status = if matches!(e, StaffAuthError::NoRole | StaffAuthError::NotAllowed { .. }) { StatusCode::FORBIDDEN } else { StatusCode::UNAUTHORIZED };
     HttpResponse::build(status).insert_header(("WWW-Authenticate", "Bearer")).json(operation_outcome("security", if status == StatusCode::FORBIDDEN { "forbidden" } else { "unauthorized" }))
 }
 
@@ -35,7 +35,8 @@ fn unavailable(e: impl std::fmt::Display) -> HttpResponse {
 }
 
 pub async fn list(req: HttpRequest, q: web::Query<ListQuery>, state: web::Data<AppState>) -> HttpResponse {
-    if let Err(e) = state.staff.verify_request(&req) {
+    let view = if matches!(q.format.as_deref(), Some("csv" | "fhir")) { View::DecisionExport } else { View::DecisionLog };
+    if let Err(e) = state.staff.authorize(&req, view).await {
         return deny(e);
     }
     let cursor = match q.cursor.as_deref().map(decode_cursor) {
@@ -59,7 +60,7 @@ pub async fn list(req: HttpRequest, q: web::Query<ListQuery>, state: web::Data<A
 }
 
 pub async fn summary(req: HttpRequest, q: web::Query<DecisionFilter>, state: web::Data<AppState>) -> HttpResponse {
-    if let Err(e) = state.staff.verify_request(&req) {
+    if let Err(e) = state.staff.authorize(&req, View::DecisionLog).await {
         return deny(e);
     }
     match state.db.summary(&q).await {

@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 use super::{
     audit::deny,
-    staff::{COOKIE, StaffAuthError},
+    staff::{COOKIE, StaffAuthError, View},
 };
 use crate::{
     audit::query::{DecisionFilter, decode_cursor},
@@ -61,7 +61,7 @@ fn stage_timings(stored: &Value) -> Vec<Value> {
 }
 
 pub async fn report(req: HttpRequest, path: web::Path<String>, state: web::Data<AppState>) -> HttpResponse {
-    if let Err(e) = state.staff.verify_request(&req) {
+    if let Err(e) = state.staff.authorize(&req, View::CaseReport).await {
         return signin_or_deny(&req, e);
     }
     let Ok(id) = Uuid::parse_str(&path) else {
@@ -215,9 +215,10 @@ fn serde_urlencoded_pairs(f: &RawFilter) -> String {
 }
 
 pub async fn audit(req: HttpRequest, q: web::Query<AuditPageQuery>, state: web::Data<AppState>) -> HttpResponse {
-    if let Err(e) = state.staff.verify_request(&req) {
-        return signin_or_deny(&req, e);
-    }
+    let user = match state.staff.authorize(&req, View::DecisionLog).await {
+        Ok(user) => user,
+        Err(e) => return signin_or_deny(&req, e),
+    };
     let filter = match q.filter.parse() {
         Ok(f) => f,
         Err(msg) => return HttpResponse::BadRequest().content_type("text/plain").body(msg),
@@ -257,14 +258,16 @@ pub async fn audit(req: HttpRequest, q: web::Query<AuditPageQuery>, state: web::
             "summary": summary,
             "rows": rows,
             "next": page_rows.next.map(|c| format!("/audit?{qs}{sep}cursor={c}")),
-            "csv": format!("/audit/decisions?{qs}{sep}format=csv"),
-            "fhir": format!("/audit/decisions?{qs}{sep}format=fhir"),
+            "export": View::DecisionExport.allows(user.role).then(|| json!({
+                "csv": format!("/audit/decisions?{qs}{sep}format=csv"),
+                "fhir": format!("/audit/decisions?{qs}{sep}format=fhir"),
+            })),
         }),
     )
 }
 
 pub async fn models(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
-    if let Err(e) = state.staff.verify_request(&req) {
+    if let Err(e) = state.staff.authorize(&req, View::ModelCard).await {
         return signin_or_deny(&req, e);
     }
     let device = crate::inference::device::device_name(state.engine.device());
@@ -283,7 +286,7 @@ pub struct LoginForm {
 /// Checks the pasted token and keeps it in an HttpOnly, SameSite=Strict cookie.
 pub async fn login(form: web::Form<LoginForm>, state: web::Data<AppState>) -> HttpResponse {
     let token = form.token.trim();
-    match state.staff.verify(token) {
+    match state.staff.verify(token).await {
         Ok(_) => {
             let secure = state.settings.server.public_base_url.scheme() == "https";
             let cookie = Cookie::build(COOKIE, token.to_owned()).path("/").http_only(true).same_site(SameSite::Strict).secure(secure).finish();

@@ -238,3 +238,21 @@ async fn the_service_writes_signed_checkpoints_while_the_log_grows() {
     assert_eq!(broken, None);
     assert!(lines >= 1);
 }
+
+/// A lock held elsewhere (a maintenance transaction, a stuck session) fails the service's
+/// statement after `database.lock_timeout_ms` instead of holding its connection without end.
+#[tokio::test]
+async fn a_lock_held_elsewhere_fails_the_statement_instead_of_hanging_it() {
+    use diesel_async::SimpleAsyncConnection;
+    let app = spawn_app_with(json!({ "database": { "lock_timeout_ms": 300 } })).await;
+    three_decisions(&app).await;
+    let mut maintenance = AsyncPgConnection::establish(&app.db_url).await.unwrap();
+    maintenance.batch_execute("BEGIN; LOCK TABLE decisions IN ACCESS EXCLUSIVE MODE").await.unwrap();
+
+    let waited = tokio::time::timeout(std::time::Duration::from_secs(10), app.app.db.verify_chains()).await;
+    let failed = waited.expect("the statement fails after lock_timeout, it does not wait for the lock");
+    assert!(failed.is_err(), "the table was locked: {failed:?}");
+
+    maintenance.batch_execute("ROLLBACK").await.unwrap();
+    assert_eq!(app.app.db.verify_chains().await.unwrap(), (3, None), "the pool works again once the lock is gone");
+}

@@ -96,3 +96,91 @@ async fn the_pages_render_for_staff_and_send_browsers_without_a_token_to_sign_in
     let with_cookie = no_redirect.get(format!("{}/audit", app.base)).header("Cookie", cookie.split(';').next().unwrap()).send().await.unwrap();
     assert_eq!(with_cookie.status(), 200);
 }
+
+/// The per-route rule table: both roles read the log, only compliance takes it out in bulk, and
+/// the log page offers the export only to those who may use it.
+#[tokio::test]
+async fn only_compliance_exports_the_decision_log() {
+    let idp = Idp::new();
+    let app = app_with_staff(&idp).await;
+    decisions_for(&app, 1).await;
+    let (compliance, neuro) = (idp.token(Some("compliance")), idp.token(Some("neuro-oncology")));
+    for export in ["/audit/decisions?format=csv", "/audit/decisions?format=fhir"] {
+        assert_eq!(get(&app, export, Some(&neuro)).await.status(), 403, "{export}");
+        assert_eq!(get(&app, export, Some(&compliance)).await.status(), 200, "{export}");
+    }
+    assert_eq!(get(&app, "/audit/summary", Some(&neuro)).await.status(), 200);
+    let neuro_page = get(&app, "/audit", Some(&neuro)).await.text().await.unwrap();
+    assert!(!neuro_page.contains("format=csv"), "the export link is not offered to neuro-oncology");
+    let compliance_page = get(&app, "/audit", Some(&compliance)).await.text().await.unwrap();
+    assert!(compliance_page.contains("format=csv"));
+}
+
+/// Pages and API answers carry patient data: no cache may keep them, and the pages run no
+/// script, load nothing from elsewhere and cannot be framed.
+#[tokio::test]
+async fn staff_answers_are_not_cached_and_pages_are_locked_down() {
+    let idp = Idp::new();
+    let app = app_with_staff(&idp).await;
+    decisions_for(&app, 1).await;
+    let t = idp.token(Some("compliance"));
+    for path in ["/audit", "/models", "/audit/decisions", "/audit/summary", "/login"] {
+        let r = get(&app, path, Some(&t)).await;
+        assert_eq!(r.status(), 200, "{path}");
+        let h = r.headers();
+        assert_eq!(h["cache-control"], "no-store", "{path}");
+        let csp = h["content-security-policy"].to_str().unwrap();
+        assert!(csp.contains("default-src 'none'") && csp.contains("frame-ancestors 'none'") && !csp.contains("script-src"), "{path}: {csp}");
+        assert_eq!(h["x-content-type-options"], "nosniff", "{path}");
+        assert_eq!(h["referrer-policy"], "no-referrer", "{path}");
+    }
+}
+
+/// A JWKS served over HTTP whose content the test replaces (the IdP rotating its key).
+struct JwksServer {
+    url: String,
+    body: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl JwksServer {
+    async fn start(jwks: String) -> JwksServer {
+        let body = std::sync::Arc::new(std::sync::Mutex::new(jwks));
+        let shared = body.clone();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://127.0.0.1:{}/jwks.json", listener.local_addr().unwrap().port());
+        let server = actix_web::HttpServer::new(move || {
+            let shared = shared.clone();
+            actix_web::App::new().route("/jwks.json", actix_web::web::get().to(move || {
+                let text = shared.lock().unwrap().clone();
+                async move { actix_web::HttpResponse::Ok().content_type("application/json").body(text) }
+            }))
+        })
+        .workers(1)
+        .listen(listener)
+        .unwrap()
+        .run();
+        tokio::spawn(server);
+        JwksServer { url, body }
+    }
+
+    fn serve(&self, jwks: String) {
+        *self.body.lock().unwrap() = jwks;
+    }
+}
+
+/// The staff JWKS is not read once for the life of the process: a token signed with the
+/// identity provider's new key is accepted as soon as the new set is published.
+#[tokio::test]
+async fn a_rotated_staff_key_is_fetched_when_a_token_names_it() {
+    let (old, new) = (Idp::with_kid("idp-2025"), Idp::with_kid("idp-2026"));
+    let jwks = JwksServer::start(old.jwks()).await;
+    let app = spawn_app_with(json!({ "staff": { "issuer": STAFF_ISS, "jwks_url": jwks.url } })).await;
+    assert_eq!(get(&app, "/audit/summary", Some(&old.token(Some("compliance")))).await.status(), 200);
+
+    jwks.serve(new.jwks());
+    assert_eq!(get(&app, "/audit/summary", Some(&new.token(Some("compliance")))).await.status(), 200, "the rotated key is fetched");
+    // Unknown kids cannot make it fetch on every request: one refresh per 30 s at most.
+    let stranger = Idp::with_kid("not-published");
+    jwks.serve(stranger.jwks());
+    assert_eq!(get(&app, "/audit/summary", Some(&stranger.token(Some("compliance")))).await.status(), 401, "refresh throttled");
+}

@@ -62,8 +62,8 @@ async fn browser_clients_get_cors_preflight_answers() {
 #[tokio::test]
 async fn medplum_client_discovers_and_calls_the_order_sign_service() {
     let app = spawn_app().await;
-    let aud = format!("{}/cds-services", app.base);
-    let (t1, t2) = (ehr().token(&aud, &[]), ehr().token(&aud, &[]));
+    let discovery = format!("{}/cds-services", app.base);
+    let (t1, t2) = (ehr().token(&discovery, &[]), ehr().token(&app.service_url("neurocds-brain-mri-order-sign"), &[]));
     let mut body = crate::helpers::brain_mri_hook("order-sign", "p1", Some(serde_json::json!({ "patient": null, "priorImaging": null })), None);
     body["context"]["draftOrders"]["entry"][0]["resource"]["code"]["coding"][0]["code"] = serde_json::json!("73721");
     let node_modules = crate::helpers::python().join("node/node_modules");

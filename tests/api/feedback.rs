@@ -2,7 +2,7 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::{
-    helpers::{TestApp, brain_mri_hook, peer, spawn_app},
+    helpers::{TestApp, brain_mri_hook, ehr, ehr_client, peer, spawn_app, spawn_app_with},
     hooks::{decisions, patient_with_prior_mr, seed_fhir},
 };
 
@@ -68,6 +68,31 @@ async fn feedback_that_breaks_the_spec_is_400_and_stores_nothing() {
         assert_eq!(post_feedback(&app, &c).await, 400, "{c}");
     }
     assert!(feedback_rows(&app).await.is_empty());
+}
+
+/// Only the client a card was given to may say what became of it: another trusted client's
+/// feedback on that card, and feedback on a card nobody was given, are answered alike (404) and
+/// store nothing, so no client can move another's override rates.
+#[tokio::test]
+async fn feedback_on_a_card_given_to_another_client_is_404_and_stores_nothing() {
+    const OTHER: &str = "https://other-ehr.test.neurocds.org";
+    let app = spawn_app_with(json!({ "trust": { "clients": [ehr_client(json!({})), { "iss": OTHER, "jwks": ehr().jwks() }] } })).await;
+    let card = a_card(&app).await;
+    let item = |card: &Value| json!({ "feedback": [{ "card": card, "outcome": "overridden", "outcomeTimestamp": "2026-11-26T10:00:00Z" }] });
+    let url = format!("{}/feedback", app.service_url(SIGN));
+    let from_other = ehr().token(&app.service_url(SIGN), &["--iss", OTHER]);
+    let r = app.http.post(&url).bearer_auth(from_other).json(&item(&card["uuid"])).send().await.unwrap();
+    assert_eq!(r.status(), 404, "another client's card");
+    let foreign_text = r.text().await.unwrap();
+
+    let nobodys = json!(Uuid::new_v4());
+    let r = app.http.post(&url).bearer_auth(ehr().token(&app.service_url(SIGN), &[])).json(&item(&nobodys)).send().await.unwrap();
+    assert_eq!(r.status(), 404, "a card nobody was given");
+    let unknown_text = r.text().await.unwrap();
+    assert_eq!(foreign_text.replace(card["uuid"].as_str().unwrap(), "X"), unknown_text.replace(nobodys.as_str().unwrap(), "X"), "the two answers tell nothing apart");
+    assert!(feedback_rows(&app).await.is_empty());
+
+    assert_eq!(post_feedback(&app, &item(&card["uuid"])).await, 200, "the client it was given to");
 }
 
 #[tokio::test]

@@ -118,20 +118,26 @@ pub const STAFF_ISS: &str = "https://idp.test.neurocds.org";
 /// The hospital's identity provider for staff: an ES256 key and tokens with a `role` claim.
 pub struct Idp {
     dir: PathBuf,
+    kid: String,
 }
 
 impl Idp {
     pub fn new() -> Idp {
+        Idp::with_kid("idp-1")
+    }
+
+    /// An identity provider whose key has this `kid` (a rotated key has another).
+    pub fn with_kid(kid: &str) -> Idp {
         let dir = std::env::temp_dir().join(format!("neurocds-idp-{}", Uuid::new_v4().simple()));
         let ok = Command::new(tools_python())
             .args(["scripts/ehr_token.py", "keygen", "--dir"])
             .arg(&dir)
-            .args(["--alg", "ES256", "--kid", "idp-1"])
+            .args(["--alg", "ES256", "--kid", kid])
             .output()
             .map(|o| o.status.success())
             .unwrap_or(false);
         assert!(ok, "could not make staff IdP keys (tools venv missing? run scripts/bootstrap.sh)");
-        Idp { dir }
+        Idp { dir, kid: kid.to_owned() }
     }
 
     pub fn jwks(&self) -> String {
@@ -142,8 +148,9 @@ impl Idp {
     pub fn token(&self, role: Option<&str>) -> String {
         let role = role.map(|r| format!("\"role\": \"{r}\",")).unwrap_or_default();
         let code = format!(
-            "import jwt,time; k=open('{}/keys/idp-1.pem','rb').read(); print(jwt.encode({{{role} 'sub': 'alice', 'iss': '{STAFF_ISS}', 'aud': 'neurocds-staff', 'exp': int(time.time())+600}}, k, algorithm='ES256', headers={{'kid': 'idp-1'}}))",
-            self.dir.display()
+            "import jwt,time; k=open('{}/keys/{kid}.pem','rb').read(); print(jwt.encode({{{role} 'sub': 'alice', 'iss': '{STAFF_ISS}', 'aud': 'neurocds-staff', 'exp': int(time.time())+600}}, k, algorithm='ES256', headers={{'kid': '{kid}'}}))",
+            self.dir.display(),
+            kid = self.kid
         );
         let out = Command::new(tools_python()).args(["-c", &code]).output().expect("run the tools python");
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
