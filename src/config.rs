@@ -86,6 +86,13 @@ pub struct FhirSettings {
     pub request_timeout_s: u64,
     pub max_pages: usize,
     pub write_reports: bool,
+    /// Largest answer read from a FHIR server.
+    #[serde(default = "default_fhir_max_response_bytes")]
+    pub max_response_bytes: u64,
+}
+
+fn default_fhir_max_response_bytes() -> u64 {
+    16 * 1024 * 1024
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -18,6 +18,7 @@
 //!            └─► audit     (the hash-chained decision log in PostgreSQL)
 //!          web (health, compliance API and the pages for people)
 //!          egress (where outbound requests may go: per-client allow-lists, address guard)
+//!          offload (large outside input parsed on the blocking pool, not the runtime)
 //! ```
 //!
 //! Dependencies point down this picture: `cds` knows nothing of tensors, `inference` nothing of
@@ -32,6 +33,7 @@ pub mod egress;
 pub mod fhir;
 pub mod imaging;
 pub mod inference;
+pub mod offload;
 pub mod pipeline;
 pub mod startup;
 pub mod telemetry;

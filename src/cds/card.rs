@@ -252,13 +252,20 @@ pub fn card_for(analysis: &Analysis, ctx: &CardContext) -> Card {
             }
         }
         _ => {
-            let reason = analysis.reason.clone().unwrap_or_else(|| "the analysis did not complete".into());
+            // An abstention's reason is clinical (members disagree, the lesion leaves the imaged
+            // volume) and is shown. A failure's is technical (URLs, status codes, parser errors):
+            // the card says which step failed in words a clinician can act on, and the
+            // technical reason stays in the decision log and the case report, for staff.
+            let reason = match analysis.outcome {
+                Outcome::Unavailable => unavailable_because(analysis.failed_stage.as_deref()).to_owned(),
+                _ => analysis.reason.clone().unwrap_or_else(|| "the analysis did not complete".into()),
+            };
             let verb = if analysis.outcome == Outcome::Abstained { "declined to estimate" } else { "is unavailable" };
             Card {
                 uuid: ctx.card_uuid.to_string(),
                 summary: truncate(format!("Brain-lesion AI {verb}: {}", plain_line(&reason))),
                 detail: Some(format!(
-                    "The AI estimate of glioblastoma vs primary CNS lymphoma {verb} for this order.\n\n**Why:** {}\n\nNo recommendation is made; decide as you would without it.",
+                    "The AI estimate of glioblastoma vs primary CNS lymphoma {verb} for this order.\n\n**Why:** {}\n\nNo recommendation is made; decide as you would without it. The case report holds the details.",
                     markdown_text(&reason)
                 )),
                 indicator: Indicator::Info,
@@ -269,6 +276,18 @@ pub fn card_for(analysis: &Analysis, ctx: &CardContext) -> Card {
                 links: vec![report_link(ctx)],
             }
         }
+    }
+}
+
+/// Why an analysis is unavailable, by the stage that failed, for the card.
+fn unavailable_because(stage: Option<&str>) -> &'static str {
+    match stage {
+        Some("series_metadata" | "retrieval") => "the prior MR could not be retrieved from the image archive (PACS)",
+        Some("assembly") => "the prior MR's images could not be assembled into volumes",
+        Some("preprocessing") => "the prior MR's images could not be prepared for the model",
+        Some("inference") => "the model could not run just now",
+        Some("time-budget") => "the analysis did not finish within this order's time budget; it goes on, and a later order will show its result",
+        _ => "the analysis did not finish",
     }
 }
 

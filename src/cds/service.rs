@@ -74,7 +74,9 @@ pub async fn invoke(req: HttpRequest, path: web::Path<String>, body: web::Bytes,
     let endpoint = format!("{}/{}", state.settings.cds_services_url(), service_id);
     let client = trust(&req, &state, &endpoint).await?;
     let hook = discovery::hook_for(&service_id).ok_or_else(|| CdsError::UnknownService(service_id.clone()))?;
-    let request = HookRequest::parse(&body, &service_id, hook)?;
+    let id = service_id.clone();
+    let parsed = crate::offload::parse_off_runtime(body, move |body| HookRequest::parse(body, &id, hook)).await;
+    let request = parsed.map_err(|e| CdsError::Overloaded(e.to_string()))??;
     let orders: Vec<&Value> = request.orders.iter().filter(|o| state.brain_mri_codes.matches(o)).collect();
     if orders.is_empty() {
         return Ok(cards(Vec::new()));

@@ -229,7 +229,9 @@ impl DicomWebClient {
             if !content_type.is_empty() && !content_type.contains("json") {
                 return Err(DicomWebError::UnexpectedContentType { step, url: shown(url), content_type });
             }
-            let value: Value = serde_json::from_slice(&body).map_err(|e| DicomWebError::BadJson { step, url: shown(url), reason: e.to_string() })?;
+            let bad_json = |reason: String| DicomWebError::BadJson { step, url: shown(url), reason };
+            let parsed = crate::offload::parse_off_runtime(body, |body| serde_json::from_slice::<Value>(body)).await.map_err(|e| bad_json(e.to_string()))?;
+            let value = parsed.map_err(|e| bad_json(e.to_string()))?;
             match value {
                 Value::Array(items) if items.iter().all(Value::is_object) => Ok(JsonArray { items, more_results }),
                 _ => Err(DicomWebError::BadJson { step, url: shown(url), reason: "expected an array of DICOM JSON objects".into() }),

@@ -24,6 +24,8 @@ pub enum FhirError {
     Status { origin: String, step: String, status: u16 },
     #[error("FHIR server {origin}: {step}: the answer is not FHIR JSON: {reason}")]
     Body { origin: String, step: String, reason: String },
+    #[error("FHIR server {origin}: {step}: the answer is larger than {limit} bytes (fhir.max_response_bytes)")]
+    TooLarge { origin: String, step: String, limit: u64 },
     /// The address guard refused the server's address. Says nothing about the target.
     #[error("the FHIR server is not one this service may reach")]
     Refused,
@@ -34,6 +36,7 @@ pub struct FhirClient {
     http: reqwest::Client,
     guard: AddressGuard,
     max_pages: usize,
+    max_response_bytes: u64,
 }
 
 impl FhirClient {
@@ -43,7 +46,7 @@ impl FhirClient {
             .timeout(Duration::from_secs(settings.request_timeout_s))
             .connect_timeout(Duration::from_secs(settings.request_timeout_s.min(5)))
             .build()?;
-        Ok(FhirClient { http, guard: guard.clone(), max_pages: settings.max_pages.max(1) })
+        Ok(FhirClient { http, guard: guard.clone(), max_pages: settings.max_pages.max(1), max_response_bytes: settings.max_response_bytes })
     }
 
     /// `GET {base}/{Type}/{id}`; `Ok(None)` on 404/410.
@@ -53,7 +56,7 @@ impl FhirClient {
         let resp = self.get(&url, token, &step).await?;
         match resp.status() {
             StatusCode::NOT_FOUND | StatusCode::GONE => Ok(None),
-            s if s.is_success() => Ok(Some(json_body(resp, base, &step).await?)),
+            s if s.is_success() => Ok(Some(json_body(resp, base, &step, self.max_response_bytes).await?)),
             s => Err(FhirError::Status { origin: origin(base), step, status: s.as_u16() }),
         }
     }
@@ -69,7 +72,7 @@ impl FhirClient {
             if !resp.status().is_success() {
                 return Err(FhirError::Status { origin: origin(base), step, status: resp.status().as_u16() });
             }
-            let bundle = json_body(resp, base, &step).await?;
+            let bundle = json_body(resp, base, &step, self.max_response_bytes).await?;
             if bundle.get("resourceType").and_then(Value::as_str) != Some("Bundle") {
                 return Err(FhirError::Body { origin: origin(base), step, reason: "expected a Bundle".into() });
             }
@@ -175,7 +178,22 @@ fn transport(u: &Url, step: &str, e: reqwest::Error) -> FhirError {
     FhirError::Transport { origin: origin(u), step: step.into(), reason }
 }
 
-async fn json_body(resp: reqwest::Response, base: &Url, step: &str) -> Result<Value, FhirError> {
-    let bytes = resp.bytes().await.map_err(|e| transport(base, step, e))?;
-    serde_json::from_slice(&bytes).map_err(|e| FhirError::Body { origin: origin(base), step: step.into(), reason: e.to_string() })
+/// The answer's JSON: read as a stream and refused as soon as it passes `limit` bytes (a
+/// declared Content-Length over the limit is refused before any byte is read), and parsed on
+/// the blocking pool when it is large, so one huge Bundle never stalls the hooks beside it.
+async fn json_body(mut resp: reqwest::Response, base: &Url, step: &str, limit: u64) -> Result<Value, FhirError> {
+    let too_large = || FhirError::TooLarge { origin: origin(base), step: step.into(), limit };
+    if resp.content_length().is_some_and(|n| n > limit) {
+        return Err(too_large());
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = resp.chunk().await.map_err(|e| transport(base, step, e))? {
+        if (body.len() + chunk.len()) as u64 > limit {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    let not_json = |reason: String| FhirError::Body { origin: origin(base), step: step.into(), reason };
+    let parsed = crate::offload::parse_off_runtime(body, |body| serde_json::from_slice::<Value>(body)).await.map_err(|e| not_json(e.to_string()))?;
+    parsed.map_err(|e| not_json(e.to_string()))
 }

@@ -13,7 +13,7 @@ use crate::{
 const SELECT: &str = "neurocds-brain-mri-order-select";
 const SIGN: &str = "neurocds-brain-mri-order-sign";
 
-struct Cohort {
+pub struct Cohort {
     dir: PathBuf,
     rows: Vec<Value>,
 }
@@ -29,6 +29,17 @@ fn cohort() -> &'static Cohort {
 fn out_of_scope_cohort() -> &'static Cohort {
     static C: OnceLock<Cohort> = OnceLock::new();
     C.get_or_init(|| synth("out-of-scope", &["--patients", "6", "--seed", "4343", "--normal-fraction", "0.5", "--extra-axial-fraction", "0.5"]))
+}
+
+/// Two tumour studies of their own, for suites that point them at misbehaving peers.
+pub fn small_cohort() -> &'static Cohort {
+    static C: OnceLock<Cohort> = OnceLock::new();
+    C.get_or_init(|| synth("small", &["--patients", "2", "--seed", "4545"]))
+}
+
+/// The `nth` tumour (not a mimic) of `cohort`.
+pub fn pick_from(cohort: &Cohort, nth: usize) -> Value {
+    cohort.rows.iter().filter(|r| r["mimic"] == false).nth(nth).cloned().expect("a tumour in the cohort")
 }
 
 fn synth(name: &str, args: &[&str]) -> Cohort {
@@ -55,7 +66,7 @@ pub fn load(row: &Value) -> String {
     load_from(cohort(), row)
 }
 
-fn load_from(cohort: &Cohort, row: &Value) -> String {
+pub fn load_from(cohort: &Cohort, row: &Value) -> String {
     let out = Command::new(python().join("tools-venv/bin/python"))
         .args(["scripts/demo_ehr.py", "load", "--cohort"])
         .arg(&cohort.dir)

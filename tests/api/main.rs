@@ -12,5 +12,6 @@ mod fhir_examples;
 mod health;
 mod helpers;
 mod hooks;
+mod hostile_peers;
 mod pages;
 mod replicas;
