@@ -1,7 +1,7 @@
 # neurocds: the two commands (see README.md).
 #   make demo   install what is missing, start the peers and the service, play an EHR
 #   make test   install what is missing, start the peers, run every test
-.PHONY: demo test build stop bench bench-imaging bench-inference
+.PHONY: demo test build stop bench bench-imaging bench-inference fuzz
 
 demo:
 	@scripts/demo.sh
@@ -24,3 +24,7 @@ bench-imaging:
 # Ensemble inference for one study through the service's engine (figures: BENCHMARKS.md).
 bench-inference:
 	@scripts/bootstrap.sh service && . scripts/env.sh && cargo bench --locked --bench inference
+
+# Coverage-guided fuzzing of every parser that reads outside input (FUZZING.md).
+fuzz:
+	@scripts/fuzz.sh

@@ -23,14 +23,16 @@ pub struct ServiceDescription {
 pub const ORDER_SELECT_ID: &str = "neurocds-brain-mri-order-select";
 pub const ORDER_SIGN_ID: &str = "neurocds-brain-mri-order-sign";
 
-/// Prefetch keys; tokens are `{{context.patientId}}` as the spec requires.
+/// Prefetch keys; tokens are `{{context.patientId}}` as the spec requires, and the queries stay
+/// within the spec's recommended subset (read; search by reference, token equality, `_sort`,
+/// `_count`; no `_include`: the Endpoints are read by reference, see `prefetch`).
 pub const PREFETCH_PATIENT: &str = "patient";
 pub const PREFETCH_PRIOR_IMAGING: &str = "priorImaging";
 
 pub fn prefetch_templates() -> Value {
     json!({
         PREFETCH_PATIENT: "Patient/{{context.patientId}}",
-        PREFETCH_PRIOR_IMAGING: "ImagingStudy?patient={{context.patientId}}&modality=MR&_include=ImagingStudy:endpoint&_sort=-started&_count=20"
+        PREFETCH_PRIOR_IMAGING: "ImagingStudy?patient={{context.patientId}}&modality=MR&_sort=-started&_count=20"
     })
 }
 

@@ -9,6 +9,11 @@
 //!
 //! If a key can be neither used nor fetched, the hook is answered **412** with an
 //! OperationOutcome (spec requirement 54).
+//!
+//! The prior-imaging template asks for the studies only (`_include` is outside the query subset
+//! the spec recommends and EHRs implement); the Endpoints they reference and the bundle lacks
+//! are then read by reference from `fhirServer` when this client may use it. An Endpoint that
+//! cannot be read leaves its study to `dicomweb.default_base_url`, or not retrievable.
 
 use serde_json::Value;
 
@@ -95,7 +100,7 @@ pub async fn resolve(req: &HookRequest, fhir: &FhirClient, access: FhirAccess<'_
             let base = access.base(PREFETCH_PRIOR_IMAGING)?;
             out.fetched.push(PREFETCH_PRIOR_IMAGING);
             let query = format!(
-                "ImagingStudy?patient={}&modality=MR&_include=ImagingStudy:endpoint&_count=50",
+                "ImagingStudy?patient={}&modality=MR&_sort=-started&_count=50",
                 url::form_urlencoded::byte_serialize(req.patient_id.as_bytes()).collect::<String>()
             );
             fhir.search(base, &query, token)
@@ -103,5 +108,64 @@ pub async fn resolve(req: &HookRequest, fhir: &FhirClient, access: FhirAccess<'_
                 .map_err(|e| PrefetchError::FetchFailed { key: PREFETCH_PRIOR_IMAGING, reason: e.to_string() })?
         }
     };
+    let unresolved = unresolved_endpoints(&out.imaging);
+    if let (FhirAccess::Allowed(base), false) = (access, unresolved.is_empty()) {
+        out.fetched.push(ENDPOINTS);
+        for reference in unresolved.into_iter().take(MAX_ENDPOINT_READS) {
+            match fhir.read(base, &reference, token).await {
+                Ok(Some(endpoint)) if endpoint.get("resourceType").and_then(Value::as_str) == Some("Endpoint") => out.imaging.push(endpoint),
+                Ok(_) => tracing::warn!("an Endpoint the prior study references is not on the FHIR server"),
+                Err(e) => tracing::warn!(error = %e, "could not read an Endpoint the prior study references"),
+            }
+        }
+    }
     Ok(out)
+}
+
+/// What `fetched` says when Endpoints were read by reference.
+pub const ENDPOINTS: &str = "endpoints";
+/// Endpoints read by reference at most per hook (a study has one, rarely one per series).
+const MAX_ENDPOINT_READS: usize = 4;
+
+/// `Endpoint/{id}` references of the ImagingStudies (study and series level) that no Endpoint in
+/// `resources` answers, most recent study first, each once.
+fn unresolved_endpoints(resources: &[Value]) -> Vec<String> {
+    let present: std::collections::HashSet<String> = resources
+        .iter()
+        .filter(|r| r.get("resourceType").and_then(Value::as_str) == Some("Endpoint"))
+        .filter_map(|r| r.get("id").and_then(Value::as_str).map(|id| format!("Endpoint/{id}")))
+        .collect();
+    let mut studies: Vec<&Value> = resources.iter().filter(|r| r.get("resourceType").and_then(Value::as_str) == Some("ImagingStudy")).collect();
+    studies.sort_by(|a, b| b.get("started").and_then(Value::as_str).unwrap_or("").cmp(a.get("started").and_then(Value::as_str).unwrap_or("")));
+    let mut out: Vec<String> = Vec::new();
+    for study in studies {
+        let series = study.get("series").and_then(Value::as_array).into_iter().flatten();
+        let lists = std::iter::once(study.get("endpoint")).chain(series.map(|s| s.get("endpoint")));
+        for reference in lists.flatten().filter_map(Value::as_array).flatten().filter_map(|e| e.get("reference").and_then(Value::as_str)) {
+            let is_relative = reference.strip_prefix("Endpoint/").is_some_and(|id| !id.is_empty() && !id.contains('/'));
+            if is_relative && !present.contains(reference) && !out.iter().any(|r| r == reference) {
+                out.push(reference.to_owned());
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn endpoints_the_bundle_lacks_are_listed_once_most_recent_study_first() {
+        let resources = vec![
+            json!({ "resourceType": "ImagingStudy", "started": "2020-01-01", "endpoint": [{ "reference": "Endpoint/old" }] }),
+            json!({ "resourceType": "ImagingStudy", "started": "2026-01-01", "endpoint": [{ "reference": "Endpoint/pacs" }],
+                    "series": [{ "endpoint": [{ "reference": "Endpoint/vna" }, { "reference": "Endpoint/pacs" }] }] }),
+            json!({ "resourceType": "ImagingStudy", "endpoint": [{ "reference": "https://elsewhere.example/fhir/Endpoint/x" }, { "reference": "Endpoint/here" }] }),
+            json!({ "resourceType": "Endpoint", "id": "here" }),
+        ];
+        assert_eq!(unresolved_endpoints(&resources), vec!["Endpoint/pacs", "Endpoint/vna", "Endpoint/old"]);
+    }
 }

@@ -12,7 +12,7 @@
 //! ```
 
 mod client;
-mod multipart;
+pub mod multipart;
 
 pub use client::DicomWebClient;
 pub use crate::imaging::SeriesMetadata;

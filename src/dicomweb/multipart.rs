@@ -13,7 +13,7 @@ use super::{DicomWebError, Step};
 
 /// The boundary of a `multipart/related` Content-Type. `multer::parse_boundary` only accepts
 /// `multipart/form-data`, hence our own.
-pub(crate) fn related_boundary(content_type: &str) -> Option<String> {
+pub fn related_boundary(content_type: &str) -> Option<String> {
     let m: mime::Mime = content_type.parse().ok()?;
     if m.type_() != mime::MULTIPART || m.subtype().as_str() != "related" {
         return None;
@@ -22,23 +22,35 @@ pub(crate) fn related_boundary(content_type: &str) -> Option<String> {
 }
 
 /// Limits on one series' answer.
-pub(crate) struct Limits {
+pub struct Limits {
     pub max_instances: usize,
     pub max_bytes: u64,
 }
 
 /// Reads every part of a WADO-RS series answer and parses it as a DICOM file.
 pub(crate) async fn read_instances(response: reqwest::Response, url: &str, limits: &Limits) -> Result<Vec<DefaultDicomObject>, DicomWebError> {
-    let step = Step::RetrieveSeries;
     let content_type = response.headers().get(reqwest::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
-    let Some(boundary) = related_boundary(&content_type) else {
-        return Err(DicomWebError::UnexpectedContentType { step, url: url.into(), content_type });
+    let content_length = response.content_length();
+    let body = response.bytes_stream().map(|r| r.map_err(|e| e.without_url()));
+    read_multipart(&content_type, content_length, body, url, limits).await
+}
+
+/// Reads a `multipart/related; type="application/dicom"` body from any byte stream (the
+/// network, or a fuzzer) within `limits`, parsing each part as a Part-10 file.
+pub async fn read_multipart<S, O, E>(content_type: &str, content_length: Option<u64>, body: S, url: &str, limits: &Limits) -> Result<Vec<DefaultDicomObject>, DicomWebError>
+where
+    S: futures_util::Stream<Item = Result<O, E>> + Send + 'static,
+    O: Into<bytes::Bytes> + 'static,
+    E: Into<Box<dyn std::error::Error + Send + Sync>> + 'static,
+{
+    let step = Step::RetrieveSeries;
+    let Some(boundary) = related_boundary(content_type) else {
+        return Err(DicomWebError::UnexpectedContentType { step, url: url.into(), content_type: content_type.into() });
     };
-    if response.content_length().is_some_and(|n| n > limits.max_bytes) {
+    if content_length.is_some_and(|n| n > limits.max_bytes) {
         return Err(DicomWebError::TooLarge { step, url: url.into(), limit: limits.max_bytes });
     }
     let multipart_err = |e: multer::Error| DicomWebError::Multipart { step, url: url.into(), reason: e.to_string() };
-    let body = response.bytes_stream().map(|r| r.map_err(|e| e.without_url()));
     let mut parts = multer::Multipart::new(body, boundary);
     let mut parsing: Vec<tokio::task::JoinHandle<Result<(DefaultDicomObject, u64), String>>> = Vec::new();
     let mut total: u64 = 0;

@@ -38,6 +38,9 @@ use crate::{
     inference::{Engine, InferenceError, ModelInput},
 };
 
+/// A place in `max_pending_analyses`, held until the last piece of an analysis's work ends.
+type Hold = Arc<tokio::sync::OwnedSemaphorePermit>;
+
 /// Longest any one analysis may run before it is declared unavailable.
 const ANALYSIS_DEADLINE: Duration = Duration::from_secs(120);
 /// How often a hook waiting on another replica's analysis looks at the database.
@@ -147,12 +150,16 @@ impl Pipeline {
         // Spawned on the main multi-thread runtime, not the actix worker's: the analysis
         // outlives the request that started it.
         self.runtime.spawn(async move {
-            let _permit = permit;
+            // The permit is shared with the analysis's blocking work (assembly, preprocessing):
+            // when the deadline aborts the task, a thread still busy with its pixels keeps its
+            // place in `max_pending_analyses` until it returns, so abandoned work cannot pile up
+            // beyond the bound.
+            let permit: Hold = Arc::new(permit);
             // The analysis runs as a task of its own, so that a panic in it is an unavailable
             // result here (recorded, retried later) rather than a claim left behind.
             let worker = {
-                let (this, study) = (this.clone(), study.clone());
-                tokio::spawn(async move { this.analyse(&study).await })
+                let (this, study, hold) = (this.clone(), study.clone(), permit.clone());
+                tokio::spawn(async move { this.analyse(&study, hold).await })
             };
             let abort = worker.abort_handle();
             let analysis = match tokio::time::timeout(ANALYSIS_DEADLINE, worker).await {
@@ -236,8 +243,9 @@ impl Pipeline {
         }
     }
 
-    /// study → series → volumes → preprocessing → ensemble → recommendation.
-    async fn analyse(&self, study: &PriorStudy) -> Analysis {
+    /// study → series → volumes → preprocessing → ensemble → recommendation. `hold` goes with
+    /// every piece of blocking work, which outlives an aborted task.
+    async fn analyse(&self, study: &PriorStudy, hold: Hold) -> Analysis {
         let mut timings = BTreeMap::new();
         let mut clock = Instant::now();
         let mut lap = |name: &str, timings: &mut BTreeMap<String, u64>| {
@@ -280,7 +288,9 @@ impl Pipeline {
             (Err(e), _) | (_, Err(e)) => return with_series(self.failed(study, "retrieval", Outcome::Unavailable, e.to_string(), timings)),
         };
         lap("retrieval", &mut timings);
+        let held = hold.clone();
         let assembled = tokio::task::spawn_blocking(move || {
+            let _held = held;
             let a = Volume::assemble(&t1c_uid, &t1c_objs);
             drop(t1c_objs);
             let b = Volume::assemble(&t2_uid, &t2_objs);
@@ -295,7 +305,13 @@ impl Pipeline {
         lap("assembly", &mut timings);
         let m = self.engine.manifest();
         let recipe = Recipe { shape: m.input.shape, spacing_mm: m.input.spacing_mm };
-        let prepared = match tokio::task::spawn_blocking(move || preprocess::prepare(&t1c, &t2, &recipe)).await {
+        let held = hold.clone();
+        let prepared = match tokio::task::spawn_blocking(move || {
+            let _held = held;
+            preprocess::prepare(&t1c, &t2, &recipe)
+        })
+        .await
+        {
             Ok(Ok(p)) => p,
             Ok(Err(abstention)) if abstention.kind.is_out_of_scope() => {
                 // The scope gate: no enhancing intra-axial mass to ask about. No input is built,

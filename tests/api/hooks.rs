@@ -139,6 +139,28 @@ async fn null_prefetch_means_no_prior_mr_which_is_audited_without_a_card() {
     assert_eq!(rows[0].record.client_iss, crate::helpers::ISS);
 }
 
+/// The prefetch template stays inside the spec's query subset (no `_include`), so an EHR sends
+/// the studies without their Endpoints: the service reads each referenced Endpoint from the
+/// FHIR server and goes to the PACS it names (here one that is down, so the card is an info card
+/// whose audited reason is the PACS's, not "no DICOMweb endpoint").
+#[tokio::test]
+async fn endpoints_missing_from_the_prefetch_are_read_by_reference_from_the_fhir_server() {
+    let app = spawn_app().await;
+    let fhir = peer("NEUROCDS_TEST_FHIR");
+    let patient = format!("p{}", Uuid::new_v4().simple());
+    let resources = patient_with_prior_mr(&patient, "http://127.0.0.1:9/dicom-web");
+    seed_fhir(&fhir, None, &resources).await;
+    let study_only = json!({ "resourceType": "Bundle", "type": "searchset", "entry": [{ "resource": resources[2] }] });
+    let body = brain_mri_hook("order-sign", &patient, Some(json!({ "patient": resources[0], "priorImaging": study_only })), Some((&fhir, None)));
+    let (status, resp) = app.hook(SIGN, &body).await;
+    assert_eq!(status, 200, "{resp}");
+    let rows = decisions(&app).await;
+    assert_eq!(rows.len(), 1);
+    let reason = rows[0].record.reason.clone().unwrap_or_default();
+    assert_eq!(rows[0].record.outcome, "unavailable", "{reason}");
+    assert!(reason.contains("request failed") && reason.contains("127.0.0.1:9"), "the PACS the Endpoint names was asked: {reason}");
+}
+
 /// r52, r60, r61: an OperationOutcome in prefetch is a failed fetch; the service fetches from
 /// the EHR's FHIR server with the bearer token the EHR lent. Here the PACS is down, so the
 /// order-sign card says the analysis is unavailable, and the decision is audited.
