@@ -6,6 +6,7 @@
 #   FUZZ_SECONDS=600            seconds per target
 #   FUZZ_TARGETS="jwt multipart" a subset (default: every target in fuzz/Cargo.toml)
 #   FUZZ_JOBS=2                 targets run at once
+#   FUZZ_BUILD=0                run the targets built last time (skip the build)
 #
 # Needs the nightly toolchain (cargo fuzz instruments with -Z flags) and cargo-fuzz; both are
 # installed when missing. Corpora, fixtures and the build live in the cache, not the checkout;
@@ -56,12 +57,14 @@ for i, s in enumerate(series):
     json.dump([js[0]] + js, open(os.path.join(seeds, "dicom_json", name + ".json"), "w"))
 EOF
 
-echo "[fuzz] building the targets (nightly, libFuzzer)…"
-(cd fuzz && cargo +nightly fuzz build --sanitizer none --target-dir "$WORK/target" >/dev/null)
+if [ "${FUZZ_BUILD:-1}" != 0 ]; then
+  echo "[fuzz] building the targets (nightly, libFuzzer)…"
+  (cd fuzz && cargo +nightly fuzz build --sanitizer none --target-dir "$NEUROCDS_CACHE/fuzz-target" >/dev/null)
+fi
 # The targets link libtorch through the library; find it the way the service's rpath does.
 TORCH_LIB=$("$VIRTUAL_ENV/bin/python" -c 'import torch, os; print(os.path.join(os.path.dirname(torch.__file__), "lib"))')
 export LD_LIBRARY_PATH="$TORCH_LIB:${LD_LIBRARY_PATH:-}"
-BIN="$WORK/target/x86_64-unknown-linux-gnu/release"
+BIN="$NEUROCDS_CACHE/fuzz-target/x86_64-unknown-linux-gnu/release"
 
 run_one() {
   local t=$1 corpus="$WORK/corpus/$1" log="$WORK/logs/$1.log" artifacts="$ROOT/fuzz/artifacts/$1"

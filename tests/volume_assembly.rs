@@ -220,3 +220,18 @@ fn a_series_whose_frames_add_up_past_the_voxel_budget_is_refused() {
     let err = Volume::assemble(&s.series_uid, &objs).expect_err("over budget");
     assert!(matches!(err, VolumeError::OverBudget { limit: neurocds::imaging::volume::MAX_SERIES_VOXELS, .. }), "{err}");
 }
+
+/// Fuzzer finding (part10_volume, 2026-12-06): headers within the budgets but claiming more
+/// pixels than the instance's native pixel data holds made assembly size and zero the whole
+/// volume before decoding found the data short. Refused from the byte counts now.
+#[test]
+fn native_pixel_data_shorter_than_the_header_claims_is_refused_before_the_volume_is_sized() {
+    let s = fixtures().series("t2_axial");
+    let mut objs = read_files(&s.files);
+    for obj in &mut objs {
+        set_us(obj, tags::ROWS, 1000);
+        set_us(obj, tags::COLUMNS, 1000);
+    }
+    let err = Volume::assemble(&s.series_uid, &objs).expect_err("short pixel data");
+    assert!(matches!(err, VolumeError::ShortPixelData { need: 2_000_000, .. }), "{err}");
+}

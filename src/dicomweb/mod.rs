@@ -12,6 +12,7 @@
 //! ```
 
 mod client;
+mod lengths;
 pub mod multipart;
 
 pub use client::DicomWebClient;

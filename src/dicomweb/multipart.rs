@@ -96,6 +96,7 @@ const DEFLATED_EXPLICIT_VR_LE: &str = "1.2.840.10008.1.2.1.99";
 /// Parses one part as a Part-10 file, returning it with the inflated size of a deflated data set
 /// (0 for any other transfer syntax). Blocking.
 fn parse_part(buf: &[u8], inflate_budget: u64) -> Result<(DefaultDicomObject, u64), String> {
+    super::lengths::check_declared_lengths(buf)?;
     let inflated = inflated_size(buf, inflate_budget)?;
     // Parts are Part-10 files with their 128-byte preamble; `ReadPreamble::Auto` (the default)
     // also accepts the rare server that strips it.
@@ -181,6 +182,18 @@ mod tests {
         let (parsed, inflated) = parse_part(&file, 1 << 20).unwrap();
         assert!(inflated > 0 && inflated < 1024, "{inflated}");
         assert_eq!(parsed.element(tags::PATIENT_ID).unwrap().to_str().unwrap().trim_end(), "p-deflated");
+    }
+
+    /// Fuzzer finding (multipart, 2026-12-06): an 8 KiB part whose header claims a value of
+    /// gigabytes made the parser touch 2 GiB before failing. Refused from the headers now.
+    #[tokio::test]
+    async fn fuzz_finding_a_part_claiming_gigabytes_is_refused_from_its_headers() {
+        let body = include_bytes!("../../tests/fixtures/fuzz/multipart-huge-element-length.bin");
+        let stream = futures_util::stream::iter(vec![Ok::<_, std::io::Error>(bytes::Bytes::from_static(body))]);
+        let limits = Limits { max_instances: 64, max_bytes: 8 << 20 };
+        let ct = "multipart/related; type=\"application/dicom\"; boundary=fuzz";
+        let e = read_multipart(ct, None, stream, "http://pacs/series", &limits).await.unwrap_err().to_string();
+        assert!(e.contains("declares") && e.contains("bytes where"), "{e}");
     }
 
     #[test]

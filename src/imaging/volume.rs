@@ -66,6 +66,8 @@ pub enum VolumeError {
     DuplicatePositions { series_uid: String, first: String, second: String, position_mm: f64 },
     #[error("series {series_uid}: instance {sop_uid}: {what} is {value}, over the limit of {limit} for a brain MR series (checked before any pixel memory is reserved)")]
     OverBudget { series_uid: String, sop_uid: String, what: &'static str, value: u64, limit: u64 },
+    #[error("series {series_uid}: instance {sop_uid}: its pixel data holds {have} bytes where its header claims {need}")]
+    ShortPixelData { series_uid: String, sop_uid: String, need: u64, have: u64 },
     #[error("series {series_uid}: irregular slice spacing: {gap_mm:.3} mm between slices {slice} and {next} where the median is {median_mm:.3} mm (a missing slice, or two stacks in one series)")]
     IrregularSpacing { series_uid: String, slice: usize, next: usize, gap_mm: f64, median_mm: f64 },
     #[error("series {series_uid}: slice {slice} lies {offset_mm:.3} mm off the line through the other slice positions")]
@@ -264,9 +266,18 @@ impl<'a> StackPlan<'a> {
     }
 }
 
+/// The byte length of native (not encapsulated) pixel data; `None` when it is encapsulated
+/// (its decoded size is only known by decoding) or absent.
+fn native_pixel_bytes(obj: &DefaultDicomObject) -> Option<u64> {
+    let element = obj.element_opt(tags::PIXEL_DATA).ok().flatten()?;
+    element.value().primitive().map(|p| p.calculate_byte_len() as u64)
+}
+
 /// Every frame of every instance with its geometry, before any pixel is decoded.
 fn collect_frames(series_uid: &str, instances: &[DefaultDicomObject]) -> Result<Vec<Frame>, VolumeError> {
     let mut frames = Vec::new();
+    // Pixels each instance's header claims, checked against its data once every budget holds.
+    let mut claimed = Vec::with_capacity(instances.len());
     for (idx, obj) in instances.iter().enumerate() {
         let sop_uid = text(obj, tags::SOP_INSTANCE_UID).unwrap_or_else(|| format!("#{idx}"));
         let missing = |attribute| VolumeError::MissingAttribute { series_uid: series_uid.into(), sop_uid: sop_uid.clone(), attribute };
@@ -298,6 +309,7 @@ fn collect_frames(series_uid: &str, instances: &[DefaultDicomObject]) -> Result<
         if voxels > MAX_SERIES_VOXELS {
             return Err(over("the number of voxels in the series", voxels, MAX_SERIES_VOXELS));
         }
+        claimed.push((sop_uid.clone(), rows as u64 * columns as u64 * n_frames as u64));
         for frame in 0..n_frames {
             let position = frame_attr(obj, frame, tags::PLANE_POSITION_SEQUENCE, tags::IMAGE_POSITION_PATIENT).ok_or_else(|| missing("ImagePositionPatient"))?;
             let orientation = frame_attr(obj, frame, tags::PLANE_ORIENTATION_SEQUENCE, tags::IMAGE_ORIENTATION_PATIENT).ok_or_else(|| missing("ImageOrientationPatient"))?;
@@ -314,6 +326,17 @@ fn collect_frames(series_uid: &str, instances: &[DefaultDicomObject]) -> Result<
                 return Err(invalid("ImageOrientationPatient", format!("{orientation:?} (not two orthogonal unit vectors)")));
             }
             frames.push(Frame { instance: idx, frame, sop_uid: sop_uid.clone(), position, orientation, pixel_spacing, rows, columns });
+        }
+    }
+    // Native pixel data must hold what the header claims; otherwise the volume would be sized
+    // (and zeroed) from the headers before the short data is found out.
+    for (obj, (sop_uid, pixels)) in instances.iter().zip(claimed) {
+        if let Some(have) = native_pixel_bytes(obj) {
+            let bits = values_f64(obj, tags::BITS_ALLOCATED).and_then(|v| v.first().copied()).unwrap_or(16.0).clamp(1.0, 64.0) as u64;
+            let need = (pixels * bits).div_ceil(8);
+            if have < need {
+                return Err(VolumeError::ShortPixelData { series_uid: series_uid.into(), sop_uid, need, have });
+            }
         }
     }
     Ok(frames)

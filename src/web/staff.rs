@@ -123,16 +123,16 @@ struct Claims {
 }
 
 async fn fetch_jwks(url: &str, http: &reqwest::Client) -> Result<JwkSet, String> {
-    let response = http.get(url).timeout(Duration::from_secs(10)).send().await.map_err(|e| format!("cannot fetch: {e}"))?;
+    let mut response = http.get(url).timeout(Duration::from_secs(10)).send().await.map_err(|e| format!("cannot fetch: {e}"))?;
     if !response.status().is_success() {
         return Err(format!("HTTP {}", response.status().as_u16()));
     }
-    if response.content_length().is_some_and(|n| n > MAX_JWKS_BYTES as u64) {
-        return Err(format!("larger than {MAX_JWKS_BYTES} bytes"));
-    }
-    let body = response.bytes().await.map_err(|e| e.to_string())?;
-    if body.len() > MAX_JWKS_BYTES {
-        return Err(format!("larger than {MAX_JWKS_BYTES} bytes"));
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(|e| format!("reading the body failed: {e}"))? {
+        if body.len() + chunk.len() > MAX_JWKS_BYTES {
+            return Err(format!("larger than {MAX_JWKS_BYTES} bytes"));
+        }
+        body.extend_from_slice(&chunk);
     }
     serde_json::from_slice(&body).map_err(|e| format!("not a JWKS: {e}"))
 }

@@ -1,0 +1,299 @@
+//! Declared lengths checked against the bytes there are, before a Part-10 file is parsed.
+//!
+//! dicom-object sizes each value's buffer from the length its element header declares and fills
+//! it before reading: an 8 KiB part whose header claims a 4 GiB value makes the process touch
+//! 4 GiB (the fuzzer found this; `tests/fixtures/fuzz/`). A part held in memory cannot hold a value
+//! longer than the bytes left after its header, so every declared length, in the data set and in
+//! nested sequence items, is checked against that first; a part that lies is refused with the
+//! element it lies in, and the parser never sees it.
+//!
+//! The walk reads headers only (tag, VR, length) and never allocates. Deflated data sets are
+//! bounded by their inflated size instead (see `multipart`).
+
+/// Deepest sequence nesting walked; real objects stay in single digits.
+const MAX_DEPTH: usize = 32;
+
+const ITEM: (u16, u16) = (0xFFFE, 0xE000);
+const ITEM_END: (u16, u16) = (0xFFFE, 0xE00D);
+const SEQUENCE_END: (u16, u16) = (0xFFFE, 0xE0DD);
+const PIXEL_DATA: (u16, u16) = (0x7FE0, 0x0010);
+const UNDEFINED: u32 = 0xFFFF_FFFF;
+
+#[derive(Clone, Copy, PartialEq)]
+enum Encoding {
+    ExplicitLittle,
+    ImplicitLittle,
+    ExplicitBig,
+}
+
+/// Refuses a Part-10 file in which any element or item declares more bytes than follow it.
+/// Headers are read as the parser reads them (an unknown VR as UN). Files it cannot walk (no
+/// `DICM`, a deflated data set) pass: the parser says what is wrong with them.
+pub fn check_declared_lengths(buf: &[u8]) -> Result<(), String> {
+    let start = match (buf.get(128..132), buf.get(..4)) {
+        (Some(b"DICM"), _) => 132,
+        (_, Some(b"DICM")) => 4,
+        _ => return Ok(()),
+    };
+    let mut walker = Walker { buf, encoding: Encoding::ExplicitLittle, transfer_syntax: None };
+    let data_set = walker.meta_group(start)?;
+    walker.encoding = match walker.transfer_syntax.as_deref() {
+        Some("1.2.840.10008.1.2") => Encoding::ImplicitLittle,
+        Some("1.2.840.10008.1.2.2") => Encoding::ExplicitBig,
+        Some("1.2.840.10008.1.2.1.99") => return Ok(()),
+        _ => Encoding::ExplicitLittle,
+    };
+    walker.elements(data_set, buf.len(), 0).map(|_| ())
+}
+
+struct Walker<'a> {
+    buf: &'a [u8],
+    encoding: Encoding,
+    transfer_syntax: Option<String>,
+}
+
+/// What one element header says.
+struct Header {
+    tag: (u16, u16),
+    vr: Option<[u8; 2]>,
+    length: u32,
+    /// Where the value starts.
+    value_at: usize,
+}
+
+/// Where a walk of elements stopped.
+enum Stop {
+    /// At the end of the range.
+    End,
+    /// After an item or sequence delimiter, at this offset.
+    Delimiter(usize),
+}
+
+impl Walker<'_> {
+    fn u16_at(&self, at: usize) -> Option<u16> {
+        let b: [u8; 2] = self.buf.get(at..at + 2)?.try_into().ok()?;
+        Some(if self.encoding == Encoding::ExplicitBig { u16::from_be_bytes(b) } else { u16::from_le_bytes(b) })
+    }
+
+    fn u32_at(&self, at: usize) -> Option<u32> {
+        let b: [u8; 4] = self.buf.get(at..at + 4)?.try_into().ok()?;
+        Some(if self.encoding == Encoding::ExplicitBig { u32::from_be_bytes(b) } else { u32::from_le_bytes(b) })
+    }
+
+    /// The header at `at`, or `None` where the bytes end (the parser reports truncation).
+    fn header(&self, at: usize) -> Option<Header> {
+        let tag = (self.u16_at(at)?, self.u16_at(at + 2)?);
+        if tag.0 == 0xFFFE || self.encoding == Encoding::ImplicitLittle {
+            return Some(Header { tag, vr: None, length: self.u32_at(at + 4)?, value_at: at + 8 });
+        }
+        // As the parser reads it (PS3.5 7.1.2): these VRs have a 16-bit length; every other
+        // one, an unknown VR included (read as UN), has two reserved bytes and a 32-bit length.
+        let vr: [u8; 2] = self.buf.get(at + 4..at + 6)?.try_into().ok()?;
+        let short = matches!(
+            &vr,
+            b"AE" | b"AS" | b"AT" | b"CS" | b"DA" | b"DS" | b"DT" | b"FL" | b"FD" | b"IS" | b"LO" | b"LT" | b"PN" | b"SH" | b"SL" | b"SS" | b"ST" | b"TM" | b"UI" | b"UL" | b"US"
+        );
+        if short {
+            Some(Header { tag, vr: Some(vr), length: u32::from(self.u16_at(at + 6)?), value_at: at + 8 })
+        } else {
+            Some(Header { tag, vr: Some(vr), length: self.u32_at(at + 8)?, value_at: at + 12 })
+        }
+    }
+
+    /// The file meta group (always explicit VR little endian): its lengths, and the transfer
+    /// syntax. Returns where the data set starts.
+    fn meta_group(&mut self, mut at: usize) -> Result<usize, String> {
+        while let Some(h) = self.header(at) {
+            if h.tag.0 != 0x0002 {
+                break;
+            }
+            let end = self.value_end(&h)?;
+            if h.tag == (0x0002, 0x0010) {
+                let uid = String::from_utf8_lossy(&self.buf[h.value_at..end]);
+                self.transfer_syntax = Some(uid.trim_end_matches(['\0', ' ']).to_owned());
+            }
+            at = end;
+        }
+        Ok(at)
+    }
+
+    /// The end of a defined-length value, refused if it lies beyond the bytes there are.
+    fn value_end(&self, h: &Header) -> Result<usize, String> {
+        let remaining = self.buf.len().saturating_sub(h.value_at);
+        if h.length as usize > remaining {
+            return Err(format!("element ({:04X},{:04X}) declares {} bytes where {remaining} remain", h.tag.0, h.tag.1, h.length));
+        }
+        Ok(h.value_at + h.length as usize)
+    }
+
+    /// Walks elements from `at` to `end` (or to a delimiter).
+    fn elements(&self, mut at: usize, end: usize, depth: usize) -> Result<Stop, String> {
+        if depth > MAX_DEPTH {
+            return Err(format!("sequences nested deeper than {MAX_DEPTH}"));
+        }
+        while at < end {
+            let Some(h) = self.header(at) else { return Ok(Stop::End) };
+            if h.tag == ITEM_END || h.tag == SEQUENCE_END {
+                return Ok(Stop::Delimiter(h.value_at));
+            }
+            let is_sequence = h.vr == Some(*b"SQ") || (h.vr.is_none() && h.tag != PIXEL_DATA && self.starts_an_item(h.value_at));
+            at = if h.length == UNDEFINED {
+                let fragments = h.tag == PIXEL_DATA || matches!(h.vr.as_ref(), Some(b"OB" | b"OW"));
+                match self.items(h.value_at, end, depth + 1, !fragments)? {
+                    Some(after) => after,
+                    None => return Ok(Stop::End),
+                }
+            } else {
+                let value_end = self.value_end(&h)?.min(end);
+                if is_sequence {
+                    self.items(h.value_at, value_end, depth + 1, true)?;
+                }
+                value_end
+            };
+        }
+        Ok(Stop::End)
+    }
+
+    fn starts_an_item(&self, at: usize) -> bool {
+        matches!((self.u16_at(at), self.u16_at(at + 2)), (Some(0xFFFE), Some(0xE000)))
+    }
+
+    /// Walks the items of a sequence (or the fragments of encapsulated pixel data, which are not
+    /// entered) from `at`; returns the offset after its delimiter, `None` if the bytes ran out.
+    fn items(&self, mut at: usize, end: usize, depth: usize, enter: bool) -> Result<Option<usize>, String> {
+        while at < end {
+            let Some(h) = self.header(at) else { return Ok(None) };
+            match h.tag {
+                SEQUENCE_END => return Ok(Some(h.value_at)),
+                ITEM if h.length == UNDEFINED => match self.elements(h.value_at, end, depth)? {
+                    Stop::Delimiter(after) => at = after,
+                    Stop::End => return Ok(None),
+                },
+                ITEM => {
+                    let item_end = self.value_end(&h)?;
+                    if enter {
+                        self.elements(h.value_at, item_end, depth)?;
+                    }
+                    at = item_end;
+                }
+                _ => return Ok(None),
+            }
+        }
+        Ok(Some(at))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Preamble, `DICM`, a meta group naming `ts`, then `data_set`.
+    fn part10(ts: &str, data_set: &[u8]) -> Vec<u8> {
+        let mut uid = ts.as_bytes().to_vec();
+        if uid.len() % 2 == 1 {
+            uid.push(0);
+        }
+        let mut f = vec![0u8; 128];
+        f.extend_from_slice(b"DICM");
+        f.extend_from_slice(&[0x02, 0x00, 0x10, 0x00, b'U', b'I']);
+        f.extend_from_slice(&(uid.len() as u16).to_le_bytes());
+        f.extend_from_slice(&uid);
+        f.extend_from_slice(data_set);
+        f
+    }
+
+    fn explicit(group: u16, element: u16, vr: &[u8; 2], value: &[u8], claimed: Option<u32>) -> Vec<u8> {
+        let mut e = [group.to_le_bytes(), element.to_le_bytes()].concat();
+        e.extend_from_slice(vr);
+        let length = claimed.unwrap_or(value.len() as u32);
+        if matches!(vr, b"OB" | b"OW" | b"SQ" | b"UN" | b"UT") {
+            e.extend_from_slice(&[0, 0]);
+            e.extend_from_slice(&length.to_le_bytes());
+        } else {
+            e.extend_from_slice(&(length as u16).to_le_bytes());
+        }
+        e.extend_from_slice(value);
+        e
+    }
+
+    fn item(content: &[u8]) -> Vec<u8> {
+        let mut i = [0xFFFEu16.to_le_bytes(), 0xE000u16.to_le_bytes()].concat();
+        i.extend_from_slice(&(content.len() as u32).to_le_bytes());
+        i.extend_from_slice(content);
+        i
+    }
+
+    const LE: &str = "1.2.840.10008.1.2.1";
+
+    #[test]
+    fn honest_elements_sequences_and_fragments_pass() {
+        let nested = explicit(0x0008, 0x0100, b"SH", b"T1", None);
+        let mut sq = explicit(0x0040, 0x0260, b"SQ", &[], Some(UNDEFINED));
+        sq.extend(item(&nested));
+        sq.extend([0xFE, 0xFF, 0xDD, 0xE0, 0, 0, 0, 0]);
+        let mut pixels = explicit(0x7FE0, 0x0010, b"OB", &[], Some(UNDEFINED));
+        pixels.extend(item(&[]));
+        pixels.extend(item(&[0xFF, 0xFE, 0xE0, 0x00, 0xFF, 0xFF, 0xFF, 0x7F]));
+        pixels.extend([0xFE, 0xFF, 0xDD, 0xE0, 0, 0, 0, 0]);
+        let file = part10(LE, &[explicit(0x0010, 0x0020, b"LO", b"p1", None), sq, pixels].concat());
+        assert_eq!(check_declared_lengths(&file), Ok(()));
+    }
+
+    #[test]
+    fn an_element_claiming_more_than_the_file_holds_is_named() {
+        let file = part10(LE, &explicit(0x0028, 0x1201, b"OW", &[1, 2, 3, 4], Some(0xFFFF_FFF0)));
+        let e = check_declared_lengths(&file).unwrap_err();
+        assert!(e.starts_with("element (0028,1201) declares 4294967280 bytes where 4 remain"), "{e}");
+    }
+
+    #[test]
+    fn an_element_nested_in_a_sequence_item_is_checked_too() {
+        let lying = explicit(0x0018, 0x9117, b"UN", &[0; 4], Some(1 << 30));
+        let mut sq = explicit(0x5200, 0x9230, b"SQ", &[], Some(UNDEFINED));
+        sq.extend(item(&lying));
+        sq.extend([0xFE, 0xFF, 0xDD, 0xE0, 0, 0, 0, 0]);
+        let e = check_declared_lengths(&part10(LE, &sq)).unwrap_err();
+        assert!(e.contains("(0018,9117) declares 1073741824"), "{e}");
+    }
+
+    #[test]
+    fn an_item_longer_than_what_is_left_is_refused() {
+        let mut sq = explicit(0x0040, 0x0260, b"SQ", &[], Some(UNDEFINED));
+        sq.extend([0xFE, 0xFF, 0x00, 0xE0]);
+        sq.extend(0x7FFF_FFFFu32.to_le_bytes());
+        assert!(check_declared_lengths(&part10(LE, &sq)).unwrap_err().contains("(FFFE,E000)"));
+    }
+
+    #[test]
+    fn implicit_vr_lengths_are_checked() {
+        let mut e = [0x0010u16.to_le_bytes(), 0x0010u16.to_le_bytes()].concat();
+        e.extend_from_slice(&0x1000_0000u32.to_le_bytes());
+        e.extend_from_slice(b"Doe^J");
+        assert!(check_declared_lengths(&part10("1.2.840.10008.1.2", &e)).is_err());
+    }
+
+    #[test]
+    fn sequences_nested_without_end_are_refused_not_recursed_forever() {
+        let mut open = Vec::new();
+        for _ in 0..100 {
+            open.extend(explicit(0x0040, 0x0260, b"SQ", &[], Some(UNDEFINED)));
+            open.extend([0xFE, 0xFF, 0x00, 0xE0, 0xFF, 0xFF, 0xFF, 0xFF]);
+        }
+        assert!(check_declared_lengths(&part10(LE, &open)).unwrap_err().contains("nested deeper"));
+    }
+
+    #[test]
+    fn an_unknown_vr_is_read_as_un_with_a_32_bit_length() {
+        let mut e = [0x1FCCu16.to_le_bytes(), 0xFAA6u16.to_le_bytes()].concat();
+        e.extend_from_slice(b"]M");
+        e.extend_from_slice(&[0, 0]);
+        e.extend_from_slice(&0x8000_0000u32.to_le_bytes());
+        assert!(check_declared_lengths(&part10(LE, &e)).unwrap_err().contains("(1FCC,FAA6) declares 2147483648"));
+    }
+
+    #[test]
+    fn what_is_not_a_part10_file_is_left_to_the_parser() {
+        assert_eq!(check_declared_lengths(b"not dicom"), Ok(()));
+        assert_eq!(check_declared_lengths(&[]), Ok(()));
+    }
+}
