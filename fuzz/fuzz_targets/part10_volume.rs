@@ -1,12 +1,16 @@
-//! A Part-10 file through volume assembly (geometry checks, the allocation budgets, pixel
+//! A Part-10 file, parsed as the service parses a WADO-RS part (declared lengths and deflate
+//! checked first), through volume assembly (geometry checks, the allocation budgets, pixel
 //! decoding of every transfer syntax this build reads) and, for small volumes, preprocessing.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use neurocds::imaging::{preprocess, volume::Volume};
+use neurocds::{
+    dicomweb::multipart::parse_part,
+    imaging::{preprocess, volume::Volume},
+};
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(obj) = dicom_object::OpenFileOptions::new().from_reader(data) else {
+    let Ok((obj, _)) = parse_part(data, 8 << 20) else {
         return;
     };
     let instances = [obj.clone(), obj];

@@ -7,8 +7,9 @@
 //! nested sequence items, is checked against that first; a part that lies is refused with the
 //! element it lies in, and the parser never sees it.
 //!
-//! The walk reads headers only (tag, VR, length) and never allocates. Deflated data sets are
-//! bounded by their inflated size instead (see `multipart`).
+//! The walk reads headers only (tag, VR, length) and never allocates. A deflated data set is
+//! inflated first, counting against a budget and refused as soon as it passes it (a deflate
+//! bomb), and the inflated bytes are walked the same way.
 
 /// Deepest sequence nesting walked; real objects stay in single digits.
 const MAX_DEPTH: usize = 32;
@@ -26,24 +27,47 @@ enum Encoding {
     ExplicitBig,
 }
 
-/// Refuses a Part-10 file in which any element or item declares more bytes than follow it.
-/// Headers are read as the parser reads them (an unknown VR as UN). Files it cannot walk (no
-/// `DICM`, a deflated data set) pass: the parser says what is wrong with them.
-pub fn check_declared_lengths(buf: &[u8]) -> Result<(), String> {
+/// Refuses a Part-10 file in which any element or item declares more bytes than follow it, or
+/// whose deflated data set inflates past `inflate_budget`. Returns the inflated size of a
+/// deflated data set (0 otherwise). Headers are read as the parser reads them (an unknown VR as
+/// UN); a buffer with no `DICM` passes, for the parser to say what is wrong with it.
+pub fn check_declared_lengths(buf: &[u8], inflate_budget: u64) -> Result<u64, String> {
     let start = match (buf.get(128..132), buf.get(..4)) {
         (Some(b"DICM"), _) => 132,
         (_, Some(b"DICM")) => 4,
-        _ => return Ok(()),
+        _ => return Ok(0),
     };
     let mut walker = Walker { buf, encoding: Encoding::ExplicitLittle, transfer_syntax: None };
     let data_set = walker.meta_group(start)?;
     walker.encoding = match walker.transfer_syntax.as_deref() {
         Some("1.2.840.10008.1.2") => Encoding::ImplicitLittle,
         Some("1.2.840.10008.1.2.2") => Encoding::ExplicitBig,
-        Some("1.2.840.10008.1.2.1.99") => return Ok(()),
+        Some(DEFLATED_EXPLICIT_VR_LE) => {
+            let inflated = inflate(&buf[data_set..], inflate_budget)?;
+            let inflated_walker = Walker { buf: &inflated, encoding: Encoding::ExplicitLittle, transfer_syntax: None };
+            inflated_walker.elements(0, inflated.len(), 0)?;
+            return Ok(inflated.len() as u64);
+        }
         _ => Encoding::ExplicitLittle,
     };
-    walker.elements(data_set, buf.len(), 0).map(|_| ())
+    walker.elements(data_set, buf.len(), 0).map(|_| 0)
+}
+
+/// Deflated Explicit VR Little Endian: the data set after the meta group is one deflate stream.
+pub const DEFLATED_EXPLICIT_VR_LE: &str = "1.2.840.10008.1.2.1.99";
+
+/// Inflates `stream`, refusing it as soon as it passes `budget` bytes.
+fn inflate(stream: &[u8], budget: u64) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    let mut inflated = Vec::new();
+    flate2::read::DeflateDecoder::new(stream)
+        .take(budget.saturating_add(1))
+        .read_to_end(&mut inflated)
+        .map_err(|e| format!("deflated data set: {e}"))?;
+    if inflated.len() as u64 > budget {
+        return Err(format!("the deflated data set inflates to more than {budget} bytes (the series byte limit)"));
+    }
+    Ok(inflated)
 }
 
 struct Walker<'a> {
@@ -236,13 +260,13 @@ mod tests {
         pixels.extend(item(&[0xFF, 0xFE, 0xE0, 0x00, 0xFF, 0xFF, 0xFF, 0x7F]));
         pixels.extend([0xFE, 0xFF, 0xDD, 0xE0, 0, 0, 0, 0]);
         let file = part10(LE, &[explicit(0x0010, 0x0020, b"LO", b"p1", None), sq, pixels].concat());
-        assert_eq!(check_declared_lengths(&file), Ok(()));
+        assert_eq!(check_declared_lengths(&file, 1 << 20), Ok(0));
     }
 
     #[test]
     fn an_element_claiming_more_than_the_file_holds_is_named() {
         let file = part10(LE, &explicit(0x0028, 0x1201, b"OW", &[1, 2, 3, 4], Some(0xFFFF_FFF0)));
-        let e = check_declared_lengths(&file).unwrap_err();
+        let e = check_declared_lengths(&file, 1 << 20).unwrap_err();
         assert!(e.starts_with("element (0028,1201) declares 4294967280 bytes where 4 remain"), "{e}");
     }
 
@@ -252,7 +276,7 @@ mod tests {
         let mut sq = explicit(0x5200, 0x9230, b"SQ", &[], Some(UNDEFINED));
         sq.extend(item(&lying));
         sq.extend([0xFE, 0xFF, 0xDD, 0xE0, 0, 0, 0, 0]);
-        let e = check_declared_lengths(&part10(LE, &sq)).unwrap_err();
+        let e = check_declared_lengths(&part10(LE, &sq), 1 << 20).unwrap_err();
         assert!(e.contains("(0018,9117) declares 1073741824"), "{e}");
     }
 
@@ -261,7 +285,7 @@ mod tests {
         let mut sq = explicit(0x0040, 0x0260, b"SQ", &[], Some(UNDEFINED));
         sq.extend([0xFE, 0xFF, 0x00, 0xE0]);
         sq.extend(0x7FFF_FFFFu32.to_le_bytes());
-        assert!(check_declared_lengths(&part10(LE, &sq)).unwrap_err().contains("(FFFE,E000)"));
+        assert!(check_declared_lengths(&part10(LE, &sq), 1 << 20).unwrap_err().contains("(FFFE,E000)"));
     }
 
     #[test]
@@ -269,7 +293,7 @@ mod tests {
         let mut e = [0x0010u16.to_le_bytes(), 0x0010u16.to_le_bytes()].concat();
         e.extend_from_slice(&0x1000_0000u32.to_le_bytes());
         e.extend_from_slice(b"Doe^J");
-        assert!(check_declared_lengths(&part10("1.2.840.10008.1.2", &e)).is_err());
+        assert!(check_declared_lengths(&part10("1.2.840.10008.1.2", &e), 1 << 20).is_err());
     }
 
     #[test]
@@ -279,7 +303,7 @@ mod tests {
             open.extend(explicit(0x0040, 0x0260, b"SQ", &[], Some(UNDEFINED)));
             open.extend([0xFE, 0xFF, 0x00, 0xE0, 0xFF, 0xFF, 0xFF, 0xFF]);
         }
-        assert!(check_declared_lengths(&part10(LE, &open)).unwrap_err().contains("nested deeper"));
+        assert!(check_declared_lengths(&part10(LE, &open), 1 << 20).unwrap_err().contains("nested deeper"));
     }
 
     #[test]
@@ -288,12 +312,28 @@ mod tests {
         e.extend_from_slice(b"]M");
         e.extend_from_slice(&[0, 0]);
         e.extend_from_slice(&0x8000_0000u32.to_le_bytes());
-        assert!(check_declared_lengths(&part10(LE, &e)).unwrap_err().contains("(1FCC,FAA6) declares 2147483648"));
+        assert!(check_declared_lengths(&part10(LE, &e), 1 << 20).unwrap_err().contains("(1FCC,FAA6) declares 2147483648"));
+    }
+
+    /// Fuzzer finding (multipart, 2026-12-06, second campaign): a deflated data set whose
+    /// inflated elements claim gigabytes; the walk now covers the inflated bytes too.
+    #[test]
+    fn lengths_inside_a_deflated_data_set_are_checked_after_inflating() {
+        use std::io::Write;
+        let lying = explicit(0x0028, 0x1201, b"OW", &[0; 4], Some(0x4000_0000));
+        let mut deflater = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
+        deflater.write_all(&lying).unwrap();
+        let file = part10(DEFLATED_EXPLICIT_VR_LE, &deflater.finish().unwrap());
+        assert!(check_declared_lengths(&file, 1 << 20).unwrap_err().contains("(0028,1201) declares 1073741824"));
+        let honest = explicit(0x0010, 0x0020, b"LO", b"p1", None);
+        let mut deflater = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
+        deflater.write_all(&honest).unwrap();
+        assert_eq!(check_declared_lengths(&part10(DEFLATED_EXPLICIT_VR_LE, &deflater.finish().unwrap()), 1 << 20), Ok(honest.len() as u64));
     }
 
     #[test]
     fn what_is_not_a_part10_file_is_left_to_the_parser() {
-        assert_eq!(check_declared_lengths(b"not dicom"), Ok(()));
-        assert_eq!(check_declared_lengths(&[]), Ok(()));
+        assert_eq!(check_declared_lengths(b"not dicom", 0), Ok(0));
+        assert_eq!(check_declared_lengths(&[], 0), Ok(0));
     }
 }

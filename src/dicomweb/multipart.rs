@@ -4,12 +4,13 @@
 //! arrives; a deflated data set counts its inflated size against the series' byte budget before
 //! it is inflated into memory, so a deflate bomb is refused, never expanded.
 
-use std::io::Read;
-
-use dicom_object::{DefaultDicomObject, FileMetaTable, OpenFileOptions};
+use dicom_object::{DefaultDicomObject, OpenFileOptions};
 use futures_util::StreamExt;
 
-use super::{DicomWebError, Step};
+use super::{
+    DicomWebError, Step,
+    lengths::check_declared_lengths,
+};
 
 /// The boundary of a `multipart/related` Content-Type. `multer::parse_boundary` only accepts
 /// `multipart/form-data`, hence our own.
@@ -90,40 +91,16 @@ where
     Ok(instances)
 }
 
-/// Deflated Explicit VR Little Endian: the data set after the meta group is one deflate stream.
-const DEFLATED_EXPLICIT_VR_LE: &str = "1.2.840.10008.1.2.1.99";
-
-/// Parses one part as a Part-10 file, returning it with the inflated size of a deflated data set
-/// (0 for any other transfer syntax). Blocking.
-fn parse_part(buf: &[u8], inflate_budget: u64) -> Result<(DefaultDicomObject, u64), String> {
-    super::lengths::check_declared_lengths(buf)?;
-    let inflated = inflated_size(buf, inflate_budget)?;
+/// Parses one WADO-RS part (or any Part-10 file from outside) as the service does: declared
+/// lengths and a deflated data set's inflated size checked first ([`check_declared_lengths`]),
+/// then dicom-object. Returns the object with the inflated size of a deflated data set (0 for
+/// any other transfer syntax). Blocking.
+pub fn parse_part(buf: &[u8], inflate_budget: u64) -> Result<(DefaultDicomObject, u64), String> {
+    let inflated = check_declared_lengths(buf, inflate_budget)?;
     // Parts are Part-10 files with their 128-byte preamble; `ReadPreamble::Auto` (the default)
     // also accepts the rare server that strips it.
     let obj = OpenFileOptions::new().from_reader(buf).map_err(|e| e.to_string())?;
     Ok((obj, inflated))
-}
-
-/// For a deflated data set, how many bytes it inflates to, counted without keeping them and
-/// refused as soon as the count passes `budget`. 0 for other transfer syntaxes, and for parts
-/// whose meta group does not parse (the full parse then says what is wrong).
-fn inflated_size(buf: &[u8], budget: u64) -> Result<u64, String> {
-    let mut rest = match buf.get(128..132) {
-        Some(b"DICM") => &buf[128..],
-        _ => buf,
-    };
-    let Ok(meta) = FileMetaTable::from_reader(&mut rest) else {
-        return Ok(0);
-    };
-    if meta.transfer_syntax() != DEFLATED_EXPLICIT_VR_LE {
-        return Ok(0);
-    }
-    let mut inflater = flate2::read::DeflateDecoder::new(rest).take(budget.saturating_add(1));
-    let inflated = std::io::copy(&mut inflater, &mut std::io::sink()).map_err(|e| format!("deflated data set: {e}"))?;
-    if inflated > budget {
-        return Err(format!("the deflated data set inflates to more than {budget} bytes (the series byte limit)"));
-    }
-    Ok(inflated)
 }
 
 #[cfg(test)]
@@ -132,10 +109,10 @@ mod tests {
 
     use dicom_core::{DataElement, PrimitiveValue, VR};
     use dicom_dictionary_std::tags;
-    use dicom_object::{FileMetaTableBuilder, InMemDicomObject};
+    use dicom_object::{FileMetaTable, FileMetaTableBuilder, InMemDicomObject};
     use dicom_transfer_syntax_registry::TransferSyntaxIndex;
 
-    use super::*;
+    use super::{super::lengths::DEFLATED_EXPLICIT_VR_LE, *};
 
     fn meta(ts: &str) -> FileMetaTable {
         FileMetaTableBuilder::new()
@@ -184,22 +161,31 @@ mod tests {
         assert_eq!(parsed.element(tags::PATIENT_ID).unwrap().to_str().unwrap().trim_end(), "p-deflated");
     }
 
-    /// Fuzzer finding (multipart, 2026-12-06): an 8 KiB part whose header claims a value of
-    /// gigabytes made the parser touch 2 GiB before failing. Refused from the headers now.
+    /// Fuzzer findings (multipart and part10_volume, 2026-12-06): parts of a few KiB whose
+    /// headers claim gigabytes (in the data set, or inside a deflated one) made the parser touch
+    /// over 2 GiB before failing. Refused from the headers now.
     #[tokio::test]
-    async fn fuzz_finding_a_part_claiming_gigabytes_is_refused_from_its_headers() {
-        let body = include_bytes!("../../tests/fixtures/fuzz/multipart-huge-element-length.bin");
-        let stream = futures_util::stream::iter(vec![Ok::<_, std::io::Error>(bytes::Bytes::from_static(body))]);
-        let limits = Limits { max_instances: 64, max_bytes: 8 << 20 };
-        let ct = "multipart/related; type=\"application/dicom\"; boundary=fuzz";
-        let e = read_multipart(ct, None, stream, "http://pacs/series", &limits).await.unwrap_err().to_string();
+    async fn fuzz_findings_parts_claiming_gigabytes_are_refused_from_their_headers() {
+        let bodies: [&'static [u8]; 2] = [
+            include_bytes!("../../tests/fixtures/fuzz/multipart-huge-element-length.bin"),
+            include_bytes!("../../tests/fixtures/fuzz/multipart-deflated-huge-element.bin"),
+        ];
+        for body in bodies {
+            let stream = futures_util::stream::iter(vec![Ok::<_, std::io::Error>(bytes::Bytes::from_static(body))]);
+            let limits = Limits { max_instances: 64, max_bytes: 8 << 20 };
+            let ct = "multipart/related; type=\"application/dicom\"; boundary=fuzz";
+            let e = read_multipart(ct, None, stream, "http://pacs/series", &limits).await.unwrap_err().to_string();
+            assert!(e.contains("declares") && e.contains("bytes where"), "{e}");
+        }
+        let part = include_bytes!("../../tests/fixtures/fuzz/part10-huge-element-length.dcm");
+        let e = parse_part(part, 8 << 20).map(|_| ()).unwrap_err();
         assert!(e.contains("declares") && e.contains("bytes where"), "{e}");
     }
 
     #[test]
     fn other_transfer_syntaxes_are_not_inflated() {
-        assert_eq!(inflated_size(&part10("1.2.840.10008.1.2.1", &[]), 0).unwrap(), 0);
-        assert_eq!(inflated_size(b"not dicom at all", 0).unwrap(), 0);
+        assert_eq!(check_declared_lengths(&part10("1.2.840.10008.1.2.1", &[]), 0).unwrap(), 0);
+        assert_eq!(check_declared_lengths(b"not dicom at all", 0).unwrap(), 0);
     }
 
     #[test]
