@@ -235,3 +235,17 @@ fn native_pixel_data_shorter_than_the_header_claims_is_refused_before_the_volume
     let err = Volume::assemble(&s.series_uid, &objs).expect_err("short pixel data");
     assert!(matches!(err, VolumeError::ShortPixelData { need: 2_000_000, .. }), "{err}");
 }
+
+/// A decoder sizes its output from the codestream, not from Rows and Columns: a compressed
+/// frame that declares another size than its instance is refused before any decoder runs.
+#[test]
+fn a_compressed_frame_declaring_another_size_than_its_instance_is_refused_before_decoding() {
+    let s = fixtures().series("jpeg2000_lossless");
+    let mut objs = read_files(&s.files);
+    for obj in &mut objs {
+        set_us(obj, tags::ROWS, 32);
+        set_us(obj, tags::COLUMNS, 32);
+    }
+    let err = Volume::assemble(&s.series_uid, &objs).expect_err("size mismatch");
+    assert!(matches!(err, VolumeError::CodestreamSize { columns: 32, rows: 32, declared: (64, 64), .. }), "{err}");
+}

@@ -16,6 +16,8 @@ use dicom_pixeldata::PixelDecoder;
 use dicom_transfer_syntax_registry::{TransferSyntaxIndex, TransferSyntaxRegistry};
 use ndarray::{Array3, Axis};
 
+use super::codestream;
+
 /// Voxels in `[slice, row, column]` order (k, j, i), with the affine that maps a voxel index
 /// `(i, j, k)` (column, row, slice) to LPS millimetres: `xyz = affine · [i, j, k, 1]`.
 #[derive(Debug, Clone)]
@@ -68,6 +70,8 @@ pub enum VolumeError {
     OverBudget { series_uid: String, sop_uid: String, what: &'static str, value: u64, limit: u64 },
     #[error("series {series_uid}: instance {sop_uid}: its pixel data holds {have} bytes where its header claims {need}")]
     ShortPixelData { series_uid: String, sop_uid: String, need: u64, have: u64 },
+    #[error("series {series_uid}: instance {sop_uid}: a compressed frame declares {declared:?} (columns, rows) where the instance is {columns}x{rows}")]
+    CodestreamSize { series_uid: String, sop_uid: String, columns: u32, rows: u32, declared: (u32, u32) },
     #[error("series {series_uid}: irregular slice spacing: {gap_mm:.3} mm between slices {slice} and {next} where the median is {median_mm:.3} mm (a missing slice, or two stacks in one series)")]
     IrregularSpacing { series_uid: String, slice: usize, next: usize, gap_mm: f64, median_mm: f64 },
     #[error("series {series_uid}: slice {slice} lies {offset_mm:.3} mm off the line through the other slice positions")]
@@ -309,7 +313,7 @@ fn collect_frames(series_uid: &str, instances: &[DefaultDicomObject]) -> Result<
         if voxels > MAX_SERIES_VOXELS {
             return Err(over("the number of voxels in the series", voxels, MAX_SERIES_VOXELS));
         }
-        claimed.push((sop_uid.clone(), rows as u64 * columns as u64 * n_frames as u64));
+        claimed.push((sop_uid.clone(), rows, columns, n_frames));
         for frame in 0..n_frames {
             let position = frame_attr(obj, frame, tags::PLANE_POSITION_SEQUENCE, tags::IMAGE_POSITION_PATIENT).ok_or_else(|| missing("ImagePositionPatient"))?;
             let orientation = frame_attr(obj, frame, tags::PLANE_ORIENTATION_SEQUENCE, tags::IMAGE_ORIENTATION_PATIENT).ok_or_else(|| missing("ImageOrientationPatient"))?;
@@ -330,12 +334,20 @@ fn collect_frames(series_uid: &str, instances: &[DefaultDicomObject]) -> Result<
     }
     // Native pixel data must hold what the header claims; otherwise the volume would be sized
     // (and zeroed) from the headers before the short data is found out.
-    for (obj, (sop_uid, pixels)) in instances.iter().zip(claimed) {
+    // Compressed frames must declare the instance's own size: a decoder sizes its output from
+    // the codestream, not from Rows and Columns.
+    for (obj, (sop_uid, rows, columns, n_frames)) in instances.iter().zip(claimed) {
         if let Some(have) = native_pixel_bytes(obj) {
             let bits = values_f64(obj, tags::BITS_ALLOCATED).and_then(|v| v.first().copied()).unwrap_or(16.0).clamp(1.0, 64.0) as u64;
-            let need = (pixels * bits).div_ceil(8);
+            let need = (rows as u64 * columns as u64 * n_frames as u64 * bits).div_ceil(8);
             if have < need {
                 return Err(VolumeError::ShortPixelData { series_uid: series_uid.into(), sop_uid, need, have });
+            }
+        }
+        let fragments = obj.element_opt(tags::PIXEL_DATA).ok().flatten().and_then(|e| e.value().fragments()).unwrap_or_default();
+        for declared in fragments.iter().filter_map(|f| codestream::declared_size(f)) {
+            if declared != (columns, rows) {
+                return Err(VolumeError::CodestreamSize { series_uid: series_uid.into(), sop_uid, columns, rows, declared });
             }
         }
     }
