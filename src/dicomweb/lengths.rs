@@ -125,20 +125,28 @@ impl Walker<'_> {
     }
 
     /// The file meta group (always explicit VR little endian): its lengths, and the transfer
-    /// syntax. Returns where the data set starts.
-    fn meta_group(&mut self, mut at: usize) -> Result<usize, String> {
-        while let Some(h) = self.header(at) {
-            if h.tag.0 != 0x0002 {
-                break;
-            }
+    /// syntax. Returns where the data set starts, found as the parser finds it: whole elements
+    /// are read until their bytes reach the group length that (0002,0000) declares, which need
+    /// not be where group 0002 really ends.
+    fn meta_group(&mut self, at: usize) -> Result<usize, String> {
+        let Some(first) = self.header(at) else { return Ok(at) };
+        let mut next = self.value_end(&first)?;
+        let group_length = match (first.tag, self.u32_at(first.value_at)) {
+            ((0x0002, 0x0000), Some(length)) if first.length == 4 => u64::from(length),
+            _ => return Ok(at),
+        };
+        let mut read: u64 = 0;
+        while read < group_length {
+            let Some(h) = self.header(next) else { return Ok(next) };
             let end = self.value_end(&h)?;
             if h.tag == (0x0002, 0x0010) {
                 let uid = String::from_utf8_lossy(&self.buf[h.value_at..end]);
                 self.transfer_syntax = Some(uid.trim_end_matches(['\0', ' ']).to_owned());
             }
-            at = end;
+            read += (end - next) as u64;
+            next = end;
         }
-        Ok(at)
+        Ok(next)
     }
 
     /// The end of a defined-length value, refused if it lies beyond the bytes there are.
@@ -219,6 +227,8 @@ mod tests {
         }
         let mut f = vec![0u8; 128];
         f.extend_from_slice(b"DICM");
+        f.extend_from_slice(&[0x02, 0x00, 0x00, 0x00, b'U', b'L', 4, 0]);
+        f.extend_from_slice(&(8 + uid.len() as u32).to_le_bytes());
         f.extend_from_slice(&[0x02, 0x00, 0x10, 0x00, b'U', b'I']);
         f.extend_from_slice(&(uid.len() as u16).to_le_bytes());
         f.extend_from_slice(&uid);
@@ -329,6 +339,23 @@ mod tests {
         let mut deflater = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
         deflater.write_all(&honest).unwrap();
         assert_eq!(check_declared_lengths(&part10(DEFLATED_EXPLICIT_VR_LE, &deflater.finish().unwrap()), 1 << 20), Ok(honest.len() as u64));
+    }
+
+    /// The parser ends the meta group where (0002,0000) says, not where group 0002 ends: a
+    /// group length one byte too long makes it read the first data set element as explicit VR,
+    /// where an implicit-VR value's first bytes become a 32-bit length of a gigabyte. The walk
+    /// follows the parser, so it sees the same header.
+    #[test]
+    fn the_meta_group_ends_where_its_declared_length_ends_it() {
+        let mut element = [0x0008u16.to_le_bytes(), 0x0008u16.to_le_bytes()].concat();
+        element.extend_from_slice(&24u32.to_le_bytes());
+        element.extend_from_slice(b"ORIGINAL\\PRIMARY\\M\\ND   ");
+        let mut file = part10("1.2.840.10008.1.2", &element);
+        assert_eq!(check_declared_lengths(&file, 1 << 20), Ok(0), "honest group length");
+        let declared = u32::from_le_bytes(file[140..144].try_into().unwrap());
+        file[140..144].copy_from_slice(&(declared + 1).to_le_bytes());
+        let e = check_declared_lengths(&file, 1 << 20).unwrap_err();
+        assert!(e.contains("(0008,0008) declares"), "{e}");
     }
 
     #[test]
