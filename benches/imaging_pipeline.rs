@@ -35,9 +35,9 @@ use figment::Figment;
 use figment::providers::{Format, Toml};
 use neurocds::config::Settings;
 use neurocds::dicomweb::DicomWebClient;
-use neurocds::imaging::preprocess::{Recipe, prepare};
-use neurocds::imaging::{SeriesRules, StackPlan, Volume, select_series};
-use neurocds::inference::Manifest;
+use neurocds_analysis::imaging::preprocess::{Recipe, prepare};
+use neurocds_analysis::imaging::{SeriesRules, StackPlan, Volume, select_series};
+use neurocds_analysis::inference::Manifest;
 use serde::{Deserialize, Serialize};
 
 /// Must match `VERSION` in bench/make_imaging_study.py: a new version makes a new study.

@@ -63,7 +63,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     times.push(started.elapsed());
                 }
             }
-            Ok::<_, neurocds::inference::InferenceError>(times)
+            Ok::<_, neurocds_analysis::inference::InferenceError>(times)
         })?;
         report(&format!("one study, {label}"), times);
 
@@ -85,7 +85,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     sequential.push(s);
                 }
             }
-            Ok::<_, neurocds::inference::InferenceError>((batched, sequential))
+            Ok::<_, neurocds_analysis::inference::InferenceError>((batched, sequential))
         })?;
         report(&format!("{} studies submitted at once (batched), {label}", inputs.len()), batched);
         report(&format!("{} studies one after another, {label}", inputs.len()), sequential);

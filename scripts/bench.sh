@@ -36,9 +36,9 @@ for CASE in nonbrain brain; do
 done
 
 echo "== cold end to end: order-select → decision, 4 studies never seen before"
-BIN="${NEUROCDS_BIN:-$CARGO_TARGET_DIR/release/neurocds}"
+LAB="${NEUROCDS_LAB_BIN:-$CARGO_TARGET_DIR/release/neurocds-lab}"
 COLD="$DEMO/cold-$(date +%s)"
-"$BIN" synth --out "$COLD" --patients 4 --seed "$(date +%s)" --quiet
+"$LAB" synth --out "$COLD" --patients 4 --seed "$(date +%s)" --quiet
 "$PY" scripts/demo_ehr.py load --cohort "$COLD" --orthanc "$NEUROCDS_TEST_ORTHANC" --dicomweb "$NEUROCDS_TEST_DICOMWEB" \
   --fhir "$NEUROCDS_TEST_FHIR" > "$COLD/loaded.jsonl"
 "$PY" bench/cold_e2e.py "$COLD/loaded.jsonl" "$BASE" "$DEMO/ehr" "$ISS" "$NEUROCDS_TEST_FHIR" "$DATABASE_URL"

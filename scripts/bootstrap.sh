@@ -69,7 +69,7 @@ if ! [ -f "$TOOLS_STAMP" ]; then
   touch "$TOOLS_STAMP"
 fi
 
-# Real brains for the generator (src/cohort/template.rs): Colin27 from Debian's mricron-data
+# Real brains for the generator (crates/lab/src/cohort/template.rs): Colin27 from Debian's mricron-data
 # (unpacked into the cache, not installed) and MNI152 from nilearn, converted to tissue maps.
 TEMPLATES="$CACHE/templates"
 if ! [ -f "$TEMPLATES/colin27.ncdt" ] || ! [ -f "$TEMPLATES/mni152.ncdt" ]; then

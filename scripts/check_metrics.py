@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Independent oracle for neurocds' reporting statistics (src/inference/metrics.rs).
+"""Independent oracle for neurocds' reporting statistics (crates/lab/src/metrics.rs).
 
 Reads a JSON file written by `tests/evaluate_metrics_match_sklearn.rs`:
     {"labels": [0|1, ...], "a": [p, ...], "b": [p, ...],

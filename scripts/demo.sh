@@ -28,16 +28,17 @@ if [ "${1:-}" = stop ]; then
 fi
 
 eval "$(scripts/peers.sh start)"
-echo "[demo] building neurocds (release)…"
-cargo build --release --locked --quiet
+echo "[demo] building neurocds and neurocds-lab (release)…"
+cargo build --release --locked --quiet --bin neurocds --bin neurocds-lab
 BIN="${NEUROCDS_BIN:-$CARGO_TARGET_DIR/release/neurocds}"
+LAB="${NEUROCDS_LAB_BIN:-$CARGO_TARGET_DIR/release/neurocds-lab}"
 
 # 1. Synthetic studies (deterministic per seed).
 # Seed 4242: the cohort the end-to-end tests use (its first GBM and first PCNSL).
 COHORT="$DEMO/cohort-4242"
 if [ ! -f "$COHORT/manifest.json" ]; then
   echo "[demo] writing synthetic DICOM studies…"
-  "$BIN" synth --out "$COHORT" --patients 8 --seed 4242 --quiet
+  "$LAB" synth --out "$COHORT" --patients 8 --seed 4242 --quiet
 fi
 read -r GBM PCNSL < <("$PY" - "$COHORT/manifest.json" <<'PY'
 import json, sys

@@ -5,7 +5,7 @@ CDS Hooks calls. Used by the demo (`make demo`) and by the end-to-end tests.
 Run with the tools venv (~/.cache/neurocds/tools-venv/bin/python):
 
   load  --cohort DIR --orthanc URL --dicomweb URL --fhir URL [--patient ID ...]
-        Uploads each patient's DICOM study (from `neurocds synth`) to Orthanc, then writes the
+        Uploads each patient's DICOM study (from `neurocds-lab synth`) to Orthanc, then writes the
         patient's Patient, Endpoint and ImagingStudy (series read back over QIDO-RS) to the
         FHIR server. Prints one JSON line per patient: {patient_id, label, study_uid, ...}.
   hook  --service URL --keys DIR --iss ISS --hook order-select|order-sign --patient ID

@@ -13,6 +13,8 @@ use figment::{
 };
 use serde::Deserialize;
 
+pub use neurocds_analysis::{decision::DecisionSettings, inference::device::DeviceChoice};
+
 /// The whole configuration. One section per concern; see `config/default.toml` for the meaning
 /// of every field.
 #[derive(Debug, Clone, Deserialize)]
@@ -269,15 +271,6 @@ pub struct ImagingSettings {
     pub series_rules: PathBuf,
 }
 
-/// Where inference runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum DeviceChoice {
-    Auto,
-    Cpu,
-    Cuda,
-}
-
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelSettings {
@@ -285,14 +278,6 @@ pub struct ModelSettings {
     pub device: DeviceChoice,
     pub queue_capacity: usize,
     pub threads: usize,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DecisionSettings {
-    pub lymphoma_likely: f64,
-    pub gbm_likely: f64,
-    pub max_member_spread: f64,
 }
 
 /// A setting that is missing, malformed or inconsistent. The message names the key.

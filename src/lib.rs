@@ -26,13 +26,13 @@
 
 pub mod audit;
 pub mod cds;
-pub mod cohort;
+
 pub mod config;
 pub mod dicomweb;
 pub mod egress;
 pub mod fhir;
-pub mod imaging;
-pub mod inference;
+
+
 pub mod offload;
 pub mod pipeline;
 pub mod startup;

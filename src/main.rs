@@ -1,4 +1,5 @@
-//! The `neurocds` command: the service and its tools.
+//! The `neurocds` command: the service and its operational tools (migrations, the audit trail).
+//! The laboratory's commands live in `neurocds-lab` (crates/lab).
 
 use std::process::ExitCode;
 
@@ -11,7 +12,11 @@ use neurocds::{
 };
 
 #[derive(Parser)]
-#[command(name = "neurocds", about = "CDS Hooks service: GBM vs primary CNS lymphoma from a prior brain MRI")]
+#[command(
+    name = "neurocds",
+    about = "CDS Hooks service: GBM vs primary CNS lymphoma from a prior brain MRI",
+    after_help = "synth, train, evaluate and scope-check live in the lab binary: neurocds-lab --help"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -28,14 +33,28 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
-    /// Write a synthetic GBM / lymphoma cohort (DICOM studies + manifest).
-    Synth(neurocds::cohort::cli::SynthArgs),
-    /// Train the GBM-vs-PCNSL ensemble on a synthetic cohort and write members, manifest, card and validation report.
-    Train(neurocds::inference::train::TrainArgs),
-    /// Evaluate an ensemble on a labelled cohort: AUC with CIs, calibration, subgroups, ensemble size.
-    Evaluate(neurocds::inference::evaluate::EvaluateArgs),
-    /// Check the scope gate on a hospital mix (tumours, normal brains, extra-axial masses): no recommendation may reach a study without an intra-axial tumour.
-    ScopeCheck(neurocds::inference::scope_check::ScopeCheckArgs),
+}
+
+/// The laboratory's commands, which moved to their own binary (`neurocds-lab`) so that the
+/// service never links the cohort generator, training or evaluation. The old spelling still
+/// works: `neurocds synth ...` runs `neurocds-lab synth ...` when it sits next to this binary,
+/// and says where the command went otherwise.
+const LAB_COMMANDS: [&str; 4] = ["synth", "train", "evaluate", "scope-check"];
+
+fn forward_to_lab(args: &[std::ffi::OsString]) -> ExitCode {
+    let lab = std::env::current_exe().ok().and_then(|exe| Some(exe.parent()?.join("neurocds-lab"))).filter(|p| p.is_file());
+    let command = args[0].to_string_lossy();
+    let Some(lab) = lab else {
+        eprintln!("neurocds: `{command}` moved to the lab binary: run `neurocds-lab {command} ...` (build it with `cargo build --release -p neurocds-lab`)");
+        return ExitCode::from(2);
+    };
+    match std::process::Command::new(&lab).args(args).status() {
+        Ok(status) => status.code().map(|c| ExitCode::from(c.clamp(0, 255) as u8)).unwrap_or(ExitCode::FAILURE),
+        Err(e) => {
+            eprintln!("neurocds: cannot run {}: {e}", lab.display());
+            ExitCode::FAILURE
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -84,8 +103,12 @@ impl std::fmt::Debug for ChainBroken {
 impl std::error::Error for ChainBroken {}
 
 fn main() -> ExitCode {
-    let device = neurocds::inference::select_device(neurocds::config::DeviceChoice::Auto)
-        .map(neurocds::inference::device::device_name)
+    let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+    if args.first().is_some_and(|a| LAB_COMMANDS.iter().any(|c| a == c)) {
+        return forward_to_lab(&args);
+    }
+    let device = neurocds_analysis::inference::select_device(neurocds::config::DeviceChoice::Auto)
+        .map(neurocds_analysis::inference::device::device_name)
         .unwrap_or_else(|e| e);
     let version: &'static str = Box::leak(format!("{} (libtorch via tch 0.26, device: {device})", env!("CARGO_PKG_VERSION")).into_boxed_str());
     let matches = Cli::command().version(version).get_matches();
@@ -162,9 +185,5 @@ fn run(command: Command) -> anyhow::Result<()> {
             println!("{} migration(s) applied; schema current", applied.len());
             Ok(())
         }
-        Command::Synth(args) => Ok(neurocds::cohort::cli::run(args)?),
-        Command::Train(args) => Ok(args.run()?),
-        Command::Evaluate(args) => Ok(args.run()?),
-        Command::ScopeCheck(args) => Ok(args.run()?),
     }
 }

@@ -15,10 +15,12 @@ use crate::{
     dicomweb::DicomWebClient,
     egress::EgressPolicy,
     fhir::client::FhirClient,
-    imaging::SeriesRules,
-    inference::{Engine, device::device_name, select_device},
     pipeline::Pipeline,
     web as pages,
+};
+use neurocds_analysis::{
+    imaging::SeriesRules,
+    inference::{Engine, device::device_name, select_device},
 };
 
 /// What every request handler can reach. Cloned into each actix worker.
@@ -57,7 +59,7 @@ pub enum StartupError {
     #[error(transparent)]
     Checkpoint(#[from] crate::audit::checkpoint::CheckpointError),
     #[error(transparent)]
-    Model(#[from] crate::inference::InferenceError),
+    Model(#[from] neurocds_analysis::inference::InferenceError),
     #[error("{0}")]
     Device(String),
     #[error("the model expects preprocessing {manifest}, this service runs {service}: retrain, or use a matching build")]
@@ -67,7 +69,7 @@ pub enum StartupError {
     #[error(transparent)]
     Trust(#[from] crate::cds::auth::TrustError),
     #[error(transparent)]
-    SeriesRules(#[from] crate::imaging::SeriesRulesError),
+    SeriesRules(#[from] neurocds_analysis::imaging::SeriesRulesError),
     #[error(transparent)]
     DicomWeb(#[from] crate::dicomweb::DicomWebError),
     #[error("egress policy: {0}")]
@@ -125,8 +127,8 @@ impl Application {
         let engine = Engine::start(&manifest, device, settings.model.queue_capacity, settings.model.threads, spread)?;
         // A model trained on one recipe must not be fed another (nor skip the scope gate).
         let recipe = &engine.manifest().preprocessing_version;
-        if recipe != crate::imaging::preprocess::RECIPE_VERSION {
-            return Err(StartupError::RecipeMismatch { manifest: recipe.clone(), service: crate::imaging::preprocess::RECIPE_VERSION });
+        if recipe != neurocds_analysis::imaging::preprocess::RECIPE_VERSION {
+            return Err(StartupError::RecipeMismatch { manifest: recipe.clone(), service: neurocds_analysis::imaging::preprocess::RECIPE_VERSION });
         }
         let http = reqwest::Client::builder()
             .timeout(std::time::Duration::from_secs(settings.fhir.request_timeout_s))

@@ -17,7 +17,7 @@ use dicom_fixtures::{fixtures, read_files};
 use neurocds::config::{DicomWebCredential, DicomWebSettings};
 use neurocds::dicomweb::{DicomWebClient, DicomWebError, Step};
 use neurocds::egress::{AddressGuard, parse_network};
-use neurocds::imaging::{SeriesClass, SeriesRules, Volume, select_series};
+use neurocds_analysis::imaging::{SeriesClass, SeriesRules, Volume, select_series};
 
 fn env(name: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set: start the test peers first with `eval \"$(scripts/peers.sh start)\"`"))

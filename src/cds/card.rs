@@ -8,10 +8,9 @@ use serde::Serialize;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::pipeline::{
-    analysis::Analysis,
-    decision::{Outcome, Recommendation},
-};
+use neurocds_analysis::decision::{Outcome, Recommendation};
+
+use crate::pipeline::analysis::Analysis;
 
 /// `info` < `warning` < `critical`.
 #[derive(Debug, Clone, Copy, Serialize, PartialEq)]

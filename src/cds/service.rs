@@ -15,6 +15,8 @@ use serde_json::{Value, json};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use neurocds_analysis::decision::Outcome;
+
 use super::{
     card::{self, Card, CardContext},
     discovery,
@@ -26,11 +28,7 @@ use crate::{
     audit::{DecisionRecord, log::now_micros},
     config::{OrderSelectAnswer, OutOfScopeAnswer},
     fhir::{report, study::choose_prior_study},
-    pipeline::{
-        PipelineError,
-        analysis::Analysis,
-        decision::Outcome,
-    },
+    pipeline::{PipelineError, analysis::Analysis},
     startup::AppState,
 };
 

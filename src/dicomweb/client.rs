@@ -10,7 +10,7 @@ use reqwest::header::{ACCEPT, CONTENT_TYPE, WARNING};
 use serde_json::Value;
 use url::Url;
 
-use crate::imaging::dicom_json::{self as metadata, MODALITY, SERIES_INSTANCE_UID};
+use neurocds_analysis::imaging::dicom_json::{self as metadata, MODALITY, SERIES_INSTANCE_UID};
 use super::multipart::{self, Limits};
 use super::{DicomWebError, SeriesMetadata, Step};
 use crate::config::DicomWebSettings;

@@ -16,7 +16,7 @@ mod lengths;
 pub mod multipart;
 
 pub use client::DicomWebClient;
-pub use crate::imaging::SeriesMetadata;
+pub use neurocds_analysis::imaging::SeriesMetadata;
 
 /// The request a DICOMweb error happened in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -19,11 +19,9 @@ use super::client::FhirClient;
 use crate::{
     audit::DecisionRecord,
     cds::hook::HookRequest,
-    pipeline::{
-        analysis::Analysis,
-        decision::{Outcome, Recommendation},
-    },
+    pipeline::analysis::Analysis,
 };
+use neurocds_analysis::decision::{Outcome, Recommendation};
 
 pub const LOINC: &str = "http://loinc.org";
 

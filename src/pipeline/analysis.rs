@@ -6,9 +6,9 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::decision::{Outcome, Recommendation};
-use crate::imaging::lesion::ScopeReport;
-use crate::inference::EnsembleOutput;
+use neurocds_analysis::decision::{Outcome, Recommendation};
+use neurocds_analysis::imaging::lesion::ScopeReport;
+use neurocds_analysis::inference::EnsembleOutput;
 
 /// The model that produced a result.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -104,8 +104,8 @@ impl Analysis {
     }
 }
 
-impl From<&crate::imaging::keyimage::KeyImages> for KeyImages {
-    fn from(k: &crate::imaging::keyimage::KeyImages) -> Self {
+impl From<&neurocds_analysis::imaging::keyimage::KeyImages> for KeyImages {
+    fn from(k: &neurocds_analysis::imaging::keyimage::KeyImages) -> Self {
         use base64::Engine;
         let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
         KeyImages { t1c_png_base64: b64(&k.t1c_png), t2_png_base64: b64(&k.t2_png) }

@@ -72,10 +72,9 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
-    use crate::pipeline::{
-        analysis::{KeyImages, ModelInfo},
-        decision::Outcome,
-    };
+    use neurocds_analysis::decision::Outcome;
+
+    use crate::pipeline::analysis::{KeyImages, ModelInfo};
 
     fn key(study: &str) -> AnalysisKey {
         AnalysisKey { patient_ref: "Patient/p1".into(), study_uid: study.into(), model_version: "m@1".into(), client: "https://ehr".into(), source: "http://pacs/dicom-web".into() }

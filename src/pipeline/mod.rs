@@ -4,7 +4,6 @@
 
 pub mod analysis;
 pub mod cache;
-pub mod decision;
 pub mod run;
 
 pub use run::{Pipeline, PipelineError, Ticket};

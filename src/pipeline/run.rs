@@ -20,7 +20,6 @@ use tokio::sync::{Semaphore, watch};
 use super::{
     analysis::{Analysis, ModelInfo, UsedSeries},
     cache::FinishedAnalyses,
-    decision::{Outcome, effective_thresholds, recommend},
 };
 use crate::{
     audit::{
@@ -30,6 +29,9 @@ use crate::{
     config::Settings,
     dicomweb::DicomWebClient,
     fhir::study::PriorStudy,
+};
+use neurocds_analysis::{
+    decision::{Outcome, effective_thresholds, recommend},
     imaging::{
         Volume,
         preprocess::{self, Recipe},

@@ -4,7 +4,9 @@
 use actix_web::{HttpResponse, web};
 use serde_json::json;
 
-use crate::{inference::device::device_name, startup::AppState};
+use neurocds_analysis::inference::device::device_name;
+
+use crate::startup::AppState;
 
 /// Liveness: 200 while the process serves HTTP. Touches nothing else, so a slow database never
 /// gets the process killed.

@@ -5,7 +5,7 @@
 
 use serde_json::{Map, Value, json};
 
-use crate::inference::manifest::{Calibration, Manifest};
+use neurocds_analysis::inference::manifest::{Calibration, Manifest};
 
 /// `x` to three significant digits, without trailing zeros (0.9079 → 0.908, 0.0001 → 0.0001,
 /// 894.38 → 894); integers as they are.
@@ -206,7 +206,7 @@ mod tests {
 
     #[test]
     fn short_values_gather_under_how_it_was_made_and_lists_stay_lists() {
-        let card = json!({ "command": "neurocds train", "limits": ["synthetic only"], "intended_use": "advice" });
+        let card = json!({ "command": "neurocds-lab train", "limits": ["synthetic only"], "intended_use": "advice" });
         let s = sections(&card);
         let titles: Vec<&str> = s.iter().map(|x| x["title"].as_str().unwrap_or_default()).collect();
         assert_eq!(titles, ["Intended use", "Limits", "How it was made"]);

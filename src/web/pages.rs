@@ -6,13 +6,15 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
+use neurocds_analysis::decision::Recommendation;
+
 use super::{
     audit::deny,
     staff::{COOKIE, StaffAuthError, View},
 };
 use crate::{
     audit::query::{DecisionFilter, decode_cursor},
-    pipeline::{analysis::Analysis, decision::Recommendation},
+    pipeline::analysis::Analysis,
     startup::AppState,
 };
 
@@ -119,7 +121,7 @@ pub async fn report(req: HttpRequest, path: web::Path<String>, state: web::Data<
 }
 
 /// The scope gate's candidates as the case report shows them.
-fn scope_view(s: &crate::imaging::lesion::ScopeReport) -> Value {
+fn scope_view(s: &neurocds_analysis::imaging::lesion::ScopeReport) -> Value {
     let pct = |x: f64| format!("{:.0} %", 100.0 * x);
     let kept = s.candidates.iter().find(|c| c.rejection.is_none()).map(|c| c.rank);
     json!({
@@ -270,7 +272,7 @@ pub async fn models(req: HttpRequest, state: web::Data<AppState>) -> HttpRespons
     if let Err(e) = state.staff.authorize(&req, View::ModelCard).await {
         return signin_or_deny(&req, e);
     }
-    let device = crate::inference::device::device_name(state.engine.device());
+    let device = neurocds_analysis::inference::device::device_name(state.engine.device());
     page(&state, "models", &super::model_card::view(state.engine.manifest(), &device))
 }
 

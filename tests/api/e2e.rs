@@ -42,10 +42,18 @@ pub fn pick_from(cohort: &Cohort, nth: usize) -> Value {
     cohort.rows.iter().filter(|r| r["mimic"] == false).nth(nth).cloned().expect("a tumour in the cohort")
 }
 
+/// `neurocds-lab synth --quiet --out DIR ARGS`, through the lab's library (a dev-dependency:
+/// the service binary never links it).
 fn synth(name: &str, args: &[&str]) -> Cohort {
+    #[derive(clap::Parser)]
+    struct Synth {
+        #[command(flatten)]
+        args: neurocds_lab::cohort::cli::SynthArgs,
+    }
     let dir = std::env::temp_dir().join(format!("neurocds-e2e-{name}-{}", std::process::id()));
-    let ok = Command::new(env!("CARGO_BIN_EXE_neurocds")).args(["synth", "--quiet", "--out"]).arg(&dir).args(args).status().map(|s| s.success()).unwrap_or(false);
-    assert!(ok, "neurocds synth failed");
+    let argv = ["synth", "--quiet", "--out", dir.to_str().expect("a UTF-8 temp dir")].into_iter().chain(args.iter().copied());
+    let parsed = <Synth as clap::Parser>::try_parse_from(argv).expect("synth arguments");
+    neurocds_lab::cohort::cli::run(parsed.args).expect("neurocds-lab synth");
     let manifest: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("manifest.json")).unwrap()).unwrap();
     let rows = manifest.get("patients").cloned().unwrap_or(manifest).as_array().cloned().unwrap();
     Cohort { dir, rows }

@@ -27,7 +27,7 @@ async fn the_tch_engine_runs_a_forward_pass_on_the_cpu() {
     let app = spawn_app().await;
     let engine = app.app.pipeline.engine();
     let [d, h, w] = engine.manifest().input.shape;
-    let input = neurocds::inference::ModelInput { data: vec![0.5; 2 * d * h * w], lesion_volume_ml: 10.0, t1c_lesion_mean: 2.0 };
+    let input = neurocds_analysis::inference::ModelInput { data: vec![0.5; 2 * d * h * w], lesion_volume_ml: 10.0, t1c_lesion_mean: 2.0 };
     let out = engine.predict(input).await.expect("forward pass");
     assert_eq!(out.member_probabilities.len(), 3);
     assert!(out.member_probabilities.iter().all(|p| (0.0..=1.0).contains(p)));

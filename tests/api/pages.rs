@@ -172,7 +172,7 @@ async fn in_a_browser_staff_sign_in_filter_the_decision_log_and_read_a_case_repo
     // The case report of the overridden biopsy decision, opened from its row.
     let report = &seen["report"];
     assert_eq!(report["url"], format!("/reports/{}", lymphoma.record.decision_id));
-    assert_eq!(report["badge"]["text"], neurocds::pipeline::decision::Recommendation::Biopsy.headline());
+    assert_eq!(report["badge"]["text"], neurocds_analysis::decision::Recommendation::Biopsy.headline());
     assert!(report["badge"]["class"].as_str().unwrap_or_default().contains("biopsy"));
     let p = lymphoma.record.calibrated_probability.expect("a calibrated probability");
     assert_eq!(field(report, "Calibrated probability of primary CNS lymphoma"), format!("{:.0} %", p * 100.0));

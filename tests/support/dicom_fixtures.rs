@@ -62,8 +62,10 @@ impl Fixtures {
     }
 }
 
+/// The workspace's root (where `Cargo.lock` is), whichever crate's tests include this file.
 pub fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    let here = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    here.ancestors().find(|d| d.join("Cargo.lock").is_file()).unwrap_or(&here).to_path_buf()
 }
 
 /// The tools venv's Python (pydicom, nibabel, nilearn, scipy).
@@ -136,7 +138,7 @@ fn apply(m: &[[f64; 4]; 4], p: [f64; 3]) -> [f64; 3] {
 /// Checks that a volume and dcm2niix's NIfTI of the same files describe the same voxel grid
 /// (every voxel centre of ours is a voxel centre of theirs, same number of voxels) and the
 /// same values at every voxel. NIfTI is RAS, DICOM LPS: x and y change sign.
-pub fn assert_same_as_nifti(volume: &neurocds::imaging::Volume, nifti: &Nifti, tolerance_mm: f64) {
+pub fn assert_same_as_nifti(volume: &neurocds_analysis::imaging::Volume, nifti: &Nifti, tolerance_mm: f64) {
     let dims = volume.dims();
     let mut ours = dims;
     let mut theirs = nifti.shape;

@@ -1,0 +1,195 @@
+//! `imaging::preprocess::prepare` on phantoms built here: a head (ellipsoid with grey/white
+//! texture and ventricles) with an enhancing sphere, in two series that share a frame of reference.
+
+use std::time::Instant;
+
+use ndarray::Array3;
+use neurocds_analysis::imaging::{
+    Volume,
+    preprocess::{AbstentionKind, Recipe, prepare},
+};
+
+const RECIPE: Recipe = Recipe { shape: [32, 32, 32], spacing_mm: 2.0 };
+
+/// Deterministic speckle in [-1, 1].
+fn noise(k: usize, j: usize, i: usize) -> f32 {
+    let mut x = (k as u64).wrapping_mul(73_856_093) ^ (j as u64).wrapping_mul(19_349_663) ^ (i as u64).wrapping_mul(83_492_791);
+    x ^= x >> 13;
+    x = x.wrapping_mul(0x5bd1e995);
+    x ^= x >> 15;
+    (x % 2001) as f32 / 1000.0 - 1.0
+}
+
+struct Phantom {
+    dims: (usize, usize, usize),
+    /// Size of the grid the head is drawn for; a volume with fewer slices is a slab through it.
+    anatomy_dims: (usize, usize, usize),
+    spacing: [f64; 3],
+    /// Lesion centre in mm from the volume's origin (x, y, z), radius mm; `None`: no lesion.
+    lesion: Option<([f64; 3], f64)>,
+    lesion_t1: f32,
+    lesion_t2: f32,
+    frame: &'static str,
+    origin: [f64; 3],
+}
+
+impl Phantom {
+    fn head() -> Phantom {
+        Phantom {
+            dims: (64, 96, 96),
+            anatomy_dims: (64, 96, 96),
+            spacing: [2.0, 2.0, 2.5],
+            lesion: Some(([110.0, 80.0, 90.0], 9.0)),
+            lesion_t1: 260.0,
+            lesion_t2: 70.0,
+            frame: "1.2.3.4",
+            origin: [-96.0, -120.0, -80.0],
+        }
+    }
+
+    /// `t1`: the T1c series; otherwise T2 (CSF bright, lesion as given).
+    fn volume(&self, t1: bool) -> Volume {
+        let (nk, nj, ni) = self.anatomy_dims;
+        let [si, sj, sk] = self.spacing;
+        let centre = [ni as f64 * si / 2.0, nj as f64 * sj / 2.0, nk as f64 * sk / 2.0];
+        let radii = [0.42 * ni as f64 * si, 0.45 * nj as f64 * sj, 0.42 * nk as f64 * sk];
+        let data = Array3::from_shape_fn(self.dims, |(k, j, i)| {
+            let p = [i as f64 * si, j as f64 * sj, k as f64 * sk];
+            let r = ((0..3).map(|a| ((p[a] - centre[a]) / radii[a]).powi(2)).sum::<f64>()).sqrt();
+            if let Some((c, rad)) = self.lesion {
+                let d = ((0..3).map(|a| (p[a] - c[a]).powi(2)).sum::<f64>()).sqrt();
+                if d < rad {
+                    let v = if t1 { self.lesion_t1 } else { self.lesion_t2 };
+                    return v + 5.0 * noise(k, j, i);
+                }
+            }
+            let tissue = if r > 1.0 {
+                0.0
+            } else if r > 0.9 {
+                if t1 { 90.0 } else { 120.0 } // cortex
+            } else if r < 0.2 {
+                if t1 { 30.0 } else { 250.0 } // ventricles
+            } else if (i / 6 + j / 6 + k / 6) % 2 == 0 {
+                if t1 { 110.0 } else { 80.0 } // white matter
+            } else if t1 {
+                85.0
+            } else {
+                110.0
+            };
+            if tissue == 0.0 { 2.0 * noise(k, j, i).abs() } else { tissue + 6.0 * noise(k, j, i) }
+        });
+        let o = self.origin;
+        Volume {
+            data,
+            affine: [[si, 0.0, 0.0, o[0]], [0.0, sj, 0.0, o[1]], [0.0, 0.0, sk, o[2]], [0.0, 0.0, 0.0, 1.0]],
+            spacing: self.spacing,
+            frame_of_reference_uid: Some(self.frame.to_string()),
+            series_uid: if t1 { "t1c".into() } else { "t2".into() },
+        }
+    }
+}
+
+fn kind_of(t1: &Volume, t2: &Volume) -> AbstentionKind {
+    match prepare(t1, t2, &RECIPE) {
+        Ok(p) => panic!("expected an abstention, got a lesion at {:?}", p.lesion_centre_lps),
+        Err(a) => a.kind,
+    }
+}
+
+#[test]
+fn enhancing_sphere_is_found_cropped_and_measured() {
+    let ph = Phantom::head();
+    let p = prepare(&ph.volume(true), &ph.volume(false), &RECIPE).unwrap();
+    let ([cx, cy, cz], r) = ph.lesion.unwrap();
+    let expected = [cx + ph.origin[0], cy + ph.origin[1], cz + ph.origin[2]];
+    for a in 0..3 {
+        assert!((p.lesion_centre_lps[a] - expected[a]).abs() < 2.0, "centre {:?} vs {expected:?}", p.lesion_centre_lps);
+    }
+    let true_ml = 4.0 / 3.0 * std::f64::consts::PI * r.powi(3) / 1000.0;
+    assert!((p.lesion_volume_ml - true_ml).abs() < 0.4 * true_ml, "volume {} mL vs {true_ml}", p.lesion_volume_ml);
+    assert!(p.t1c_lesion_mean > 3.0);
+    assert_eq!(p.data.len(), 2 * 32 * 32 * 32);
+    assert!(p.data.iter().all(|v| v.is_finite()));
+    // The crop's centre voxel is lesion: bright on T1c, dark on T2.
+    let centre = (16 * 32 + 16) * 32 + 16;
+    assert!(p.data[centre] > 3.0, "T1c at centre {}", p.data[centre]);
+    assert!(p.data[32 * 32 * 32 + centre] < 0.0, "T2 at centre {}", p.data[32 * 32 * 32 + centre]);
+    assert_eq!(p.lesion_t1c_slice, (cz / ph.spacing[2]).round() as usize);
+    for png in [&p.key_images.t1c_png, &p.key_images.t2_png] {
+        assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+    }
+}
+
+#[test]
+fn t2_in_another_voxel_grid_is_matched_through_patient_coordinates() {
+    let ph = Phantom::head();
+    let t1 = ph.volume(true);
+    // Same anatomy, T2 sampled on a grid shifted by 10 mm with coarser slices.
+    let shifted = Phantom { spacing: [2.0, 2.0, 5.0], dims: (32, 96, 96), anatomy_dims: (32, 96, 96), ..Phantom::head() };
+    let t2 = shifted.volume(false);
+    let p = prepare(&t1, &t2, &RECIPE).unwrap();
+    let centre = (16 * 32 + 16) * 32 + 16;
+    assert!(p.data[32 * 32 * 32 + centre] < 0.0, "T2 at the lesion centre should be dark: {}", p.data[32 * 32 * 32 + centre]);
+}
+
+#[test]
+fn series_in_different_frames_of_reference_are_refused() {
+    let ph = Phantom::head();
+    let t2 = Phantom { frame: "9.9.9", ..Phantom::head() }.volume(false);
+    assert_eq!(kind_of(&ph.volume(true), &t2), AbstentionKind::CoregistrationImpossible);
+}
+
+#[test]
+fn head_without_enhancement_has_no_lesion() {
+    let ph = Phantom { lesion: None, ..Phantom::head() };
+    assert_eq!(kind_of(&ph.volume(true), &ph.volume(false)), AbstentionKind::NoEnhancingLesion);
+}
+
+#[test]
+fn a_lesion_half_cut_by_the_top_of_the_volume_was_too_little_imaged() {
+    // A slab of 36 slices × 2.5 mm through the head ends at z = 87.5 mm, inside the lesion
+    // (centre z = 90 mm, radius 9 mm): about half of it is missing.
+    let ph = Phantom { dims: (36, 96, 96), ..Phantom::head() };
+    assert_eq!(kind_of(&ph.volume(true), &ph.volume(false)), AbstentionKind::InsufficientCoverage);
+}
+
+#[test]
+fn a_lesion_grazed_by_the_top_of_the_volume_is_decided_from_what_was_imaged() {
+    // The slab ends at z = 97.5 mm: only a thin cap of the lesion (above 97.5) is missing.
+    let ph = Phantom { dims: (40, 96, 96), ..Phantom::head() };
+    let p = prepare(&ph.volume(true), &ph.volume(false), &RECIPE).unwrap();
+    assert!(p.lesion.t1c_coverage >= 0.8 && p.lesion.t1c_coverage < 1.0, "coverage recorded: {}", p.lesion.t1c_coverage);
+    assert_eq!(p.scope.out_of_scope, None);
+}
+
+#[test]
+fn a_handful_of_slices_is_too_few() {
+    let ph = Phantom { dims: (6, 96, 96), anatomy_dims: (6, 96, 96), spacing: [2.0, 2.0, 5.0], ..Phantom::head() };
+    assert_eq!(kind_of(&ph.volume(true), &ph.volume(false)), AbstentionKind::TooFewSlices);
+}
+
+#[test]
+fn a_full_resolution_study_is_prepared_into_the_models_grid() {
+    // Speed is measured by the benchmark (BENCHMARKS.md), never asserted in a test.
+    let ph = Phantom { dims: (176, 256, 256), anatomy_dims: (176, 256, 256), spacing: [0.9, 0.9, 1.0], lesion: Some(([150.0, 100.0, 100.0], 12.0)), ..Phantom::head() };
+    let (t1, t2) = (ph.volume(true), ph.volume(false));
+    let start = Instant::now();
+    let p = prepare(&t1, &t2, &RECIPE).unwrap();
+    println!("prepare 176x256x256: {:?}", start.elapsed());
+    assert_eq!(p.data.len(), 2 * RECIPE.shape.iter().product::<usize>());
+    assert!(p.data.iter().all(|v| v.is_finite()));
+}
+
+/// Issue 15: header spacing sizes the working grid, so an absurd spacing is refused before the
+/// grid is allocated (100 km voxels would ask for ~10¹⁸ working voxels).
+#[test]
+fn a_series_with_absurd_voxel_spacing_is_refused_before_its_working_grid_is_allocated() {
+    let ph = Phantom { spacing: [1e5, 1e5, 1e5], ..Phantom::head() };
+    assert_eq!(kind_of(&ph.volume(true), &ph.volume(false)), AbstentionKind::ImplausibleGeometry);
+}
+
+#[test]
+fn a_series_with_zero_spacing_is_refused() {
+    let ph = Phantom { spacing: [0.0, 1.0, 1.0], ..Phantom::head() };
+    assert_eq!(kind_of(&ph.volume(true), &ph.volume(false)), AbstentionKind::ImplausibleGeometry);
+}
