@@ -36,6 +36,7 @@ pub mod fhir;
 pub mod offload;
 pub mod pipeline;
 pub mod startup;
+pub mod state;
 pub mod telemetry;
 pub mod templates;
 pub mod web;

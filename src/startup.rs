@@ -6,7 +6,6 @@ use actix_cors::Cors;
 use actix_web::{App, HttpServer, dev::Server, http::header, middleware::DefaultHeaders, web};
 use tracing_actix_web::TracingLogger;
 
-use handlebars::Handlebars;
 
 use crate::{
     audit::{Database, db},
@@ -16,34 +15,13 @@ use crate::{
     egress::EgressPolicy,
     fhir::client::FhirClient,
     pipeline::Pipeline,
+    state::AppState,
     web as pages,
 };
 use neurocds_analysis::{
     imaging::SeriesRules,
     inference::{Engine, device::device_name, select_device},
 };
-
-/// What every request handler can reach. Cloned into each actix worker.
-#[derive(Clone)]
-pub struct AppState {
-    pub settings: Arc<Settings>,
-    pub db: Database,
-    pub engine: Engine,
-    pub pipeline: Pipeline,
-    pub verifier: Arc<Verifier>,
-    pub staff: Arc<crate::web::staff::StaffAuth>,
-    pub fhir: FhirClient,
-    /// Where each client's hooks may send the service (FHIR servers, DICOMweb origins).
-    pub egress: Arc<EgressPolicy>,
-    pub brain_mri_codes: BrainMriCodes,
-    /// Card text (Markdown).
-    pub templates: Arc<Handlebars<'static>>,
-    /// Pages and FHIR narrative (HTML).
-    pub pages: Arc<Handlebars<'static>>,
-    /// The process's main multi-thread runtime: analyses and report writes outlive requests.
-    pub runtime: tokio::runtime::Handle,
-    pub started: Instant,
-}
 
 /// A built, bound, not yet running service.
 pub struct Application {

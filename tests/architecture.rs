@@ -430,7 +430,11 @@ fn no_file_imports_a_file_that_imports_it_back() {
         assert!(graph.len() > 3, "{name}: found no modules in {dir}");
         for circle in circles(&graph) {
             let members: Vec<String> = circle.iter().map(show).collect();
-            report.push(format!("{name}: {}", members.join(" ↔ ")));
+            let edges: Vec<String> = circle
+                .iter()
+                .flat_map(|from| graph[from].iter().filter(|to| circle.contains(to)).map(move |to| format!("{} → {}", show(from), show(to))))
+                .collect();
+            report.push(format!("{name}: {}\n    ({})", members.join(" ↔ "), edges.join(", ")));
         }
     }
     assert!(report.is_empty(), "import circles:\n{}", report.join("\n"));

@@ -21,7 +21,7 @@ use diesel::{
 use diesel_async::RunQueryDsl;
 use serde_json::Value;
 
-use super::db::{AuditError, Database};
+use super::{AuditError, Database};
 
 pub const STALE_AFTER_S: i64 = 300;
 

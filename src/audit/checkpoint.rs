@@ -38,7 +38,8 @@ use time::OffsetDateTime;
 
 use super::{
     chain::{GENESIS, canonical_json},
-    db::{AuditError, Database},
+    db::Database,
+    error::AuditError,
     schema::{decisions, feedback},
 };
 

@@ -13,41 +13,19 @@ use diesel_async::{
     async_connection_wrapper::AsyncConnectionWrapper,
     pooled_connection::{
         AsyncDieselConnectionManager, ManagerConfig,
-        deadpool::{Object, Pool, PoolError},
+        deadpool::{Object, Pool},
     },
 };
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 
-use super::writer::DecisionWriter;
+use super::{
+    error::{AuditError, acquire},
+    writer::DecisionWriter,
+};
 use crate::config::DatabaseSettings;
 
 /// The SQL in `migrations/`, compiled into the binary.
 pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
-
-/// What can go wrong talking to the audit database.
-#[derive(Debug, thiserror::Error)]
-pub enum AuditError {
-    #[error("audit database: cannot build the connection pool: {0}")]
-    Pool(String),
-    #[error("audit database: no connection available: {0}")]
-    Unavailable(String),
-    #[error("audit database: query failed while {step}: {source}")]
-    Query {
-        step: &'static str,
-        #[source]
-        source: diesel::result::Error,
-    },
-    #[error("audit database: migrations failed: {0}")]
-    Migration(String),
-    #[error("audit database: appending a decision failed: {0}")]
-    Append(String),
-}
-
-impl AuditError {
-    pub fn query(step: &'static str) -> impl FnOnce(diesel::result::Error) -> AuditError {
-        move |source| AuditError::Query { step, source }
-    }
-}
 
 /// A handle on the audit database: cheap to clone, shared by every worker.
 #[derive(Clone)]
@@ -129,16 +107,6 @@ impl Database {
             .into_iter()
             .filter(|v| !applied.contains(v))
             .collect())
-    }
-}
-
-/// A connection from `pool`, or [`AuditError::Unavailable`] after `timeout`.
-pub(crate) async fn acquire(pool: &Pool<AsyncPgConnection>, timeout: Duration) -> Result<Object<AsyncPgConnection>, AuditError> {
-    match tokio::time::timeout(timeout, pool.get()).await {
-        Ok(Ok(c)) => Ok(c),
-        Ok(Err(PoolError::Backend(e))) => Err(AuditError::Unavailable(e.to_string())),
-        Ok(Err(e)) => Err(AuditError::Unavailable(e.to_string())),
-        Err(_) => Err(AuditError::Unavailable("timed out waiting for a connection".into())),
     }
 }
 

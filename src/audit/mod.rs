@@ -12,14 +12,18 @@
 //! This module knows SQL and hashing; it does not know HTTP, FHIR servers or tensors.
 
 pub mod analyses;
+mod append;
 pub mod chain;
 pub mod checkpoint;
 pub mod db;
+pub mod error;
 pub mod log;
 pub mod query;
+pub mod records;
 pub mod schema;
 pub mod seen_tokens;
 pub mod writer;
 
-pub use db::{AuditError, Database};
-pub use log::{DecisionRecord, FeedbackRecord, StoredDecision, StoredFeedback};
+pub use db::Database;
+pub use error::AuditError;
+pub use records::{DecisionRecord, FeedbackRecord, StoredDecision, StoredFeedback};

@@ -10,8 +10,9 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use super::{
-    db::{AuditError, Database},
-    log::StoredDecision,
+    db::Database,
+    error::AuditError,
+    records::StoredDecision,
     schema::{decisions, feedback},
 };
 

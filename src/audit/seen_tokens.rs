@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use diesel::sql_types::{Double, Text};
 use diesel_async::RunQueryDsl;
 
-use super::db::{AuditError, Database};
+use super::{AuditError, Database};
 
 /// Expired ids are swept on the first record and then once every this many.
 const SWEEP_EVERY: u64 = 1000;

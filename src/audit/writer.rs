@@ -27,8 +27,9 @@ use diesel_async::{AsyncPgConnection, pooled_connection::deadpool::Pool};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
-    db::{AuditError, acquire},
-    log::{DecisionRecord, PendingDecision, append_decisions},
+    append::{PendingDecision, append_decisions},
+    error::{AuditError, acquire},
+    records::DecisionRecord,
 };
 
 /// Most decisions committed in one transaction.

@@ -17,8 +17,8 @@ use uuid::Uuid;
 
 use super::{discovery, hook::RequestError, outcome::CdsError, service::trust};
 use crate::{
-    audit::{FeedbackRecord, log::now_micros},
-    startup::AppState,
+    audit::{FeedbackRecord, records::now_micros},
+    state::AppState,
 };
 
 #[derive(Debug, Deserialize)]

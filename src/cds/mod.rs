@@ -15,7 +15,7 @@ pub mod service;
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde_json::json;
 
-use crate::startup::AppState;
+use crate::state::AppState;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/cds-services", web::get().to(discover))

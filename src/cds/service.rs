@@ -25,11 +25,11 @@ use super::{
     prefetch,
 };
 use crate::{
-    audit::{DecisionRecord, log::now_micros},
+    audit::{DecisionRecord, records::now_micros},
     config::{OrderSelectAnswer, OutOfScopeAnswer},
     fhir::{report, study::choose_prior_study},
     pipeline::{PipelineError, analysis::Analysis},
-    startup::AppState,
+    state::AppState,
 };
 
 /// Verifies the caller's JWT for `endpoint`; logs why it failed (never the token). With

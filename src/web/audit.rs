@@ -12,7 +12,7 @@ use crate::{
         query::{DecisionFilter, decode_cursor},
     },
     cds::outcome::operation_outcome,
-    startup::AppState,
+    state::AppState,
 };
 
 #[derive(Debug, Deserialize)]

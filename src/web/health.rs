@@ -6,7 +6,7 @@ use serde_json::json;
 
 use neurocds_analysis::inference::device::device_name;
 
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// Liveness: 200 while the process serves HTTP. Touches nothing else, so a slow database never
 /// gets the process killed.

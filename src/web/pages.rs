@@ -15,7 +15,7 @@ use super::{
 use crate::{
     audit::query::{DecisionFilter, decode_cursor},
     pipeline::analysis::Analysis,
-    startup::AppState,
+    state::AppState,
 };
 
 fn page(state: &AppState, name: &str, data: &Value) -> HttpResponse {

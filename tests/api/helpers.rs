@@ -162,7 +162,7 @@ pub struct TestApp {
     pub base: String,
     pub db_url: String,
     pub http: reqwest::Client,
-    pub app: neurocds::startup::AppState,
+    pub app: neurocds::state::AppState,
     /// Stops the server as SIGTERM would (`stop(true)`).
     pub server: actix_web::dev::ServerHandle,
 }

@@ -7,7 +7,7 @@
 use ndarray::Array3;
 use serde::{Deserialize, Serialize};
 
-use super::preprocess::{Affine, trilinear};
+use super::geometry::{Affine, trilinear};
 use super::volume::Volume;
 
 /// Longest side of a key image, in pixels.

@@ -7,6 +7,7 @@
 pub mod codestream;
 pub mod dicom_json;
 pub mod folder;
+mod geometry;
 pub mod keyimage;
 pub mod lesion;
 mod morphology;

@@ -12,7 +12,7 @@ use std::sync::Mutex;
 use serde::Serialize;
 
 use super::dicom::{self, StudyFiles};
-use super::render::SeriesKind;
+use super::spec::SeriesKind;
 use super::{CohortError, CohortSpec, SyntheticCase, generate_case};
 
 /// Arguments of `neurocds-lab synth`.

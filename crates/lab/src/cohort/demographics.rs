@@ -5,7 +5,7 @@ use time::{Date, Duration, Weekday};
 
 use super::rng::{self, Stream};
 use super::sites::SITES;
-use super::{CohortSpec, Diagnosis, Presentation, Sex};
+use super::spec::{CohortSpec, Diagnosis, Presentation, Sex};
 
 /// The non-image facts of one case.
 #[derive(Debug, Clone)]

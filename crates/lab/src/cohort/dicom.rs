@@ -17,7 +17,8 @@ use dicom_object::InMemDicomObject;
 use dicom_object::meta::FileMetaTableBuilder;
 use time::Date;
 
-use super::render::{LocaliserImage, SeriesKind};
+use super::render::LocaliserImage;
+use super::spec::SeriesKind;
 use super::{CohortError, SyntheticCase, Vendor};
 use neurocds_analysis::imaging::Volume;
 

@@ -18,7 +18,7 @@
 use rand::Rng;
 use rand::rngs::StdRng;
 
-use super::Diagnosis;
+use super::spec::Diagnosis;
 use super::anatomy::{Anatomy, ramp};
 use super::rng;
 

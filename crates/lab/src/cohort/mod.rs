@@ -18,10 +18,12 @@ mod anatomy;
 pub mod cli;
 mod demographics;
 pub mod dicom;
+mod error;
 mod lesion;
 mod render;
 mod rng;
 mod sites;
+mod spec;
 pub mod template;
 
 use serde::Serialize;
@@ -29,187 +31,11 @@ use time::{Date, Month};
 
 use neurocds_analysis::imaging::Volume;
 
-pub use render::{LocaliserImage, SeriesKind};
+pub use error::CohortError;
+pub use render::LocaliserImage;
+pub use spec::{CohortSpec, Diagnosis, Presentation, SeriesKind, Sex, Vendor};
 pub use sites::{SITES, SiteProfile};
 pub use template::{AnatomySource, TemplateBrain, TemplateName};
-
-/// Errors of cohort generation and writing; each says which case, file or step failed.
-#[derive(Debug, thiserror::Error)]
-pub enum CohortError {
-    #[error("invalid cohort specification: {0}")]
-    InvalidSpec(String),
-    #[error("could not create directory {path}: {source}")]
-    CreateDir { path: std::path::PathBuf, source: std::io::Error },
-    #[error("could not write {path}: {source}")]
-    WriteFile { path: std::path::PathBuf, source: std::io::Error },
-    #[error("could not build DICOM file meta for {path}: {message}")]
-    DicomMeta { path: std::path::PathBuf, message: String },
-    #[error("could not write DICOM file {path}: {message}")]
-    DicomWrite { path: std::path::PathBuf, message: String },
-    #[error("could not serialise the manifest: {0}")]
-    Manifest(#[from] serde_json::Error),
-}
-
-/// What a cohort looks like: how many patients, how many lymphomas, how many outside scans.
-/// Every case depends only on this and its index.
-#[derive(Debug, Clone, PartialEq)]
-pub struct CohortSpec {
-    pub seed: u64,
-    pub patients: usize,
-    /// Share of PCNSL cases (0.5 for balanced training; about 0.3 or less for a realistic mix).
-    pub pcnsl_fraction: f64,
-    /// Share of studies from outside institutions; "nearly half" in the reference study.
-    pub external_fraction: f64,
-    /// Share of cases whose imaging mimics the other diagnosis (solid GBM, necrotic deep
-    /// lymphoma). This is what keeps the best achievable AUC below 1.
-    pub mimic_fraction: f64,
-    /// Acquisition dates are spread uniformly over this range (inclusive).
-    pub acquired_from: Date,
-    pub acquired_to: Date,
-    /// Shares of studies that are out of scope, as most brain MRIs in a hospital are: a normal
-    /// brain, or an extra-axial (dural-based, meningioma-like) enhancing mass. 0 in training
-    /// cohorts; the scope gate's evaluation sets use them.
-    pub normal_fraction: f64,
-    pub extra_axial_fraction: f64,
-    /// Draw the full normal enhancing anatomy (falx, transverse and straight sinuses, cortical
-    /// and Sylvian vessels, pituitary, variable choroid plexus) besides the superior sagittal
-    /// sinus and choroid plexus every case has.
-    pub enhancing_anatomy: bool,
-    /// Where the brains come from; each case draws one of these with equal chance (its own
-    /// random stream, so a phantom-only cohort is unchanged). The phantom by default.
-    pub anatomies: Vec<AnatomySource>,
-}
-
-impl CohortSpec {
-    /// A balanced cohort with the defaults documented in `ASSUMPTIONS.md`.
-    pub fn new(seed: u64, patients: usize) -> Self {
-        Self {
-            seed,
-            patients,
-            pcnsl_fraction: 0.5,
-            external_fraction: 0.45,
-            mimic_fraction: 0.08,
-            // Both dates are valid calendar dates; the fallbacks cannot be reached.
-            acquired_from: Date::from_calendar_date(2015, Month::January, 1).unwrap_or(Date::MIN),
-            acquired_to: Date::from_calendar_date(2025, Month::December, 31).unwrap_or(Date::MAX),
-            normal_fraction: 0.0,
-            extra_axial_fraction: 0.0,
-            enhancing_anatomy: false,
-            anatomies: vec![AnatomySource::Phantom],
-        }
-    }
-
-    /// What a hospital sends: `normal` normal brains and `extra_axial` dural-based masses per
-    /// tumour case share, all with the full normal enhancing anatomy.
-    pub fn hospital_mix(seed: u64, patients: usize, normal: f64, extra_axial: f64) -> Self {
-        Self { normal_fraction: normal, extra_axial_fraction: extra_axial, enhancing_anatomy: true, ..Self::new(seed, patients) }
-    }
-
-    /// Rejects fractions outside [0, 1] and an empty date range.
-    pub fn validate(&self) -> Result<(), CohortError> {
-        for (name, value) in [
-            ("pcnsl_fraction", self.pcnsl_fraction),
-            ("external_fraction", self.external_fraction),
-            ("mimic_fraction", self.mimic_fraction),
-            ("normal_fraction", self.normal_fraction),
-            ("extra_axial_fraction", self.extra_axial_fraction),
-            ("normal_fraction + extra_axial_fraction", self.normal_fraction + self.extra_axial_fraction),
-        ] {
-            if !(0.0..=1.0).contains(&value) {
-                return Err(CohortError::InvalidSpec(format!("{name} = {value} is not in [0, 1]")));
-            }
-        }
-        if self.anatomies.is_empty() {
-            return Err(CohortError::InvalidSpec("no anatomy to draw brains from".into()));
-        }
-        if self.acquired_to < self.acquired_from {
-            return Err(CohortError::InvalidSpec(format!(
-                "acquisition range ends ({}) before it starts ({})",
-                self.acquired_to, self.acquired_from
-            )));
-        }
-        Ok(())
-    }
-}
-
-/// The histological diagnosis (the label the model learns).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Diagnosis {
-    /// Glioblastoma, IDH-wildtype.
-    Gbm,
-    /// CNS diffuse large B-cell lymphoma.
-    Pcnsl,
-}
-
-impl Diagnosis {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Diagnosis::Gbm => "gbm",
-            Diagnosis::Pcnsl => "pcnsl",
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-pub enum Sex {
-    #[serde(rename = "M")]
-    Male,
-    #[serde(rename = "F")]
-    Female,
-}
-
-impl Sex {
-    /// The DICOM PatientSex code.
-    pub fn dicom_code(self) -> &'static str {
-        match self {
-            Sex::Male => "M",
-            Sex::Female => "F",
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Vendor {
-    Siemens,
-    Ge,
-    Philips,
-}
-
-impl Vendor {
-    /// The DICOM Manufacturer string as these vendors write it.
-    pub fn manufacturer(self) -> &'static str {
-        match self {
-            Vendor::Siemens => "SIEMENS",
-            Vendor::Ge => "GE MEDICAL SYSTEMS",
-            Vendor::Philips => "Philips Medical Systems",
-        }
-    }
-}
-
-/// What a study shows. Only tumours carry a meaningful [`Diagnosis`]; the others are the
-/// out-of-scope studies on which no recommendation may ever be made.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Presentation {
-    /// An enhancing intra-axial tumour (GBM-like or lymphoma-like).
-    Tumour,
-    /// No lesion: only normal anatomy, some of which enhances.
-    NormalBrain,
-    /// A dural-based enhancing mass outside the brain (meningioma-like).
-    ExtraAxial,
-}
-
-impl Presentation {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Presentation::Tumour => "tumour",
-            Presentation::NormalBrain => "normal-brain",
-            Presentation::ExtraAxial => "extra-axial",
-        }
-    }
-}
 
 /// Ground truth about the lesions as rendered (voxel counts times voxel volume), for tests and
 /// error analysis; a model never sees it.

@@ -15,64 +15,13 @@ use super::demographics::CasePlan;
 use super::lesion::{self, LesionSample, LesionSet};
 use super::rng::{self, Stream, VoxelNoise};
 use super::sites::{SITES, SiteProfile};
-use super::{AnatomySource, CohortSpec, Diagnosis, Presentation};
+use super::spec::{CohortSpec, Diagnosis, Presentation, SeriesKind};
+use super::template::AnatomySource;
 use neurocds_analysis::imaging::Volume;
 
 /// Largest stored pixel value (16-bit unsigned).
 const MAX_STORED: f32 = 65535.0;
 
-/// The series of a synthetic session, in acquisition order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum SeriesKind {
-    /// Three-plane localiser (scout).
-    Localiser,
-    /// T1-weighted, before contrast.
-    T1Pre,
-    /// T2-weighted (TSE/FSE).
-    T2,
-    /// T2 FLAIR (fluid-attenuated inversion recovery).
-    Flair,
-    /// T1-weighted after gadolinium.
-    T1PostContrast,
-}
-
-impl SeriesKind {
-    pub const ALL: [SeriesKind; 5] =
-        [SeriesKind::Localiser, SeriesKind::T1Pre, SeriesKind::T2, SeriesKind::Flair, SeriesKind::T1PostContrast];
-
-    /// Position in the session (1-based), the basis of SeriesNumber.
-    pub fn order(self) -> u32 {
-        match self {
-            SeriesKind::Localiser => 1,
-            SeriesKind::T1Pre => 2,
-            SeriesKind::T2 => 3,
-            SeriesKind::Flair => 4,
-            SeriesKind::T1PostContrast => 5,
-        }
-    }
-
-    /// Seconds after the localiser at which the series starts; contrast is injected after FLAIR.
-    pub fn start_offset_s(self) -> u32 {
-        match self {
-            SeriesKind::Localiser => 0,
-            SeriesKind::T1Pre => 95,
-            SeriesKind::T2 => 340,
-            SeriesKind::Flair => 610,
-            SeriesKind::T1PostContrast => 1080,
-        }
-    }
-
-    /// A short stable name (file names, UID derivation).
-    pub fn slug(self) -> &'static str {
-        match self {
-            SeriesKind::Localiser => "localiser",
-            SeriesKind::T1Pre => "t1",
-            SeriesKind::T2 => "t2",
-            SeriesKind::Flair => "flair",
-            SeriesKind::T1PostContrast => "t1c",
-        }
-    }
-}
 
 /// One image of the three-plane localiser.
 #[derive(Debug, Clone)]

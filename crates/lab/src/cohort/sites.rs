@@ -6,8 +6,8 @@
 //! noise, stronger bias fields, another vendor's names) because that shift is what makes outside
 //! MRIs hard for a model; see `ASSUMPTIONS.md`.
 
-use super::Vendor;
-use super::render::SeriesKind;
+use super::spec::Vendor;
+use super::spec::SeriesKind;
 
 /// How one series is acquired at a site: the header values a series recogniser reads.
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -10,7 +10,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::CohortError;
+use super::error::CohortError;
 
 /// The brain templates the generator knows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -12,7 +12,7 @@ use std::{
 use rayon::prelude::*;
 
 use super::{
-    LabelledStudy,
+    study::LabelledStudy,
     labels::{self, LabelRow, LabelsError},
 };
 use crate::dataset::{self, CaseInput};

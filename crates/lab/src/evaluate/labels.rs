@@ -51,7 +51,7 @@ impl LabelRow {
     pub fn attributes(&self) -> Vec<(&'static str, String)> {
         let mut out = Vec::new();
         if let Some(age) = self.age {
-            out.push(("age_band", super::age_band(age).to_string()));
+            out.push(("age_band", super::study::age_band(age).to_string()));
         }
         for (name, value) in [("sex", &self.sex), ("site", &self.site), ("vendor", &self.vendor)] {
             if let Some(v) = value {

@@ -1,0 +1,41 @@
+//! What every request handler can reach: the service's parts, built once by
+//! [`crate::startup::Application::build`] and handed to actix as app data. Handlers take it
+//! with `web::Data<AppState>`; this module sits below both the handlers and the start-up, so
+//! neither imports the other.
+
+use std::{sync::Arc, time::Instant};
+
+use handlebars::Handlebars;
+use neurocds_analysis::inference::Engine;
+
+use crate::{
+    audit::Database,
+    cds::{auth::Verifier, hook::BrainMriCodes},
+    config::Settings,
+    egress::EgressPolicy,
+    fhir::client::FhirClient,
+    pipeline::Pipeline,
+    web::staff::StaffAuth,
+};
+
+/// What every request handler can reach. Cloned into each actix worker.
+#[derive(Clone)]
+pub struct AppState {
+    pub settings: Arc<Settings>,
+    pub db: Database,
+    pub engine: Engine,
+    pub pipeline: Pipeline,
+    pub verifier: Arc<Verifier>,
+    pub staff: Arc<StaffAuth>,
+    pub fhir: FhirClient,
+    /// Where each client's hooks may send the service (FHIR servers, DICOMweb origins).
+    pub egress: Arc<EgressPolicy>,
+    pub brain_mri_codes: BrainMriCodes,
+    /// Card text (Markdown).
+    pub templates: Arc<Handlebars<'static>>,
+    /// Pages and FHIR narrative (HTML).
+    pub pages: Arc<Handlebars<'static>>,
+    /// The process's main multi-thread runtime: analyses and report writes outlive requests.
+    pub runtime: tokio::runtime::Handle,
+    pub started: Instant,
+}
