@@ -4,7 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use neurocds::imaging::{dicom_json, series};
+use neurocds_analysis::imaging::{dicom_json, series};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(serde_json::Value::Array(items)) = serde_json::from_slice::<serde_json::Value>(data) else {
