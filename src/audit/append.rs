@@ -128,6 +128,7 @@ pub(crate) async fn append_feedback(conn: &mut AsyncPgConnection, record: &Feedb
 #[cfg(test)]
 mod tests {
     use serde_json::json;
+    use time::OffsetDateTime;
 
     use super::*;
 
