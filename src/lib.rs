@@ -9,30 +9,30 @@
 //!  EHR ──► cds (protocol: JWT trust, hook request, prefetch, cards, feedback)
 //!            │
 //!            ▼
-//!          pipeline (the decision: orchestrates the steps, applies the policy, times them)
+//!          pipeline (the decision: shared analyses, stages timed, the policy applied)
 //!            │
-//!            ├─► fhir      (ImagingStudy/Endpoint look-ups; DiagnosticReport, Device, Provenance)
-//!            ├─► dicomweb  (QIDO-RS / WADO-RS retrieval)
-//!            ├─► imaging   (series recognition, volume assembly, preprocessing, key images)
-//!            ├─► inference (the TorchScript ensemble on CUDA or CPU)
-//!            └─► audit     (the hash-chained decision log in PostgreSQL)
+//!            ├─► fhir               (ImagingStudy/Endpoint look-ups; DiagnosticReport, Device, Provenance)
+//!            ├─► egress             (where outbound requests may go: allow-lists, address guard, capped bodies)
+//!            ├─► dicomweb           (QIDO-RS / WADO-RS retrieval, within limits)
+//!            ├─► neurocds_analysis  (the core crate: series, volumes, preprocessing, scope gate, ensemble, policy)
+//!            └─► audit              (the hash-chained decision and feedback logs in PostgreSQL)
 //!          web (health, compliance API and the pages for people)
-//!          egress (where outbound requests may go: per-client allow-lists, address guard)
-//!          offload (large outside input parsed on the blocking pool, not the runtime)
+//!
+//!          below them all: state (what handlers receive), config, offload (large input parsed
+//!          off the runtime), templates, telemetry
 //! ```
 //!
-//! Dependencies point down this picture: `cds` knows nothing of tensors, `inference` nothing of
-//! HTTP. `cohort` (synthetic studies) sits beside the path: it feeds training and the demo.
+//! `startup` builds the application from these parts; no module here imports it. Dependencies
+//! point down the picture: `cds` knows nothing of tensors, the analysis core nothing of HTTP.
+//! The laboratory (`neurocds-lab`: synthetic cohorts, training, evaluation) is another crate and
+//! another binary; this one never links it (`tests/architecture.rs`).
 
 pub mod audit;
 pub mod cds;
-
 pub mod config;
 pub mod dicomweb;
 pub mod egress;
 pub mod fhir;
-
-
 pub mod offload;
 pub mod pipeline;
 pub mod startup;

@@ -239,6 +239,21 @@ async fn es384_token_signed_by_a_trusted_ehr_is_accepted() {
     assert!(client.valid_until > now && client.valid_until <= now + 300 + 60, "remembered no longer than the token can pass");
 }
 
+/// A key set larger than any real one (256 KiB) is refused unread, whatever it holds: a
+/// misbehaving key server cannot make the service allocate what it likes.
+#[tokio::test]
+async fn a_key_set_past_the_size_limit_is_refused_unread() {
+    let ehr = Ehr::with_keys(&[("rs384-a", "RS384")]);
+    let server = KeyServer::start();
+    let jwks = ehr.jwks();
+    let padded = format!("{{\"padding\": \"{}\", {}", "x".repeat(300 * 1024), jwks.trim_start().trim_start_matches('{'));
+    server.publish("/jwks.json", padded);
+    let verifier = verifier(json!([{ "iss": ISS, "jwks_url": server.url("/jwks.json") }]));
+
+    let e = refused(&verifier, &ehr.sign("rs384-a", DISCOVERY, &[]), DISCOVERY).await;
+    assert!(matches!(&e, AuthError::KeyFetch { reason, .. } if reason.contains("larger than 262144 bytes")), "{e}");
+}
+
 /// r205, r199: an RS384 JWT is checked against the JWK Set at the client's configured
 /// `jwks_url` (keys exchanged out of band), which is fetched once and then cached.
 #[tokio::test]

@@ -14,7 +14,7 @@ use neurocds_analysis::imaging::dicom_json::{self as metadata, MODALITY, SERIES_
 use super::multipart::{self, Limits};
 use super::{DicomWebError, SeriesMetadata, Step};
 use crate::config::DicomWebSettings;
-use crate::egress::{self, AddressGuard};
+use crate::egress::{self, AddressGuard, BodyError, read_capped};
 
 const DICOM_JSON: &str = "application/dicom+json";
 /// The instances as the archive stores them (no transcoding on the server, the cheapest).
@@ -212,17 +212,10 @@ impl DicomWebClient {
             let response = self.get(step, url, DICOM_JSON).await?;
             let content_type = response.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
             let more_results = response.headers().get_all(WARNING).iter().filter_map(|v| v.to_str().ok()).any(|w| w.trim_start().starts_with("299") && w.to_ascii_lowercase().contains("additional result"));
-            if response.content_length().is_some_and(|n| n > self.limits_bytes) {
-                return Err(DicomWebError::TooLarge { step, url: shown(url), limit: self.limits_bytes });
-            }
-            let mut response = response;
-            let mut body = Vec::new();
-            while let Some(chunk) = response.chunk().await.map_err(|e| self.request_error(step, url, e))? {
-                if (body.len() + chunk.len()) as u64 > self.limits_bytes {
-                    return Err(DicomWebError::TooLarge { step, url: shown(url), limit: self.limits_bytes });
-                }
-                body.extend_from_slice(&chunk);
-            }
+            let body = read_capped(response, self.limits_bytes).await.map_err(|e| match e {
+                BodyError::TooLarge { limit } => DicomWebError::TooLarge { step, url: shown(url), limit },
+                BodyError::Transport(e) => self.request_error(step, url, e),
+            })?;
             if body.iter().all(u8::is_ascii_whitespace) {
                 return Ok(JsonArray { items: Vec::new(), more_results });
             }

@@ -21,12 +21,14 @@
 //! a redirect would otherwise carry a request, and PACS credentials, past both checks.
 
 mod address;
+mod body;
 
 use std::collections::HashMap;
 
 use url::Url;
 
 pub use address::{AddressGuard, AddressRefused, UrlPrefix, parse_network, refused_in_chain};
+pub use body::{BodyError, read_capped};
 
 use crate::{config::Settings, fhir::study::PriorStudy};
 

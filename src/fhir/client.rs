@@ -12,7 +12,7 @@ use reqwest::{StatusCode, header};
 use serde_json::Value;
 use url::Url;
 
-use crate::egress::{self, AddressGuard};
+use crate::egress::{self, AddressGuard, BodyError, read_capped};
 
 const FHIR_JSON: &str = "application/fhir+json";
 
@@ -181,18 +181,11 @@ fn transport(u: &Url, step: &str, e: reqwest::Error) -> FhirError {
 /// The answer's JSON: read as a stream and refused as soon as it passes `limit` bytes (a
 /// declared Content-Length over the limit is refused before any byte is read), and parsed on
 /// the blocking pool when it is large, so one huge Bundle never stalls the hooks beside it.
-async fn json_body(mut resp: reqwest::Response, base: &Url, step: &str, limit: u64) -> Result<Value, FhirError> {
-    let too_large = || FhirError::TooLarge { origin: origin(base), step: step.into(), limit };
-    if resp.content_length().is_some_and(|n| n > limit) {
-        return Err(too_large());
-    }
-    let mut body = Vec::new();
-    while let Some(chunk) = resp.chunk().await.map_err(|e| transport(base, step, e))? {
-        if (body.len() + chunk.len()) as u64 > limit {
-            return Err(too_large());
-        }
-        body.extend_from_slice(&chunk);
-    }
+async fn json_body(resp: reqwest::Response, base: &Url, step: &str, limit: u64) -> Result<Value, FhirError> {
+    let body = read_capped(resp, limit).await.map_err(|e| match e {
+        BodyError::TooLarge { limit } => FhirError::TooLarge { origin: origin(base), step: step.into(), limit },
+        BodyError::Transport(e) => transport(base, step, e),
+    })?;
     let not_json = |reason: String| FhirError::Body { origin: origin(base), step: step.into(), reason };
     let parsed = crate::offload::parse_off_runtime(body, |body| serde_json::from_slice::<Value>(body)).await.map_err(|e| not_json(e.to_string()))?;
     parsed.map_err(|e| not_json(e.to_string()))

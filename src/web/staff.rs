@@ -114,7 +114,7 @@ impl Fetched {
 /// The shortest time between two fetches of the staff JWKS.
 const UNKNOWN_KID_REFRESH: Duration = Duration::from_secs(30);
 /// Longest staff JWKS we read.
-const MAX_JWKS_BYTES: usize = 256 * 1024;
+const MAX_JWKS_BYTES: u64 = 256 * 1024;
 
 #[derive(Deserialize)]
 struct Claims {
@@ -123,17 +123,11 @@ struct Claims {
 }
 
 async fn fetch_jwks(url: &str, http: &reqwest::Client) -> Result<JwkSet, String> {
-    let mut response = http.get(url).timeout(Duration::from_secs(10)).send().await.map_err(|e| format!("cannot fetch: {e}"))?;
+    let response = http.get(url).timeout(Duration::from_secs(10)).send().await.map_err(|e| format!("cannot fetch: {e}"))?;
     if !response.status().is_success() {
         return Err(format!("HTTP {}", response.status().as_u16()));
     }
-    let mut body = Vec::new();
-    while let Some(chunk) = response.chunk().await.map_err(|e| format!("reading the body failed: {e}"))? {
-        if body.len() + chunk.len() > MAX_JWKS_BYTES {
-            return Err(format!("larger than {MAX_JWKS_BYTES} bytes"));
-        }
-        body.extend_from_slice(&chunk);
-    }
+    let body = crate::egress::read_capped(response, MAX_JWKS_BYTES).await.map_err(|e| e.to_string())?;
     serde_json::from_slice(&body).map_err(|e| format!("not a JWKS: {e}"))
 }
 

@@ -239,7 +239,7 @@ pub(super) const UNKNOWN_KID_REFRESH_INTERVAL: Duration = Duration::from_secs(60
 const FAILED_FETCH_BACKOFF: Duration = Duration::from_secs(10);
 const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
 /// A JWK Set is a few kilobytes; anything much larger is not one.
-const MAX_JWKS_BYTES: usize = 256 * 1024;
+const MAX_JWKS_BYTES: u64 = 256 * 1024;
 
 impl RemoteJwks {
     pub(super) fn new(url: String) -> RemoteJwks {
@@ -293,7 +293,7 @@ impl RemoteJwks {
     }
 
     async fn fetch(&self, http: &reqwest::Client) -> Result<KeyMap, String> {
-        let mut response = http
+        let response = http
             .get(&self.url)
             .header(reqwest::header::ACCEPT, "application/json, application/jwk-set+json")
             .timeout(FETCH_TIMEOUT)
@@ -303,13 +303,7 @@ impl RemoteJwks {
         if !response.status().is_success() {
             return Err(format!("answered HTTP {}", response.status()));
         }
-        let mut body = Vec::new();
-        while let Some(chunk) = response.chunk().await.map_err(|e| format!("reading the body failed: {e}"))? {
-            if body.len() + chunk.len() > MAX_JWKS_BYTES {
-                return Err(format!("body is larger than {MAX_JWKS_BYTES} bytes"));
-            }
-            body.extend_from_slice(&chunk);
-        }
+        let body = crate::egress::read_capped(response, MAX_JWKS_BYTES).await.map_err(|e| e.to_string())?;
         let text = std::str::from_utf8(&body).map_err(|_| "body is not UTF-8".to_string())?;
         let parsed = parse_jwks(text)?;
         for reason in &parsed.skipped {

@@ -4,11 +4,11 @@
 //!
 //! The members are the TorchScript files the service loads (hash-checked through the manifest);
 //! inputs come from the service's own preprocessing; calibration and abstention follow
-//! [`super::engine::summarise`]. Output: `evaluation.json`, `report.md` and PNG plots in `--out`.
+//! [`neurocds_analysis::inference::engine::summarise`]. Output: `evaluation.json`, `report.md` and PNG plots in `--out`.
 //!
 //! Two kinds of cohort: a synthetic one regenerated in memory (`--cohort seed=S,patients=N`),
-//! and a folder of DICOM studies with a labels CSV (`--cohort DIR`, see [`super::labels`] and
-//! [`super::cohort_folder`]), read the way the service reads a study from the PACS.
+//! and a folder of DICOM studies with a labels CSV (`--cohort DIR`, see [`labels`] and
+//! [`cohort_folder`]), read the way the service reads a study from the PACS.
 //!
 //! The parts: [`study`] (what is known of one study), [`score`] (members run, metrics per
 //! group), [`report`] (the results as data), [`write`] (JSON, Markdown, plots); this file is
