@@ -25,6 +25,8 @@ if [ "${1:-all}" = all ]; then
   command -v node >/dev/null 2>&1 || need_apt+=(nodejs npm)
   # Headless Chromium: the page tests drive it (puppeteer-core, below) to render the pages.
   [ -x /usr/bin/chromium ] || need_apt+=(chromium)
+  # Prometheus: the metrics tests check /metrics with promtool and scrape it with a real server.
+  command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)
 fi
 command -v curl >/dev/null 2>&1 || need_apt+=(curl)
 if [ ${#need_apt[@]} -gt 0 ]; then
@@ -35,6 +37,7 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive RUNLEVEL=1 $SUDO apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
   # Debian starts a system Orthanc/PostgreSQL on install; we never use them.
   $SUDO service orthanc stop >/dev/null 2>&1 || true
+  $SUDO service prometheus stop >/dev/null 2>&1 || true
 fi
 
 # --- PyTorch (libtorch for tch) -------------------------------------------------------------

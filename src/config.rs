@@ -32,6 +32,18 @@ pub struct Settings {
     pub imaging: ImagingSettings,
     pub model: ModelSettings,
     pub decision: DecisionSettings,
+    pub metrics: MetricsSettings,
+}
+
+/// Prometheus `/metrics` (see [`crate::metrics`]).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsSettings {
+    /// Serve `/metrics` at all.
+    pub enabled: bool,
+    /// Serve it on this address only (a management port), not on `server.listen`.
+    #[serde(default)]
+    pub listen: Option<SocketAddr>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

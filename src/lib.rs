@@ -19,7 +19,7 @@
 //!          web (health, compliance API and the pages for people)
 //!
 //!          below them all: state (what handlers receive), config, offload (large input parsed
-//!          off the runtime), templates, telemetry
+//!          off the runtime), templates, telemetry (logs), metrics (Prometheus)
 //! ```
 //!
 //! `startup` builds the application from these parts; no module here imports it. Dependencies
@@ -33,6 +33,7 @@ pub mod config;
 pub mod dicomweb;
 pub mod egress;
 pub mod fhir;
+pub mod metrics;
 pub mod offload;
 pub mod pipeline;
 pub mod startup;

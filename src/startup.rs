@@ -3,7 +3,13 @@
 use std::{net::TcpListener, path::PathBuf, sync::Arc, time::Instant};
 
 use actix_cors::Cors;
-use actix_web::{App, HttpServer, dev::Server, http::header, middleware::DefaultHeaders, web};
+use actix_web::{
+    App, HttpServer,
+    dev::Server,
+    http::header,
+    middleware::{DefaultHeaders, from_fn},
+    web,
+};
 use tracing_actix_web::TracingLogger;
 
 
@@ -14,6 +20,7 @@ use crate::{
     dicomweb::DicomWebClient,
     egress::EgressPolicy,
     fhir::client::FhirClient,
+    metrics::{Metrics, ModelIdentity},
     pipeline::Pipeline,
     state::AppState,
     web as pages,
@@ -26,6 +33,7 @@ use neurocds_analysis::{
 /// A built, bound, not yet running service.
 pub struct Application {
     port: u16,
+    metrics_port: Option<u16>,
     server: Server,
     state: AppState,
 }
@@ -114,16 +122,30 @@ impl Application {
             .build()
             .map_err(|e| StartupError::Http(e.to_string()))?;
         let staff = Arc::new(crate::web::staff::StaffAuth::new(&settings.staff, &http).await?);
-        let verifier = Arc::new(Verifier::new(&settings, http)?);
+        let metrics = Metrics::new(&ModelIdentity {
+            name: &engine.manifest().name,
+            version: &engine.manifest().version,
+            ensemble_sha256: &engine.manifest().ensemble_hash(),
+            preprocessing: &engine.manifest().preprocessing_version,
+            device: &device_name(device),
+        });
+        let device_label = device_name(device);
+        let batches = metrics.clone();
+        engine.observe_batches(Box::new(move |size, elapsed| batches.inference_batch(&device_label, size, elapsed)));
+        let verifier = Arc::new(Verifier::new(&settings, http)?.with_metrics(metrics.clone()));
         let egress = Arc::new(EgressPolicy::from_settings(&settings).map_err(StartupError::Egress)?);
-        let fhir = FhirClient::new(&settings.fhir, egress.guard()).map_err(|e| StartupError::Http(e.to_string()))?;
-        let dicomweb = DicomWebClient::new(&settings.dicomweb, egress.guard())?;
+        let fhir = FhirClient::new(&settings.fhir, egress.guard()).map_err(|e| StartupError::Http(e.to_string()))?.with_metrics(metrics.clone());
+        let dicomweb = DicomWebClient::new(&settings.dicomweb, egress.guard())?.with_metrics(metrics.clone());
         let rules = SeriesRules::load(&settings.imaging.series_rules)?;
         let runtime = tokio::runtime::Handle::current();
         let settings = Arc::new(settings);
-        let pipeline = Pipeline::new(db.clone(), engine.clone(), dicomweb, rules, settings.clone(), runtime.clone());
+        let pipeline = Pipeline::new(db.clone(), engine.clone(), dicomweb, rules, settings.clone(), runtime.clone(), metrics.clone());
         let listener = TcpListener::bind(settings.server.listen).map_err(|source| StartupError::Bind { addr: settings.server.listen.to_string(), source })?;
         let port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
+        let metrics_listener = match settings.metrics.listen.filter(|_| settings.metrics.enabled) {
+            Some(addr) => Some(TcpListener::bind(addr).map_err(|source| StartupError::Bind { addr: addr.to_string(), source })?),
+            None => None,
+        };
         let state = AppState {
             brain_mri_codes: BrainMriCodes::new(&settings.hooks.extra_brain_mri_codes),
             settings,
@@ -138,18 +160,32 @@ impl Application {
             pages: Arc::new(crate::templates::html()?),
             runtime,
             started: Instant::now(),
+            metrics,
         };
         let server = run(listener, state.clone())?;
+        let metrics_port = match metrics_listener {
+            Some(l) => {
+                let port = l.local_addr().map(|a| a.port()).ok();
+                state.runtime.spawn(run_metrics(l, state.clone())?);
+                port
+            }
+            None => None,
+        };
         if let Some((key, file)) = checkpoints {
             let interval = std::time::Duration::from_secs(state.settings.audit.checkpoint_interval_s);
             state.runtime.spawn(checkpoint_periodically(state.db.clone(), key, file, interval));
         }
         tracing::info!(port, device = %device_name(device), "neurocds listening");
-        Ok(Application { port, server, state })
+        Ok(Application { port, metrics_port, server, state })
     }
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The management port serving `/metrics`, when `metrics.listen` is set.
+    pub fn metrics_port(&self) -> Option<u16> {
+        self.metrics_port
     }
 
     pub fn state(&self) -> &AppState {
@@ -176,10 +212,12 @@ fn resolve(p: &std::path::Path) -> PathBuf {
 fn run(listener: TcpListener, state: AppState) -> Result<Server, StartupError> {
     let settings = state.settings.clone();
     let (workers, grace) = (settings.server.workers, settings.server.shutdown_grace_s);
+    let metrics_here = settings.metrics.enabled && settings.metrics.listen.is_none();
     let data = web::Data::new(state);
     let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
     let server = HttpServer::new(move || {
         App::new()
+            .wrap(from_fn(pages::metrics::record))
             .wrap(security_headers())
             .wrap(cors(&settings.server.cors_allowed_origins))
             .wrap(TracingLogger::default())
@@ -188,12 +226,31 @@ fn run(listener: TcpListener, state: AppState) -> Result<Server, StartupError> {
             .app_data(web::PayloadConfig::new(settings.server.max_request_bytes))
             .configure(pages::routes)
             .configure(crate::cds::routes)
+            .configure(|cfg| {
+                if metrics_here {
+                    cfg.route("/metrics", web::get().to(pages::metrics::metrics));
+                }
+            })
     })
     .workers(workers)
     .shutdown_timeout(grace)
     .listen(listener)
     .map_err(|source| StartupError::Bind { addr, source })?
     .run();
+    Ok(server)
+}
+
+/// The management listener: `/metrics` only, one worker.
+fn run_metrics(listener: TcpListener, state: AppState) -> Result<Server, StartupError> {
+    let grace = state.settings.server.shutdown_grace_s;
+    let data = web::Data::new(state);
+    let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
+    let server = HttpServer::new(move || App::new().app_data(data.clone()).route("/metrics", web::get().to(pages::metrics::metrics)))
+        .workers(1)
+        .shutdown_timeout(grace)
+        .listen(listener)
+        .map_err(|source| StartupError::Bind { addr, source })?
+        .run();
     Ok(server)
 }
 

@@ -14,6 +14,7 @@ use crate::{
     config::Settings,
     egress::EgressPolicy,
     fhir::client::FhirClient,
+    metrics::Metrics,
     pipeline::Pipeline,
     web::staff::StaffAuth,
 };
@@ -38,4 +39,6 @@ pub struct AppState {
     /// The process's main multi-thread runtime: analyses and report writes outlive requests.
     pub runtime: tokio::runtime::Handle,
     pub started: Instant,
+    /// Prometheus metric families (`/metrics`).
+    pub metrics: Metrics,
 }

@@ -32,10 +32,11 @@ use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use serde::Deserialize;
 
 pub use keys::SigningAlgorithm;
-use keys::{KeyMap, LookupError, PublicKey, RemoteJwks};
+use keys::{KeyFetcher, KeyMap, LookupError, PublicKey, RemoteJwks};
 use replay::ReplayCache;
 
 use crate::config::{Settings, TrustedClient};
+use crate::metrics::Metrics;
 
 /// An EHR whose token passed every check.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -155,7 +156,7 @@ pub struct Verifier {
 
 struct Inner {
     clients: HashMap<String, Client>,
-    http: reqwest::Client,
+    fetcher: KeyFetcher,
     clock_skew_s: i64,
     max_token_age_s: u64,
     jwks_cache: Duration,
@@ -201,13 +202,22 @@ impl Verifier {
         Ok(Verifier {
             inner: Arc::new(Inner {
                 clients,
-                http,
+                fetcher: KeyFetcher { http, metrics: None },
                 clock_skew_s: i64::try_from(trust.clock_skew_s).unwrap_or(i64::MAX),
                 max_token_age_s: trust.max_token_age_s,
                 jwks_cache: Duration::from_secs(trust.jwks_cache_s),
                 replay: ReplayCache::new(REPLAY_CACHE_CAPACITY),
             }),
         })
+    }
+
+    /// Records key-set fetches under `peer="jwks"`. Call it on a new verifier, before it is
+    /// cloned (a shared one keeps what it has).
+    pub fn with_metrics(mut self, metrics: Metrics) -> Verifier {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.fetcher.metrics = Some(metrics);
+        }
+        self
     }
 
     /// Whether any client is configured. With none, every request is refused.
@@ -249,7 +259,7 @@ impl Verifier {
             return Err(AuthError::AlgorithmNotAllowed { iss: iss.clone(), alg });
         }
 
-        let key = client.key(kid, header.jku.as_deref(), &inner.http, inner.jwks_cache).await?;
+        let key = client.key(kid, header.jku.as_deref(), &inner.fetcher, inner.jwks_cache).await?;
         if !key.fits(alg) {
             return Err(AuthError::KeyTypeMismatch { iss: iss.clone(), kid: clip(kid), alg });
         }
@@ -345,7 +355,7 @@ impl Client {
 
     /// The key for `kid`: from the set at the token's `jku` when it names one (it must be on
     /// the allowlist, compared exactly), otherwise from the inline set, then the `jwks_url`.
-    async fn key(&self, kid: &str, jku: Option<&str>, http: &reqwest::Client, cache_for: Duration) -> Result<Arc<PublicKey>, AuthError> {
+    async fn key(&self, kid: &str, jku: Option<&str>, fetcher: &KeyFetcher, cache_for: Duration) -> Result<Arc<PublicKey>, AuthError> {
         let remote = match jku {
             Some(jku) => self.jku.get(jku).ok_or_else(|| AuthError::UntrustedJku { iss: self.iss.clone(), jku: clip(jku) })?,
             None => {
@@ -359,7 +369,7 @@ impl Client {
                 }
             }
         };
-        remote.key(kid, http, cache_for).await.map_err(|e| match e {
+        remote.key(kid, fetcher, cache_for).await.map_err(|e| match e {
             LookupError::UnknownKid => AuthError::UnknownKid { iss: self.iss.clone(), kid: clip(kid) },
             LookupError::Fetch(reason) => AuthError::KeyFetch { iss: self.iss.clone(), url: remote.url().to_string(), reason },
         })

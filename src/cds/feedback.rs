@@ -95,6 +95,7 @@ pub async fn feedback(req: HttpRequest, path: web::Path<String>, body: web::Byte
     }
     for r in &records {
         state.db.append_feedback(r).await.map_err(|e| CdsError::Overloaded(format!("the audit trail is unavailable: {e}")))?;
+        state.metrics.feedback(&r.outcome);
     }
     Ok(HttpResponse::Ok().json(json!({})))
 }

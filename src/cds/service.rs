@@ -76,7 +76,9 @@ pub async fn invoke(req: HttpRequest, path: web::Path<String>, body: web::Bytes,
     let parsed = crate::offload::parse_off_runtime(body, move |body| HookRequest::parse(body, &id, hook)).await;
     let request = parsed.map_err(|e| CdsError::Overloaded(e.to_string()))??;
     let orders: Vec<&Value> = request.orders.iter().filter(|o| state.brain_mri_codes.matches(o)).collect();
+    let counted = |outcome: &str, card_shown: bool| state.metrics.hook(&service_id, hook.as_str(), outcome, card_shown);
     if orders.is_empty() {
+        counted("not-brain-mri", false);
         return Ok(cards(Vec::new()));
     }
     let order_refs: Vec<String> = orders.iter().filter_map(|o| o.get("id").and_then(Value::as_str)).map(|id| format!("ServiceRequest/{id}")).collect();
@@ -132,6 +134,7 @@ pub async fn invoke(req: HttpRequest, path: web::Path<String>, body: web::Bytes,
             record.reason = Some(e.to_string());
             record.stage_timings_ms = json!({ "hook": started.elapsed().as_millis() as u64 });
             state.db.append_decision(record).await.map_err(|e| CdsError::Overloaded(format!("the audit trail is unavailable: {e}")))?;
+            counted("no-prior-study", false);
             return Ok(cards(Vec::new()));
         }
     };
@@ -142,6 +145,7 @@ pub async fn invoke(req: HttpRequest, path: web::Path<String>, body: web::Bytes,
         record.reason = Some(refusal.to_string());
         record.stage_timings_ms = json!({ "hook": started.elapsed().as_millis() as u64 });
         state.db.append_decision(record).await.map_err(|e| CdsError::Overloaded(format!("the audit trail is unavailable: {e}")))?;
+        counted("egress-refused", false);
         return Ok(cards(Vec::new()));
     }
     // Results are shared only within one client (and tenant): what another caller's prefetch
@@ -155,6 +159,7 @@ pub async fn invoke(req: HttpRequest, path: web::Path<String>, body: web::Bytes,
         Err(e) => {
             record.reason = Some(e.to_string());
             let _ = state.db.append_decision(record).await;
+            counted("overloaded", false);
             return Err(match e {
                 PipelineError::Overloaded(_) => CdsError::Overloaded(e.to_string()),
                 PipelineError::Audit(a) => CdsError::Overloaded(format!("the audit trail is unavailable: {a}")),
@@ -204,6 +209,7 @@ pub async fn invoke(req: HttpRequest, path: web::Path<String>, body: web::Bytes,
         let token = request.fhir_authorization.as_ref().map(|a| a.access_token.clone());
         report::write_in_background(state.fhir.clone(), base, bundle, request.hook_instance.clone(), token, state.runtime.clone());
     }
+    counted(&outcome, card.is_some());
     tracing::info!(%outcome, %decision_id, elapsed_ms = started.elapsed().as_millis() as u64, "hook answered");
     Ok(cards(card.into_iter().collect()))
 }

@@ -15,6 +15,7 @@ use super::multipart::{self, Limits};
 use super::{DicomWebError, SeriesMetadata, Step};
 use crate::config::DicomWebSettings;
 use crate::egress::{self, AddressGuard, BodyError, read_capped};
+use crate::metrics::{Metrics, Peer, outcome_of};
 
 const DICOM_JSON: &str = "application/dicom+json";
 /// The instances as the archive stores them (no transcoding on the server, the cheapest).
@@ -61,6 +62,7 @@ pub struct DicomWebClient {
     limits_bytes: u64,
     qido_page_size: usize,
     credentials: Vec<Credential>,
+    metrics: Option<Metrics>,
 }
 
 /// A DICOM JSON array, and whether the server said that more results can be requested
@@ -161,7 +163,14 @@ impl DicomWebClient {
             limits_bytes: settings.max_bytes_per_series,
             qido_page_size: settings.qido_page_size.max(1),
             credentials,
+            metrics: None,
         })
+    }
+
+    /// Records every request's duration and outcome under `peer="dicomweb"`.
+    pub fn with_metrics(mut self, metrics: Metrics) -> DicomWebClient {
+        self.metrics = Some(metrics);
+        self
     }
 
     /// The credential whose base URL is the longest prefix (on a path boundary) of `url`.
@@ -183,7 +192,12 @@ impl DicomWebClient {
             Some(Auth::Basic { username, password }) => request.basic_auth(username, Some(password)),
             None => request,
         };
-        let response = request.send().await.map_err(|e| self.request_error(step, url, e))?;
+        let started = std::time::Instant::now();
+        let result = request.send().await;
+        if let Some(m) = &self.metrics {
+            m.http_client_request(Peer::DicomWeb, "GET", &outcome_of(&result), started.elapsed());
+        }
+        let response = result.map_err(|e| self.request_error(step, url, e))?;
         let status = response.status();
         if !status.is_success() {
             return Err(DicomWebError::Status { step, url: shown(url), status: status.as_u16() });

@@ -208,7 +208,12 @@ impl Walker<'_> {
                     }
                     at = item_end;
                 }
-                _ => return Ok(None),
+                // Only items and the delimiter may follow: anything else is not DICOM, and the
+                // parser, reading it as a value, would size a buffer from its length (an
+                // undefined length read as 4 GiB; the fuzzer found this).
+                other => {
+                    return Err(format!("({:04X},{:04X}) stands where a sequence item or delimiter must", other.0, other.1));
+                }
             }
         }
         Ok(Some(at))
@@ -356,6 +361,25 @@ mod tests {
         file[140..144].copy_from_slice(&(declared + 1).to_le_bytes());
         let e = check_declared_lengths(&file, 1 << 20).unwrap_err();
         assert!(e.contains("(0008,0008) declares"), "{e}");
+    }
+
+    /// Fuzzer finding (part10_volume, 2026-12-06): after an undefined-length element, an
+    /// element header where an item must stand. The parser read its undefined length as a value
+    /// length and sized 4 GiB; the walk used to stop there, thinking the bytes had run out.
+    #[test]
+    fn what_is_neither_an_item_nor_a_delimiter_inside_a_sequence_is_refused() {
+        let mut e = [0x0000u16.to_le_bytes(), 0xFFFFu16.to_le_bytes()].concat();
+        e.extend_from_slice(&UNDEFINED.to_le_bytes());
+        e.extend_from_slice(&[0xFF, 0xFF, 0xFF, 0xFF]);
+        e.extend_from_slice(&UNDEFINED.to_le_bytes());
+        e.extend_from_slice(&[0; 16]);
+        let err = check_declared_lengths(&part10("1.2.840.10008.1.2", &e), 1 << 20).unwrap_err();
+        assert!(err.contains("(FFFF,FFFF) stands where a sequence item or delimiter must"), "{err}");
+
+        let mut explicit_sq = explicit(0x0040, 0x0260, b"SQ", &[], Some(UNDEFINED));
+        explicit_sq.extend(explicit(0x0010, 0x0010, b"PN", b"Doe^J ", None));
+        let err = check_declared_lengths(&part10(LE, &explicit_sq), 1 << 20).unwrap_err();
+        assert!(err.contains("(0010,0010) stands where"), "{err}");
     }
 
     #[test]

@@ -182,6 +182,16 @@ mod tests {
         assert!(e.contains("declares") && e.contains("bytes where"), "{e}");
     }
 
+    /// Fuzzer finding 5 (part10_volume): a 27 KiB implicit-VR instance that cost the parser
+    /// 2 s and 4.3 GB before it failed. After the pixel data, an undefined-length element holds
+    /// an element header where an item must stand; refused from the headers now, at once.
+    #[test]
+    fn fuzz_finding_an_element_where_an_item_must_be_is_refused_from_the_headers() {
+        let part = include_bytes!("../../tests/fixtures/fuzz/part10-element-where-an-item-must-be.dcm");
+        let e = parse_part(part, 8 << 20).map(|_| ()).unwrap_err();
+        assert!(e.contains("(FFFF,FFFF) stands where a sequence item or delimiter must"), "{e}");
+    }
+
     #[test]
     fn other_transfer_syntaxes_are_not_inflated() {
         assert_eq!(check_declared_lengths(&part10("1.2.840.10008.1.2.1", &[]), 0).unwrap(), 0);

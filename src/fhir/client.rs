@@ -13,6 +13,7 @@ use serde_json::Value;
 use url::Url;
 
 use crate::egress::{self, AddressGuard, BodyError, read_capped};
+use crate::metrics::{Metrics, Peer, outcome_of};
 
 const FHIR_JSON: &str = "application/fhir+json";
 
@@ -37,6 +38,7 @@ pub struct FhirClient {
     guard: AddressGuard,
     max_pages: usize,
     max_response_bytes: u64,
+    metrics: Option<Metrics>,
 }
 
 impl FhirClient {
@@ -46,7 +48,23 @@ impl FhirClient {
             .timeout(Duration::from_secs(settings.request_timeout_s))
             .connect_timeout(Duration::from_secs(settings.request_timeout_s.min(5)))
             .build()?;
-        Ok(FhirClient { http, guard: guard.clone(), max_pages: settings.max_pages.max(1), max_response_bytes: settings.max_response_bytes })
+        Ok(FhirClient { http, guard: guard.clone(), max_pages: settings.max_pages.max(1), max_response_bytes: settings.max_response_bytes, metrics: None })
+    }
+
+    /// Records every request's duration and outcome under `peer="fhir"`.
+    pub fn with_metrics(mut self, metrics: Metrics) -> FhirClient {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    /// Sends `request`, timing it for the metrics.
+    async fn send(&self, method: &str, request: reqwest::RequestBuilder) -> Result<reqwest::Response, reqwest::Error> {
+        let started = std::time::Instant::now();
+        let result = request.send().await;
+        if let Some(m) = &self.metrics {
+            m.http_client_request(Peer::Fhir, method, &outcome_of(&result), started.elapsed());
+        }
+        result
     }
 
     /// `GET {base}/{Type}/{id}`; `Ok(None)` on 404/410.
@@ -111,7 +129,7 @@ impl FhirClient {
         if let Some(t) = token {
             req = req.bearer_auth(t);
         }
-        let resp = req.send().await.map_err(|e| transport(base, &step, e))?;
+        let resp = self.send("POST", req).await.map_err(|e| transport(base, &step, e))?;
         if !resp.status().is_success() {
             return Err(FhirError::Status { origin: origin(base), step, status: resp.status().as_u16() });
         }
@@ -126,7 +144,7 @@ impl FhirClient {
         if let Some(t) = token {
             req = req.bearer_auth(t);
         }
-        let resp = req.send().await.map_err(|e| transport(base, &step, e))?;
+        let resp = self.send("POST", req).await.map_err(|e| transport(base, &step, e))?;
         if !resp.status().is_success() {
             return Err(FhirError::Status { origin: origin(base), step, status: resp.status().as_u16() });
         }
@@ -139,7 +157,7 @@ impl FhirClient {
         if let Some(t) = token {
             req = req.bearer_auth(t);
         }
-        req.send().await.map_err(|e| transport(url, step, e))
+        self.send("GET", req).await.map_err(|e| transport(url, step, e))
     }
 }
 

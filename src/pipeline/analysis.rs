@@ -63,6 +63,21 @@ pub struct KeyImages {
 }
 
 impl Analysis {
+    /// Why it ended as it did, as a class from a closed set (for metrics, never free text): the
+    /// scope gate's reason, the stage that failed, `ensemble` for an estimate withheld after
+    /// inference, `none` for a recommendation.
+    pub fn reason_class(&self) -> &str {
+        if let Some(reason) = self.scope.as_ref().and_then(|s| s.out_of_scope) {
+            reason.as_str()
+        } else if let Some(stage) = &self.failed_stage {
+            stage
+        } else if self.reason.is_some() {
+            "ensemble"
+        } else {
+            "none"
+        }
+    }
+
     /// What order-sign shows when its budget ran out before the analysis finished.
     pub fn pending_placeholder(study: &crate::fhir::study::PriorStudy, reason: Option<String>) -> Analysis {
         Analysis {

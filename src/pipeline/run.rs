@@ -29,6 +29,7 @@ use crate::{
     config::Settings,
     dicomweb::DicomWebClient,
     fhir::study::PriorStudy,
+    metrics::Metrics,
 };
 use neurocds_analysis::{
     decision::{Outcome, effective_thresholds, recommend},
@@ -76,13 +77,20 @@ pub struct Pipeline {
     finished: Arc<FinishedAnalyses>,
     permits: Arc<Semaphore>,
     runtime: tokio::runtime::Handle,
+    metrics: Metrics,
 }
 
 impl Pipeline {
-    pub fn new(db: Database, engine: Engine, dicomweb: DicomWebClient, rules: SeriesRules, settings: Arc<Settings>, runtime: tokio::runtime::Handle) -> Pipeline {
+    pub fn new(db: Database, engine: Engine, dicomweb: DicomWebClient, rules: SeriesRules, settings: Arc<Settings>, runtime: tokio::runtime::Handle, metrics: Metrics) -> Pipeline {
         let permits = Arc::new(Semaphore::new(settings.hooks.max_pending_analyses));
         let finished = Arc::new(FinishedAnalyses::new(settings.hooks.cached_analyses));
-        Pipeline { db, engine, dicomweb, rules: Arc::new(rules), settings, inflight: Arc::default(), finished, permits, runtime }
+        Pipeline { db, engine, dicomweb, rules: Arc::new(rules), settings, inflight: Arc::default(), finished, permits, runtime, metrics }
+    }
+
+    /// Analyses holding a place in `hooks.max_pending_analyses` now (running, or their blocking
+    /// work still winding down).
+    pub fn in_flight(&self) -> usize {
+        self.settings.hooks.max_pending_analyses.saturating_sub(self.permits.available_permits())
     }
 
     pub fn engine(&self) -> &Engine {
@@ -175,6 +183,7 @@ impl Pipeline {
                     this.failed(&study, "analysis", Outcome::Unavailable, format!("the analysis took longer than {} s", ANALYSIS_DEADLINE.as_secs()), BTreeMap::new())
                 }
             };
+            this.metrics.analysis(analysis.outcome.as_str(), analysis.reason_class(), &analysis.stage_timings_ms);
             let value = serde_json::to_value(&analysis).unwrap_or_default();
             if let Err(e) = this.db.finish_analysis(&key, analysis.finality(&this.settings.hooks), &value).await {
                 tracing::error!(error = %e, "could not record the analysis result");

@@ -3,6 +3,7 @@
 
 pub mod audit;
 pub mod health;
+pub mod metrics;
 pub mod model_card;
 pub mod pages;
 pub mod staff;

@@ -140,6 +140,17 @@ async fn a_glioblastoma_like_study_is_advised_resection_planning_and_a_lymphoma_
         validate(&[report, stored["provenance"].clone(), stored["device"].clone()]);
     }
     assert_eq!(app.app.db.verify_chains().await.unwrap().1, None);
+    // What operations see: two analyses recommended, each stage timed, the peers asked.
+    let metrics = reqwest::get(format!("{}/metrics", app.base)).await.unwrap().text().await.unwrap();
+    let value = |series: &str| metrics.lines().find_map(|l| l.strip_prefix(series)).and_then(|v| v.trim().parse::<f64>().ok());
+    assert_eq!(value(r#"neurocds_analyses_total{outcome="recommended",reason="none"}"#), Some(2.0), "{metrics}");
+    for stage in ["series_metadata", "retrieval", "assembly", "preprocessing", "inference"] {
+        assert_eq!(value(&format!(r#"neurocds_analysis_stage_duration_seconds_count{{stage="{stage}"}}"#)), Some(2.0), "{stage}: {metrics}");
+    }
+    assert!(value(r#"http_client_request_duration_seconds_count{http_request_method="GET",outcome="200",peer="dicomweb"}"#).is_some_and(|n| n >= 4.0), "{metrics}");
+    assert!(value(r#"http_client_request_duration_seconds_count{http_request_method="GET",outcome="200",peer="fhir"}"#).is_some_and(|n| n >= 2.0), "{metrics}");
+    assert!(value(r#"neurocds_inference_batch_size_count{device="cpu"}"#).is_some_and(|n| n >= 2.0), "{metrics}");
+    assert_eq!(value(r#"neurocds_hooks_total{card="shown",cds_service="neurocds-brain-mri-order-sign",hook="order-sign",outcome="recommended"}"#), Some(2.0), "{metrics}");
 }
 
 #[tokio::test]

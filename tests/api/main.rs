@@ -13,5 +13,6 @@ mod health;
 mod helpers;
 mod hooks;
 mod hostile_peers;
+mod metrics;
 mod pages;
 mod replicas;

@@ -16,6 +16,8 @@ use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use jsonwebtoken::{Algorithm, DecodingKey};
 use serde_json::Value;
 
+use crate::metrics::{Metrics, Peer, outcome_of};
+
 /// The signing algorithms a trusted client may use. Everything else - `none`, HMAC (a shared
 /// secret is no proof of identity), PS*, EdDSA - is refused before any key is looked at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -251,13 +253,13 @@ impl RemoteJwks {
     }
 
     /// The key with this kid, fetching or refreshing the set as the rules above allow.
-    pub(super) async fn key(&self, kid: &str, http: &reqwest::Client, cache_for: Duration) -> Result<Arc<PublicKey>, LookupError> {
+    pub(super) async fn key(&self, kid: &str, fetcher: &KeyFetcher, cache_for: Duration) -> Result<Arc<PublicKey>, LookupError> {
         let mut state = self.state.lock().await;
         let mut fetched_now = false;
         let stale = state.fetched_at.is_none_or(|at| at.elapsed() >= cache_for);
         let may_retry = state.failed_at.is_none_or(|at| at.elapsed() >= FAILED_FETCH_BACKOFF);
         if stale && may_retry {
-            match self.fetch(http).await {
+            match fetcher.fetch(&self.url).await {
                 Ok(keys) => {
                     state.keys = keys;
                     state.fetched_at = Some(Instant::now());
@@ -286,20 +288,33 @@ impl RemoteJwks {
             return Err(LookupError::UnknownKid);
         }
         state.unknown_kid_refresh_at = Some(Instant::now());
-        let keys = self.fetch(http).await.map_err(LookupError::Fetch)?;
+        let keys = fetcher.fetch(&self.url).await.map_err(LookupError::Fetch)?;
         state.keys = keys;
         state.fetched_at = Some(Instant::now());
         state.keys.get(kid).cloned().ok_or(LookupError::UnknownKid)
     }
+}
 
-    async fn fetch(&self, http: &reqwest::Client) -> Result<KeyMap, String> {
-        let response = http
-            .get(&self.url)
+/// Fetches key sets: one HTTP client for every remote set, with the metrics it reports to.
+pub(super) struct KeyFetcher {
+    pub(super) http: reqwest::Client,
+    pub(super) metrics: Option<Metrics>,
+}
+
+impl KeyFetcher {
+    async fn fetch(&self, url: &str) -> Result<KeyMap, String> {
+        let started = std::time::Instant::now();
+        let result = self
+            .http
+            .get(url)
             .header(reqwest::header::ACCEPT, "application/json, application/jwk-set+json")
             .timeout(FETCH_TIMEOUT)
             .send()
-            .await
-            .map_err(|e| format!("request failed: {e}"))?;
+            .await;
+        if let Some(m) = &self.metrics {
+            m.http_client_request(Peer::Jwks, "GET", &outcome_of(&result), started.elapsed());
+        }
+        let response = result.map_err(|e| format!("request failed: {e}"))?;
         if !response.status().is_success() {
             return Err(format!("answered HTTP {}", response.status()));
         }
@@ -307,7 +322,7 @@ impl RemoteJwks {
         let text = std::str::from_utf8(&body).map_err(|_| "body is not UTF-8".to_string())?;
         let parsed = parse_jwks(text)?;
         for reason in &parsed.skipped {
-            tracing::debug!(url = %self.url, %reason, "JWKS key skipped");
+            tracing::debug!(%url, %reason, "JWKS key skipped");
         }
         if parsed.keys.is_empty() {
             return Err("no usable signing key in the set".into());

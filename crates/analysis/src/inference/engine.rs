@@ -60,10 +60,14 @@ struct Job {
     reply: oneshot::Sender<Result<Vec<f64>, InferenceError>>,
 }
 
+/// Told of every forward pass: how many studies it ran, and how long it took.
+pub type BatchObserver = Box<dyn Fn(usize, std::time::Duration) + Send + Sync>;
+
 /// Handle on the inference worker. Cheap to clone.
 #[derive(Clone)]
 pub struct Engine {
     queue: mpsc::Sender<Job>,
+    observer: Arc<std::sync::OnceLock<BatchObserver>>,
     manifest: Arc<Manifest>,
     device: Device,
     max_member_spread: f64,
@@ -92,6 +96,8 @@ impl Engine {
             .collect::<Result<Vec<_>, InferenceError>>()?;
         let shape = manifest.input.shape;
         let (tx, rx) = mpsc::channel::<Job>(queue_capacity);
+        let observer: Arc<std::sync::OnceLock<BatchObserver>> = Arc::default();
+        let told = observer.clone();
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         thread::Builder::new()
             .name("neurocds-inference".into())
@@ -101,7 +107,7 @@ impl Engine {
                 let warm = Tensor::zeros([1, 2, shape[0] as i64, shape[1] as i64, shape[2] as i64], (Kind::Float, device));
                 let warm_result = members.iter().try_for_each(|m| m.forward_ts(&[&warm]).map(|_| ()));
                 let _ = ready_tx.send(warm_result.map_err(|e| e.to_string()));
-                worker(members, rx, device, shape)
+                worker(members, rx, device, shape, &told)
             })
             .map_err(|e| InferenceError::Load { file: "<worker>".into(), reason: e.to_string() })?;
         ready_rx
@@ -109,11 +115,23 @@ impl Engine {
             .map_err(|_| InferenceError::WorkerGone)?
             .map_err(|reason| InferenceError::Load { file: manifest_path.display().to_string(), reason: format!("warm-up forward pass failed: {reason}") })?;
         tracing::info!(model = %manifest.name, version = %manifest.version, members = manifest.members.len(), device = %device_name(device), threads, "ensemble loaded");
-        Ok(Engine { queue: tx, max_member_spread: max_member_spread.unwrap_or(manifest.max_member_spread), manifest: Arc::new(manifest), device })
+        Ok(Engine { queue: tx, observer, max_member_spread: max_member_spread.unwrap_or(manifest.max_member_spread), manifest: Arc::new(manifest), device })
     }
 
     pub fn manifest(&self) -> &Manifest {
         &self.manifest
+    }
+
+    /// Has `observer` told of every forward pass from now on (the service's metrics). The first
+    /// observer stays; later ones are ignored.
+    pub fn observe_batches(&self, observer: BatchObserver) {
+        let _ = self.observer.set(observer);
+    }
+
+    /// Studies waiting in the queue now, and the most it holds.
+    pub fn queue(&self) -> (usize, usize) {
+        let max = self.queue.max_capacity();
+        (max.saturating_sub(self.queue.capacity()), max)
     }
 
     pub fn device(&self) -> Device {
@@ -183,7 +201,7 @@ fn available_cores() -> usize {
     thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
 }
 
-fn worker(members: Vec<CModule>, mut rx: mpsc::Receiver<Job>, device: Device, shape: [usize; 3]) {
+fn worker(members: Vec<CModule>, mut rx: mpsc::Receiver<Job>, device: Device, shape: [usize; 3], observer: &std::sync::OnceLock<BatchObserver>) {
     let _guard = tch::no_grad_guard();
     while let Some(first) = rx.blocking_recv() {
         let mut jobs = vec![first];
@@ -193,7 +211,11 @@ fn worker(members: Vec<CModule>, mut rx: mpsc::Receiver<Job>, device: Device, sh
                 Err(_) => break,
             }
         }
+        let started = std::time::Instant::now();
         let result = run_batch(&members, &jobs, device, shape);
+        if let Some(observe) = observer.get() {
+            observe(jobs.len(), started.elapsed());
+        }
         match result {
             Ok(per_job) => {
                 for (job, probs) in jobs.into_iter().zip(per_job) {

@@ -1,0 +1,52 @@
+//! `/metrics` for Prometheus, and the middleware that times every request for it.
+//!
+//! The exposition needs no EHR token: it carries counts and durations under labels from closed
+//! sets (routes, outcomes, stages), never a patient, a study or a URL. Sites that keep even that
+//! off the clinical network serve it on a management port (`metrics.listen`).
+
+use std::time::Instant;
+
+use actix_web::{
+    Error, HttpResponse,
+    body::MessageBody,
+    dev::{ServiceRequest, ServiceResponse},
+    middleware::Next,
+    web,
+};
+
+use crate::{metrics::Gauges, state::AppState};
+
+/// The Prometheus text exposition.
+pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    let (inference_queue_depth, inference_queue_capacity) = state.engine.queue();
+    let gauges = Gauges {
+        analyses_in_flight: state.pipeline.in_flight(),
+        analyses_capacity: state.settings.hooks.max_pending_analyses,
+        inference_queue_depth,
+        inference_queue_capacity,
+    };
+    HttpResponse::Ok().content_type("text/plain; version=0.0.4; charset=utf-8").body(state.metrics.render(&gauges))
+}
+
+/// Records each request's duration under its method, route pattern and status (an error a
+/// handler returns counts with the status it becomes). Paths no route matches count as one
+/// route, `unmatched`, so a scanner cannot grow the series.
+pub async fn record(req: ServiceRequest, next: Next<impl MessageBody>) -> Result<ServiceResponse<impl MessageBody>, Error> {
+    let started = Instant::now();
+    let metrics = req.app_data::<web::Data<AppState>>().map(|s| s.metrics.clone());
+    // Methods outside the standard set count as one (OpenTelemetry's `_OTHER`).
+    let method = match req.method().as_str() {
+        m @ ("GET" | "HEAD" | "POST" | "PUT" | "DELETE" | "CONNECT" | "OPTIONS" | "TRACE" | "PATCH") => m.to_owned(),
+        _ => "_OTHER".to_owned(),
+    };
+    let route = req.match_pattern().unwrap_or_else(|| "unmatched".to_owned());
+    let result = next.call(req).await;
+    if let Some(m) = metrics {
+        let status = match &result {
+            Ok(res) => res.status().as_u16(),
+            Err(e) => e.as_response_error().status_code().as_u16(),
+        };
+        m.http_server_request(&method, &route, status, started.elapsed());
+    }
+    result
+}
