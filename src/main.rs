@@ -146,7 +146,10 @@ fn run(command: Command) -> anyhow::Result<()> {
                 let db = neurocds::audit::Database::connect(&settings.database)?;
                 let (checked, broken) = db.verify_chains().await?;
                 if let Some(b) = broken {
-                    println!("audit trail BROKEN at {} row seq {} ({}): {}", b.table, b.seq, b.id, b.reason);
+                    match b.table {
+                        "decision_contents" => println!("audit trail BROKEN at the decision content {}: {}", b.id, b.reason),
+                        table => println!("audit trail BROKEN at {table} row seq {} ({}): {}", b.seq, b.id, b.reason),
+                    }
                     return Err(ChainBroken.into());
                 }
                 println!("audit trail intact: {checked} rows checked");

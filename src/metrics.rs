@@ -26,7 +26,7 @@
 
 use std::{sync::Arc, time::Duration};
 
-use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
+use prometheus::{Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
 
 /// The OpenTelemetry default buckets for `*.duration` histograms, in seconds.
 pub const OTEL_DURATION_BUCKETS: [f64; 14] = [0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0];
@@ -77,6 +77,8 @@ struct Families {
     feedback: IntCounterVec,
     batch_size: HistogramVec,
     batch_duration: HistogramVec,
+    audit_batch: Histogram,
+    audit_lag: Histogram,
 }
 
 /// What the model info metric says about the loaded ensemble.
@@ -98,6 +100,12 @@ pub struct Gauges {
 
 fn histogram(registry: &Registry, name: &str, help: &str, buckets: &[f64], labels: &[&str]) -> HistogramVec {
     let h = HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets.to_vec()), labels).expect("a valid histogram definition");
+    registry.register(Box::new(h.clone())).expect("each metric is registered once");
+    h
+}
+
+fn plain_histogram(registry: &Registry, name: &str, help: &str, buckets: &[f64]) -> Histogram {
+    let h = Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets.to_vec())).expect("a valid histogram definition");
     registry.register(Box::new(h.clone())).expect("each metric is registered once");
     h
 }
@@ -157,6 +165,13 @@ impl Metrics {
                 &OTEL_DURATION_BUCKETS,
                 &["device"],
             ),
+            audit_batch: plain_histogram(r, "neurocds_audit_write_batch_size", "Decisions committed to the audit trail in one transaction.", &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0]),
+            audit_lag: plain_histogram(
+                r,
+                "neurocds_audit_write_lag_seconds",
+                "From a batch's oldest decision being queued to its commit (what a hook waits for its audit row).",
+                &OTEL_DURATION_BUCKETS,
+            ),
             registry,
         };
         Metrics { inner: Arc::new(families) }
@@ -189,6 +204,12 @@ impl Metrics {
     pub fn inference_batch(&self, device: &str, size: usize, elapsed: Duration) {
         self.inner.batch_size.with_label_values(&[device]).observe(size as f64);
         self.inner.batch_duration.with_label_values(&[device]).observe(elapsed.as_secs_f64());
+    }
+
+    /// One batch of decisions committed to the audit trail.
+    pub fn audit_write(&self, decisions: usize, lag: Duration) {
+        self.inner.audit_batch.observe(decisions as f64);
+        self.inner.audit_lag.observe(lag.as_secs_f64());
     }
 
     /// One feedback entry: `accepted` or `overridden`.

@@ -122,16 +122,18 @@ impl Application {
             .build()
             .map_err(|e| StartupError::Http(e.to_string()))?;
         let staff = Arc::new(crate::web::staff::StaffAuth::new(&settings.staff, &http).await?);
+        let device_label = device_name(device);
         let metrics = Metrics::new(&ModelIdentity {
             name: &engine.manifest().name,
             version: &engine.manifest().version,
             ensemble_sha256: &engine.manifest().ensemble_hash(),
             preprocessing: &engine.manifest().preprocessing_version,
-            device: &device_name(device),
+            device: &device_label,
         });
-        let device_label = device_name(device);
         let batches = metrics.clone();
         engine.observe_batches(Box::new(move |size, elapsed| batches.inference_batch(&device_label, size, elapsed)));
+        let writes = metrics.clone();
+        db.observe_writes(Box::new(move |batch| writes.audit_write(batch.decisions, batch.lag)));
         let verifier = Arc::new(Verifier::new(&settings, http)?.with_metrics(metrics.clone()));
         let egress = Arc::new(EgressPolicy::from_settings(&settings).map_err(StartupError::Egress)?);
         let fhir = FhirClient::new(&settings.fhir, egress.guard()).map_err(|e| StartupError::Http(e.to_string()))?.with_metrics(metrics.clone());

@@ -4,6 +4,8 @@
 //! several replicas) extend one chain in order: read the last hash, compute, insert, commit.
 //! Both logs join their chain the same way ([`Chain::link`]); they differ only in their table.
 
+use std::{sync::Arc, time::Instant};
+
 use diesel::{ExpressionMethods, OptionalExtension, QueryDsl};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use serde_json::Value;
@@ -11,6 +13,7 @@ use uuid::Uuid;
 
 use super::{
     chain::{self, GENESIS},
+    content::{self, Committed, DecisionContent},
     records::{DecisionRecord, FeedbackRecord},
     schema::{decisions, feedback},
 };
@@ -59,14 +62,19 @@ impl Chain {
 
 /// A decision on its way into the chain: the record and its canonical content
 /// ([`chain::canonical_content`]), computed by the hook before it queues the row so that the
-/// writer holding the chain's lock only hashes.
+/// writer holding the chain's lock only hashes; and the shared content it names, if any.
 pub(crate) struct PendingDecision {
     pub record: DecisionRecord,
     pub canonical: String,
+    pub content: Option<Arc<DecisionContent>>,
+    /// When the hook handed it over (the writer's lag is measured from here).
+    pub queued_at: Instant,
 }
 
 impl PendingDecision {
-    pub fn new(mut record: DecisionRecord) -> PendingDecision {
+    /// `content`, when given, is named by the record (`content_sha256` is set here).
+    pub fn new(mut record: DecisionRecord, content: Option<Arc<DecisionContent>>) -> PendingDecision {
+        record.content_sha256 = content.as_ref().map(|c| c.sha256.clone());
         // The report is most of the row: move it into the tree that is canonicalised, and back,
         // rather than copy it. The tree is the one `chain::canonical_content(&record)` walks.
         let report = record.report.take();
@@ -79,18 +87,23 @@ impl PendingDecision {
         if let Value::Object(mut m) = tree {
             record.report = m.remove("report").filter(|_| had_report);
         }
-        PendingDecision { record, canonical }
+        PendingDecision { record, canonical, content, queued_at: Instant::now() }
     }
 }
 
 /// Appends `pending`, in order, to the decision chain in one transaction under the chain's lock;
-/// returns their `seq`s.
+/// returns their `seq`s. The contents they name go first, in the same transaction, unless
+/// `committed` says an earlier batch stored them.
 ///
 /// The rows go in one multi-row `INSERT`. PostgreSQL draws `seq` for the rows in the order they
 /// are listed; that order is checked against what comes back, and a batch whose `seq`s do not
 /// follow the chain is rolled back rather than stored out of order.
-pub(crate) async fn append_decisions(conn: &mut AsyncPgConnection, pending: &[PendingDecision]) -> Result<Vec<i64>, diesel::result::Error> {
+pub(crate) async fn append_decisions(conn: &mut AsyncPgConnection, pending: &[PendingDecision], committed: &Committed) -> Result<Vec<i64>, diesel::result::Error> {
+    let mut contents: Vec<&DecisionContent> = pending.iter().filter_map(|p| p.content.as_deref()).filter(|c| !committed.contains(&c.sha256)).collect();
+    contents.sort_unstable_by(|a, b| a.sha256.cmp(&b.sha256));
+    contents.dedup_by(|a, b| a.sha256 == b.sha256);
     conn.transaction::<Vec<i64>, diesel::result::Error, _>(async move |c| {
+        content::store(c, &contents).await?;
         let links = Chain::Decisions.link(c, pending.iter().map(|p| p.canonical.as_str())).await?;
         let rows: Vec<_> = pending
             .iter()
@@ -159,6 +172,7 @@ mod tests {
             card_uuid: Some(Uuid::from_u128(9)),
             stage_timings_ms: json!({"hook": 3}),
             report,
+            content_sha256: None,
         }
     }
 
@@ -166,9 +180,20 @@ mod tests {
     fn a_pending_decision_is_canonicalised_as_the_chain_defines_it_and_keeps_its_record() {
         for report in [None, Some(json!({"diagnostic_report": {"z": 1, "a": [1.5, "x"]}}))] {
             let original = record(report);
-            let pending = PendingDecision::new(original.clone());
+            let pending = PendingDecision::new(original.clone(), None);
             assert_eq!(pending.canonical, chain::canonical_content(&original));
             assert_eq!(pending.record, original);
         }
+    }
+
+    #[test]
+    fn a_decision_naming_a_content_hashes_the_name_and_a_decision_without_one_hashes_as_before() {
+        let without = chain::canonical_content(&record(None));
+        assert!(!without.contains("content_sha256"), "rows recorded before contents keep their hashes");
+        let content = Arc::new(DecisionContent::new(json!({"series": {"t1c": 1}, "report": null})));
+        let pending = PendingDecision::new(record(None), Some(content.clone()));
+        assert_eq!(pending.record.content_sha256.as_deref(), Some(content.sha256.as_str()));
+        assert!(pending.canonical.contains(&content.sha256), "the chain covers which content the row names");
+        assert_eq!(pending.canonical, chain::canonical_content(&pending.record));
     }
 }

@@ -78,6 +78,11 @@ impl Database {
         &self.decisions
     }
 
+    /// Reports each batch the decision writer commits (size and lag) to `observer`.
+    pub fn observe_writes(&self, observer: super::writer::WriteObserver) {
+        self.decisions.observe(observer);
+    }
+
     /// A pooled connection, or [`AuditError::Unavailable`] after the configured wait.
     pub async fn conn(&self) -> Result<Object<AsyncPgConnection>, AuditError> {
         acquire(&self.pool, self.acquire_timeout).await

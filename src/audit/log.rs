@@ -20,7 +20,13 @@ impl Database {
     /// Appends from concurrent hooks are committed together by the decision writer
     /// ([`super::writer`]): one transaction and one hold of the chain's lock per batch.
     pub async fn append_decision(&self, record: DecisionRecord) -> Result<i64, AuditError> {
-        self.decision_writer().append(record).await
+        self.decision_writer().append(record, None).await
+    }
+
+    /// Appends a decision that names `content` (what it shares with the other decisions on its
+    /// analysis, stored once; see [`super::content`]).
+    pub async fn append_decision_with(&self, record: DecisionRecord, content: std::sync::Arc<super::DecisionContent>) -> Result<i64, AuditError> {
+        self.decision_writer().append(record, Some(content)).await
     }
 
     /// Appends feedback to its chain; returns its `seq`.
@@ -29,7 +35,7 @@ impl Database {
         append::append_feedback(&mut conn, record).await.map_err(AuditError::query("appending feedback"))
     }
 
-    /// The decision whose card carried `card_uuid`.
+    /// The decision whose card carried `card_uuid` (its row only: the shared content is not read).
     pub async fn decision_by_card(&self, card_uuid: Uuid) -> Result<Option<StoredDecision>, AuditError> {
         let mut conn = self.conn().await?;
         decisions::table
@@ -41,15 +47,21 @@ impl Database {
             .map_err(AuditError::query("finding a decision by card"))
     }
 
+    /// The decision, with its shared content put back ([`Database::attach_contents`]).
     pub async fn decision(&self, decision_id: Uuid) -> Result<Option<StoredDecision>, AuditError> {
-        let mut conn = self.conn().await?;
-        decisions::table
-            .filter(decisions::decision_id.eq(decision_id))
-            .select(StoredDecision::as_select())
-            .first(&mut conn)
-            .await
-            .optional()
-            .map_err(AuditError::query("reading a decision"))
+        let found = {
+            let mut conn = self.conn().await?;
+            decisions::table
+                .filter(decisions::decision_id.eq(decision_id))
+                .select(StoredDecision::as_select())
+                .first(&mut conn)
+                .await
+                .optional()
+                .map_err(AuditError::query("reading a decision"))?
+        };
+        let mut rows: Vec<StoredDecision> = found.into_iter().collect();
+        self.attach_contents(&mut rows).await?;
+        Ok(rows.pop())
     }
 
     pub async fn feedback_for(&self, decision_id: Uuid) -> Result<Vec<StoredFeedback>, AuditError> {
@@ -63,7 +75,8 @@ impl Database {
             .map_err(AuditError::query("reading feedback"))
     }
 
-    /// Walks both chains from the first row; `Ok(None)` when they hold. Streams in pages so a
+    /// Walks both chains from the first row, then rehashes the decisions' shared contents;
+    /// `Ok((rows of the chains, None))` when all hold. Streams in pages so a
     /// long log does not sit in memory at once.
     pub async fn verify_chains(&self) -> Result<(u64, Option<Break>), AuditError> {
         let mut conn = self.conn().await?;
@@ -92,6 +105,12 @@ impl Database {
                 .map_err(AuditError::query("verifying feedback"))
         })
         .await?;
+        if broken.is_some() {
+            return Ok((decisions_checked + feedback_checked, broken));
+        }
+        // The contents decisions name: each must still hash to its name.
+        drop(conn);
+        let (_, broken) = self.verify_contents().await?;
         Ok((decisions_checked + feedback_checked, broken))
     }
 }

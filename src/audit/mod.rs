@@ -15,6 +15,7 @@ pub mod analyses;
 mod append;
 pub mod chain;
 pub mod checkpoint;
+pub mod content;
 pub mod db;
 pub mod error;
 pub mod log;
@@ -25,5 +26,6 @@ pub mod seen_tokens;
 pub mod writer;
 
 pub use db::Database;
+pub use content::DecisionContent;
 pub use error::AuditError;
 pub use records::{DecisionRecord, FeedbackRecord, StoredDecision, StoredFeedback};

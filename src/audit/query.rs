@@ -107,6 +107,7 @@ pub fn decode_cursor(c: &str) -> Option<i64> {
 }
 
 impl Database {
+    /// One page of the filtered log, newest first, each row with its shared content put back.
     pub async fn list_decisions(&self, filter: &DecisionFilter, cursor: Option<i64>, limit: i64) -> Result<Page, AuditError> {
         let mut conn = self.conn().await?;
         let mut q = boxed(filter);
@@ -127,6 +128,8 @@ impl Database {
         } else {
             None
         };
+        drop(conn);
+        self.attach_contents(&mut rows).await?;
         Ok(Page { decisions: rows, next })
     }
 

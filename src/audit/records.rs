@@ -38,7 +38,14 @@ pub struct DecisionRecord {
     pub reason: Option<String>,
     pub card_uuid: Option<Uuid>,
     pub stage_timings_ms: Value,
+    /// The DiagnosticReport bundle as given with the card. New rows store it in their content
+    /// (below), and reads put it back here; older rows hold it inline.
     pub report: Option<Value>,
+    /// The [`DecisionContent`](super::content::DecisionContent) this decision shares with the
+    /// others on the same analysis. Absent (and left out of the hashed content, so older rows
+    /// keep their hashes) when the decision had no analysis or was recorded inline.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_sha256: Option<String>,
 }
 
 /// A stored decision: the record plus its place in the chain.

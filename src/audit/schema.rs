@@ -29,6 +29,7 @@ diesel::table! {
         card_uuid -> Nullable<Uuid>,
         stage_timings_ms -> Jsonb,
         report -> Nullable<Jsonb>,
+        content_sha256 -> Nullable<Text>,
         content_hash -> Text,
         prev_hash -> Text,
     }
@@ -68,4 +69,13 @@ diesel::table! {
     }
 }
 
-diesel::allow_tables_to_appear_in_same_query!(decisions, feedback);
+diesel::table! {
+    decision_contents (content_sha256) {
+        content_sha256 -> Text,
+        content -> Jsonb,
+        recorded_at -> Timestamptz,
+    }
+}
+
+diesel::joinable!(decisions -> decision_contents (content_sha256));
+diesel::allow_tables_to_appear_in_same_query!(decisions, feedback, decision_contents);

@@ -25,7 +25,7 @@ use super::{
     prefetch,
 };
 use crate::{
-    audit::{DecisionRecord, records::now_micros},
+    audit::{DecisionContent, DecisionRecord, records::now_micros},
     config::{OrderSelectAnswer, OutOfScopeAnswer},
     fhir::{report, study::choose_prior_study},
     pipeline::{PipelineError, analysis::Analysis},
@@ -125,6 +125,7 @@ pub async fn invoke(req: HttpRequest, path: web::Path<String>, body: web::Bytes,
         card_uuid: None,
         stage_timings_ms: json!({}),
         report: None,
+        content_sha256: None,
     };
     let default_dicomweb = Some(state.settings.dicomweb.default_base_url.as_str());
     let study = match choose_prior_study(&prefetched.imaging, &request.patient_ref(), OffsetDateTime::now_utc(), state.settings.imaging.lookback_days, default_dicomweb) {
@@ -173,10 +174,17 @@ pub async fn invoke(req: HttpRequest, path: web::Path<String>, body: web::Bytes,
     let analysis = state.pipeline.wait(ticket, budget).await;
     let card_uuid = Uuid::new_v4();
     let mut report_bundle = None;
+    let mut shared = None;
     let card = match &analysis {
         Some(a) => {
             fill_record(&mut record, a);
-            report_bundle = report::build(a, &request, &order_refs, &record, &state.pages);
+            // What every decision on this analysis shares is built and hashed once; this
+            // decision's report is that template stamped with its own identifiers.
+            let content = a.shared.get_or_init(|| shared_content(a, &record.patient_ref, &state.pages));
+            report_bundle = content.value().get("report").and_then(report::ReportBundle::from_value).map(|template| {
+                template.stamp(&report::Stamp { decision_id: record.decision_id, hook_instance: &request.hook_instance, issued: record.recorded_at, order_refs: &order_refs })
+            });
+            shared = Some(content);
             let card_resource = report_bundle.as_ref().map(|r| r.card_resource());
             let ctx = card_context(&state, &record, &request, &order_refs, card_uuid, card_resource.as_ref());
             let shown = a.outcome != Outcome::OutOfScope || state.settings.hooks.out_of_scope_answer == OutOfScopeAnswer::InfoCard;
@@ -196,14 +204,18 @@ pub async fn invoke(req: HttpRequest, path: web::Path<String>, body: web::Bytes,
     // Silent mode: analyse and audit, but show nothing.
     let card = if client.silent { None } else { card };
     record.card_uuid = card.as_ref().map(|_| card_uuid);
-    // The FHIR server gets its own copy only when reports are filed; the audit row takes the rest.
-    let filing = report_bundle.as_ref().filter(|_| state.settings.fhir.write_reports && !client.silent).cloned();
-    record.report = report_bundle.map(report::ReportBundle::into_value);
+    // The FHIR server gets the report only when reports are filed; the audit row names the
+    // shared content it was stamped from.
+    let filing = report_bundle.filter(|_| state.settings.fhir.write_reports && !client.silent);
     if let Some(obj) = record.stage_timings_ms.as_object_mut() {
         obj.insert("hook".into(), json!(started.elapsed().as_millis() as u64));
     }
     let (outcome, decision_id) = (record.outcome.clone(), record.decision_id);
-    state.db.append_decision(record).await.map_err(|e| CdsError::Overloaded(format!("the audit trail is unavailable: {e}")))?;
+    let appended = match shared {
+        Some(content) => state.db.append_decision_with(record, content).await,
+        None => state.db.append_decision(record).await,
+    };
+    appended.map_err(|e| CdsError::Overloaded(format!("the audit trail is unavailable: {e}")))?;
     if let (Some(bundle), prefetch::FhirAccess::Allowed(base)) = (filing, fhir_access) {
         let base = base.clone();
         let token = request.fhir_authorization.as_ref().map(|a| a.access_token.clone());
@@ -226,13 +238,22 @@ fn card_context<'a>(state: &'a AppState, record: &DecisionRecord, request: &'a H
     }
 }
 
-/// Copies an analysis into the decision row.
-fn fill_record(record: &mut DecisionRecord, a: &Analysis) {
-    record.series = json!({ "t1c": a.t1c, "t2": a.t2, "verdicts": a.series_verdicts });
-    if let (Some(scope), Some(series)) = (&a.scope, record.series.as_object_mut()) {
+/// What the decisions on `a` (about `patient_ref`) share, stored once in the audit trail: the
+/// series used and every verdict, the scope gate's answer with every lesion candidate, and the
+/// report before its per-decision identifiers.
+fn shared_content(a: &Analysis, patient_ref: &str, templates: &handlebars::Handlebars<'static>) -> DecisionContent {
+    let mut series = json!({ "t1c": a.t1c, "t2": a.t2, "verdicts": a.series_verdicts });
+    if let (Some(scope), Some(s)) = (&a.scope, series.as_object_mut()) {
         // The scope gate's answer and every lesion candidate, with the series they were found on.
-        series.insert("lesion_candidates".into(), json!(scope));
+        s.insert("lesion_candidates".into(), json!(scope));
     }
+    let report = report::template(a, patient_ref, templates).map(report::ReportBundle::into_value);
+    DecisionContent::new(json!({ "series": series, "report": report }))
+}
+
+/// Copies an analysis into the decision row (what only this decision holds; the rest is the
+/// shared content).
+fn fill_record(record: &mut DecisionRecord, a: &Analysis) {
     record.model_version = Some(format!("{}@{}", a.model.name, a.model.version));
     record.member_hashes = json!(a.model.member_sha256);
     record.preprocessing_version = Some(a.model.preprocessing_version.clone());

@@ -16,11 +16,10 @@ use serde_json::{Value, json};
 use url::Url;
 
 use super::client::FhirClient;
-use crate::{
-    audit::DecisionRecord,
-    cds::hook::HookRequest,
-    pipeline::analysis::Analysis,
-};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::{audit::StoredDecision, pipeline::analysis::Analysis};
 use neurocds_analysis::decision::{Outcome, Recommendation};
 
 pub const LOINC: &str = "http://loinc.org";
@@ -68,13 +67,16 @@ fn recommendation_text(r: Option<Recommendation>) -> &'static str {
 }
 
 /// Builds the resources for an analysis that ran (recommended or abstained with an ensemble
-/// result); `None` when there is nothing to report (the analysis could not run).
-pub fn build(a: &Analysis, request: &HookRequest, order_refs: &[String], record: &DecisionRecord, templates: &Handlebars<'static>) -> Option<ReportBundle> {
+/// result) about `patient_ref`; `None` when there is nothing to report (the analysis could not
+/// run).
+///
+/// What it builds is the analysis's part, the same for every decision on it, and is made once
+/// per analysis: [`ReportBundle::stamp`] adds what makes it one decision's report.
+pub fn template(a: &Analysis, patient_ref: &str, templates: &Handlebars<'static>) -> Option<ReportBundle> {
     if !matches!(a.outcome, Outcome::Recommended | Outcome::Abstained) || a.ensemble.is_none() && a.outcome == Outcome::Recommended {
         return None;
     }
-    let subject = json!({ "reference": request.patient_ref_str() });
-    let issued = time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap_or_default();
+    let subject = json!({ "reference": patient_ref });
     let (class_code, class_display) = classification(a);
     let meta = |profile: &str| json!({ "profile": [profile], "security": [aiast()] });
     let category = json!([{ "coding": [{ "system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": "imaging", "display": "Imaging" }] }]);
@@ -98,7 +100,6 @@ pub fn build(a: &Analysis, request: &HookRequest, order_refs: &[String], record:
         "category": category,
         "code": { "coding": [{ "system": CS_CLASSIFICATION, "code": "gbm-vs-pcnsl", "display": "AI classification: glioblastoma vs primary CNS lymphoma" }], "text": "AI classification: glioblastoma vs primary CNS lymphoma" },
         "subject": subject,
-        "issued": issued,
         "valueCodeableConcept": { "coding": [{ "system": CS_CLASSIFICATION, "code": class_code, "display": class_display }], "text": class_display },
         "device": { "reference": "#algorithm" }
     });
@@ -110,7 +111,6 @@ pub fn build(a: &Analysis, request: &HookRequest, order_refs: &[String], record:
         "category": category,
         "code": { "coding": [{ "system": CS_CLASSIFICATION, "code": "p-pcnsl", "display": "Calibrated probability of primary CNS lymphoma" }], "text": "Calibrated probability of primary CNS lymphoma" },
         "subject": subject,
-        "issued": issued,
         "device": { "reference": "#algorithm" }
     });
     match &a.ensemble {
@@ -156,15 +156,10 @@ pub fn build(a: &Analysis, request: &HookRequest, order_refs: &[String], record:
     let mut report = json!({
         "resourceType": "DiagnosticReport",
         "meta": meta(PROFILE_REPORT),
-        "identifier": [
-            { "system": ID_DECISION, "value": record.decision_id.to_string() },
-            { "system": ID_HOOK_INSTANCE, "value": request.hook_instance }
-        ],
         "status": "preliminary",
         "category": [{ "coding": [{ "system": "http://terminology.hl7.org/CodeSystem/v2-0074", "code": "RAD", "display": "Radiology" }] }],
         "code": { "coding": [{ "system": LOINC, "code": "18748-4", "display": "Diagnostic imaging study" }], "text": "AI estimate: glioblastoma vs primary CNS lymphoma" },
         "subject": subject,
-        "issued": issued,
         "result": [{ "reference": "#classification" }, { "reference": "#probability" }],
         "conclusion": conclusion,
         "conclusionCode": [{ "coding": [{ "system": CS_CLASSIFICATION, "code": class_code, "display": class_display }] }],
@@ -172,9 +167,6 @@ pub fn build(a: &Analysis, request: &HookRequest, order_refs: &[String], record:
     });
     if let Some(rec) = a.recommendation {
         report["conclusionCode"].as_array_mut().map(|v| v.push(json!({ "coding": [{ "system": CS_RECOMMENDATION, "code": rec.as_str(), "display": recommendation_text(Some(rec)) }] })));
-    }
-    if !order_refs.is_empty() {
-        report["basedOn"] = Value::Array(order_refs.iter().map(|r| json!({ "reference": r })).collect());
     }
     if let Some(r) = &a.study_reference {
         report["imagingStudy"] = json!([{ "reference": r }]);
@@ -190,8 +182,6 @@ pub fn build(a: &Analysis, request: &HookRequest, order_refs: &[String], record:
     let provenance = json!({
         "resourceType": "Provenance",
         "meta": { "security": [aiast()] },
-        "target": [{ "identifier": { "system": ID_DECISION, "value": record.decision_id.to_string() } }],
-        "recorded": issued,
         "agent": [{
             "type": { "coding": [{ "system": "http://terminology.hl7.org/CodeSystem/provenance-participant-type", "code": "assembler", "display": "Assembler" }] },
             "who": { "identifier": { "system": ID_ENSEMBLE, "value": a.model.ensemble_sha256 }, "display": format!("{} {}", a.model.name, a.model.version) }
@@ -201,7 +191,41 @@ pub fn build(a: &Analysis, request: &HookRequest, order_refs: &[String], record:
     Some(ReportBundle { diagnostic_report: report, classification, probability, device, provenance })
 }
 
+/// What makes a report one decision's: its identifiers, when it was issued (the decision's
+/// `recorded_at`), and the orders it answers.
+pub struct Stamp<'a> {
+    pub decision_id: Uuid,
+    pub hook_instance: &'a str,
+    pub issued: OffsetDateTime,
+    pub order_refs: &'a [String],
+}
+
 impl ReportBundle {
+    /// A bundle stored with [`into_value`](Self::into_value); `None` when `v` is not one.
+    pub fn from_value(v: &Value) -> Option<ReportBundle> {
+        let part = |k: &str| v.get(k).filter(|x| x.is_object()).cloned();
+        Some(ReportBundle { diagnostic_report: part("diagnostic_report")?, classification: part("classification")?, probability: part("probability")?, device: part("device")?, provenance: part("provenance")? })
+    }
+
+    /// The analysis's report ([`template`]) made one decision's: identified by the decision
+    /// and the hook instance, issued when the decision was recorded, based on its orders, and
+    /// the Provenance targeting it.
+    pub fn stamp(mut self, s: &Stamp) -> ReportBundle {
+        let issued = s.issued.format(&time::format_description::well_known::Rfc3339).unwrap_or_default();
+        let decision = s.decision_id.to_string();
+        let report = &mut self.diagnostic_report;
+        report["identifier"] = json!([{ "system": ID_DECISION, "value": decision }, { "system": ID_HOOK_INSTANCE, "value": s.hook_instance }]);
+        report["issued"] = json!(issued);
+        if !s.order_refs.is_empty() {
+            report["basedOn"] = Value::Array(s.order_refs.iter().map(|r| json!({ "reference": r })).collect());
+        }
+        self.classification["issued"] = json!(issued);
+        self.probability["issued"] = json!(issued);
+        self.provenance["target"] = json!([{ "identifier": { "system": ID_DECISION, "value": decision } }]);
+        self.provenance["recorded"] = json!(issued);
+        self
+    }
+
     /// The bundle as the audit row stores it: the same JSON as serialising it, built by moving
     /// the resources rather than copying them.
     pub fn into_value(self) -> Value {
@@ -264,6 +288,20 @@ impl ReportBundle {
     }
 }
 
+/// Puts a decision's own report back as the card carried it: a row that names a shared content
+/// holds the analysis's template after [`crate::audit::Database::attach_contents`]; this stamps
+/// it with the row's identifiers. Rows recorded inline are left as they are.
+pub fn stamp_stored(row: &mut StoredDecision) {
+    let r = &mut row.record;
+    if r.content_sha256.is_none() {
+        return;
+    }
+    let Some(template) = r.report.as_ref().and_then(ReportBundle::from_value) else { return };
+    let order_refs: Vec<String> = serde_json::from_value(r.order_refs.clone()).unwrap_or_default();
+    let stamped = template.stamp(&Stamp { decision_id: r.decision_id, hook_instance: &r.hook_instance, issued: r.recorded_at, order_refs: &order_refs });
+    r.report = Some(stamped.into_value());
+}
+
 /// Files the report on the EHR's FHIR server after the hook has been answered. The token lives
 /// only in this task's memory until the request is sent.
 pub fn write_in_background(fhir: FhirClient, base: Url, bundle: ReportBundle, hook_instance: String, token: Option<String>, runtime: tokio::runtime::Handle) {
@@ -289,6 +327,29 @@ mod tests {
             device: json!({"id": "algorithm"}),
             provenance: json!({"resourceType": "Provenance"}),
         };
-        assert_eq!(serde_json::to_value(&bundle).unwrap(), bundle.into_value());
+        assert_eq!(serde_json::to_value(&bundle).unwrap(), bundle.clone().into_value());
+        assert_eq!(ReportBundle::from_value(&bundle.clone().into_value()).map(ReportBundle::into_value), Some(bundle.into_value()), "and reads back");
+    }
+
+    #[test]
+    fn a_stamp_makes_the_template_one_decisions_report() {
+        let template = ReportBundle {
+            diagnostic_report: json!({"resourceType": "DiagnosticReport"}),
+            classification: json!({"id": "classification"}),
+            probability: json!({"id": "probability"}),
+            device: json!({"id": "algorithm"}),
+            provenance: json!({"resourceType": "Provenance"}),
+        };
+        let orders = ["ServiceRequest/o1".to_owned()];
+        let id = Uuid::from_u128(42);
+        let issued = OffsetDateTime::UNIX_EPOCH;
+        let r = template.stamp(&Stamp { decision_id: id, hook_instance: "h-1", issued, order_refs: &orders });
+        assert_eq!(r.diagnostic_report["identifier"][0], json!({"system": ID_DECISION, "value": id.to_string()}));
+        assert_eq!(r.diagnostic_report["identifier"][1], json!({"system": ID_HOOK_INSTANCE, "value": "h-1"}));
+        assert_eq!(r.diagnostic_report["basedOn"], json!([{"reference": "ServiceRequest/o1"}]));
+        for issued in [&r.diagnostic_report["issued"], &r.classification["issued"], &r.probability["issued"], &r.provenance["recorded"]] {
+            assert_eq!(issued, "1970-01-01T00:00:00Z");
+        }
+        assert_eq!(r.provenance["target"][0]["identifier"]["value"], id.to_string());
     }
 }

@@ -1,8 +1,11 @@
 //! The result of analysing one prior study: what was used, what the ensemble said, what it
-//! advises, how long each stage took. Stored (as JSON) in the shared `analyses` table and copied
-//! into every decision row that uses it.
+//! advises, how long each stage took. Stored (as JSON) in the shared `analyses` table; what
+//! the decisions on it share is stored once in the audit trail ([`SharedContent`]).
 
-use std::collections::BTreeMap;
+use std::{
+    collections::BTreeMap,
+    sync::{Arc, OnceLock},
+};
 
 use serde::{Deserialize, Serialize};
 
@@ -54,6 +57,28 @@ pub struct Analysis {
     /// (when out of scope) the study's reason. `None` when the analysis stopped before it.
     #[serde(default)]
     pub scope: Option<ScopeReport>,
+    /// What every decision on this analysis shares, made by the first hook that records one.
+    #[serde(skip)]
+    pub shared: SharedContent,
+}
+
+/// A memo of the audit content the decisions on one analysis share (the series, the lesion
+/// candidates, the report before its per-decision identifiers), so that a hook answered from a
+/// finished analysis neither rebuilds nor re-hashes it. Not part of the result: two analyses
+/// are equal whatever their memos hold.
+#[derive(Debug, Clone, Default)]
+pub struct SharedContent(OnceLock<Arc<crate::audit::DecisionContent>>);
+
+impl SharedContent {
+    pub fn get_or_init(&self, make: impl FnOnce() -> crate::audit::DecisionContent) -> Arc<crate::audit::DecisionContent> {
+        self.0.get_or_init(|| Arc::new(make())).clone()
+    }
+}
+
+impl PartialEq for SharedContent {
+    fn eq(&self, _: &SharedContent) -> bool {
+        true
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -97,6 +122,7 @@ impl Analysis {
             stage_timings_ms: BTreeMap::new(),
             key_images: None,
             scope: None,
+            shared: SharedContent::default(),
         }
     }
 

@@ -251,6 +251,7 @@ impl Pipeline {
             stage_timings_ms: timings,
             key_images: None,
             scope: None,
+            shared: Default::default(),
         }
     }
 
@@ -367,6 +368,7 @@ impl Pipeline {
             stage_timings_ms: timings,
             key_images: Some(key_images),
             scope: Some(scope),
+            shared: Default::default(),
         }
     }
 }

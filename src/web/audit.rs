@@ -45,10 +45,12 @@ pub async fn list(req: HttpRequest, q: web::Query<ListQuery>, state: web::Data<A
         None => None,
     };
     let limit = q.limit.unwrap_or(100);
-    let page = match state.db.list_decisions(&q.filter, cursor, limit).await {
+    let mut page = match state.db.list_decisions(&q.filter, cursor, limit).await {
         Ok(p) => p,
         Err(e) => return unavailable(e),
     };
+    // Each row's report as its card carried it (rows share the analysis's template).
+    page.decisions.iter_mut().for_each(crate::fhir::report::stamp_stored);
     match q.format.as_deref() {
         Some("csv") => HttpResponse::Ok().content_type("text/csv; charset=utf-8").insert_header(("Content-Disposition", "attachment; filename=\"decisions.csv\"")).body(to_csv(&page.decisions)),
         Some("fhir") => HttpResponse::Ok().content_type("application/fhir+json").json(audit_event_bundle(&page.decisions, &state)),

@@ -7,7 +7,7 @@ use uuid::Uuid;
 
 use crate::{
     helpers::{TestApp, brain_mri_hook, fresh_database, spawn_app, spawn_app_with},
-    hooks::decisions,
+    hooks::{decisions, raw_decisions},
 };
 
 const SIGN: &str = "neurocds-brain-mri-order-sign";
@@ -102,7 +102,8 @@ async fn audit_verify_passes_on_an_intact_log() {
 
 /// In production the service connects as a role granted `neurocds_service`, and migrations run
 /// as the owner (`database.migrate_url`). That role appends and reads — and nothing else: no
-/// UPDATE, DELETE, TRUNCATE or DROP, and no way to switch the append-only triggers off.
+/// UPDATE, DELETE, TRUNCATE or DROP, and no way to switch the append-only triggers off (the
+/// decisions' shared contents included).
 #[tokio::test]
 async fn the_service_role_appends_and_reads_but_cannot_alter_delete_truncate_or_untrigger_the_logs() {
     let owner_url = fresh_database().await;
@@ -132,6 +133,10 @@ async fn the_service_role_appends_and_reads_but_cannot_alter_delete_truncate_or_
         "DELETE FROM feedback",
         "TRUNCATE feedback",
         "ALTER TABLE feedback DISABLE TRIGGER USER",
+        "UPDATE decision_contents SET content = '{}'",
+        "DELETE FROM decision_contents",
+        "TRUNCATE decision_contents",
+        "ALTER TABLE decision_contents DISABLE TRIGGER USER",
         "SET session_replication_role = replica",
     ] {
         let error = diesel::sql_query(statement).execute(&mut service).await.expect_err(statement).to_string();
@@ -152,7 +157,7 @@ fn path(p: &Path) -> &str {
 /// hashing would: `mutate` changes that row, and every later row is re-linked and re-hashed, so
 /// the chain verifies again.
 async fn rewrite_chain(app: &TestApp, from: usize, mutate: impl Fn(&mut neurocds::audit::DecisionRecord)) {
-    let rows = decisions(app).await;
+    let rows = raw_decisions(app).await;
     let mut conn = AsyncPgConnection::establish(&app.db_url).await.unwrap();
     diesel::sql_query("ALTER TABLE decisions DISABLE TRIGGER USER").execute(&mut conn).await.unwrap();
     let mut prev = rows[from].prev_hash.clone();

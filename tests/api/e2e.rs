@@ -3,6 +3,7 @@
 
 use std::{path::PathBuf, process::Command, sync::OnceLock};
 
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use serde_json::{Value, json};
 
 use crate::{
@@ -137,6 +138,10 @@ async fn a_glioblastoma_like_study_is_advised_resection_planning_and_a_lymphoma_
         // The DiagnosticReport it offers is valid R4, two independent ways.
         let report = card["suggestions"].as_array().unwrap().iter().flat_map(|s| s["actions"].as_array().unwrap()).find(|a| a["resource"]["resourceType"] == "DiagnosticReport").expect("the card offers the report")["resource"].clone();
         let stored: Value = row.record.report.clone().unwrap();
+        // The log gives back the very report the card carried: stored once per analysis as a
+        // template, stamped on reading with this decision's own identifiers.
+        let bundle = neurocds::fhir::report::ReportBundle::from_value(&stored).expect("a stored report bundle");
+        assert_eq!(bundle.card_resource(), report, "{label}: the logged report is the card's");
         validate(&[report, stored["provenance"].clone(), stored["device"].clone()]);
     }
     assert_eq!(app.app.db.verify_chains().await.unwrap().1, None);
@@ -150,6 +155,9 @@ async fn a_glioblastoma_like_study_is_advised_resection_planning_and_a_lymphoma_
     assert!(value(r#"http_client_request_duration_seconds_count{http_request_method="GET",outcome="200",peer="dicomweb"}"#).is_some_and(|n| n >= 4.0), "{metrics}");
     assert!(value(r#"http_client_request_duration_seconds_count{http_request_method="GET",outcome="200",peer="fhir"}"#).is_some_and(|n| n >= 2.0), "{metrics}");
     assert!(value(r#"neurocds_inference_batch_size_count{device="cpu"}"#).is_some_and(|n| n >= 2.0), "{metrics}");
+    // Every decision went through the audit writer: each select and sign, in some batches.
+    assert!(value("neurocds_audit_write_batch_size_sum").is_some_and(|n| n >= 4.0), "{metrics}");
+    assert!(value("neurocds_audit_write_lag_seconds_count").is_some_and(|n| n >= 1.0), "{metrics}");
     assert_eq!(value(r#"neurocds_hooks_total{card="shown",cds_service="neurocds-brain-mri-order-sign",hook="order-sign",outcome="recommended"}"#), Some(2.0), "{metrics}");
 }
 
@@ -165,6 +173,32 @@ async fn concurrent_hooks_for_the_same_study_run_the_analysis_once() {
     assert_eq!(rows.len(), 4);
     let timings: Vec<&Value> = rows.iter().map(|d| &d.record.stage_timings_ms["retrieval"]).collect();
     assert!(timings.iter().all(|t| *t == timings[0] && !t.is_null()), "one analysis, shared: {timings:?}");
+
+    // What the four decisions share is stored once: each row names it, none copies it.
+    let raw = crate::hooks::raw_decisions(&app).await;
+    let content = raw[0].record.content_sha256.clone().expect("a decision on an analysis names its content");
+    assert!(raw.iter().all(|d| d.record.content_sha256.as_deref() == Some(&content) && d.record.report.is_none()), "one content, named by every row");
+    let mut owner = AsyncPgConnection::establish(&app.db_url).await.unwrap();
+    let stored: Vec<String> = diesel::sql_query("SELECT content_sha256 FROM decision_contents").load::<ContentName>(&mut owner).await.unwrap().into_iter().map(|c| c.content_sha256).collect();
+    assert_eq!(stored, vec![content.clone()]);
+    // Read back, each row has the series and the scope gate's candidates, and its own report.
+    assert!(rows.iter().all(|d| d.record.series["lesion_candidates"]["version"] == "neurocds-lesion/2" && !d.record.series["verdicts"].is_null()));
+    let ids: std::collections::HashSet<String> = rows.iter().map(|d| d.record.report.as_ref().unwrap()["diagnostic_report"]["identifier"][0]["value"].as_str().unwrap().to_owned()).collect();
+    assert_eq!(ids, rows.iter().map(|d| d.record.decision_id.to_string()).collect(), "each report is stamped with its own decision");
+    assert_eq!(app.app.db.verify_chains().await.unwrap().1, None);
+
+    // A content changed behind the triggers' back no longer hashes to the name its decisions hold.
+    diesel::sql_query("ALTER TABLE decision_contents DISABLE TRIGGER USER").execute(&mut owner).await.unwrap();
+    diesel::sql_query("UPDATE decision_contents SET content = jsonb_set(content, '{series,t1c,series_uid}', '\"1.2.3\"')").execute(&mut owner).await.unwrap();
+    diesel::sql_query("ALTER TABLE decision_contents ENABLE TRIGGER USER").execute(&mut owner).await.unwrap();
+    let broken = app.app.db.verify_chains().await.unwrap().1.expect("the changed content is found");
+    assert_eq!((broken.table, broken.id.as_str()), ("decision_contents", content.as_str()));
+}
+
+#[derive(diesel::QueryableByName)]
+struct ContentName {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    content_sha256: String,
 }
 
 #[tokio::test]

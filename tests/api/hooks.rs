@@ -11,6 +11,19 @@ pub async fn decisions(app: &TestApp) -> Vec<neurocds::audit::StoredDecision> {
     use diesel_async::RunQueryDsl;
     use neurocds::audit::schema::decisions::dsl::*;
     let mut conn = app.app.db.conn().await.unwrap();
+    let mut rows = decisions.order(seq.asc()).select(neurocds::audit::StoredDecision::as_select()).load(&mut conn).await.unwrap();
+    // As the compliance API reads them: the shared content put back, the report stamped.
+    app.app.db.attach_contents(&mut rows).await.unwrap();
+    rows.iter_mut().for_each(neurocds::fhir::report::stamp_stored);
+    rows
+}
+
+/// The decision rows as stored, without their shared content.
+pub async fn raw_decisions(app: &TestApp) -> Vec<neurocds::audit::StoredDecision> {
+    use diesel::prelude::*;
+    use diesel_async::RunQueryDsl;
+    use neurocds::audit::schema::decisions::dsl::*;
+    let mut conn = app.app.db.conn().await.unwrap();
     decisions.order(seq.asc()).select(neurocds::audit::StoredDecision::as_select()).load(&mut conn).await.unwrap()
 }
 
