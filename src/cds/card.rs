@@ -5,7 +5,7 @@
 
 use handlebars::Handlebars;
 use serde::Serialize;
-use serde_json::{Value, json};
+use serde_json::{Value, json, value::RawValue};
 use uuid::Uuid;
 
 use neurocds_analysis::decision::{Outcome, Recommendation};
@@ -43,8 +43,9 @@ pub struct Action {
     #[serde(rename = "type")]
     pub kind: &'static str,
     pub description: String,
+    /// The FHIR resource, serialised (the report's is stamped from pre-serialised parts).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub resource: Option<Value>,
+    pub resource: Option<Box<RawValue>>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -95,7 +96,7 @@ pub struct CardContext<'a> {
     pub order_refs: &'a [String],
     pub templates: &'a Handlebars<'static>,
     /// The DiagnosticReport the card offers to file, when there is one.
-    pub report: Option<&'a Value>,
+    pub report: Option<&'a RawValue>,
 }
 
 /// Summary lengths are counted in characters; the spec asks for fewer than 140.
@@ -174,14 +175,14 @@ fn suggestions(rec: Recommendation, ctx: &CardContext) -> Vec<Suggestion> {
         label: label.into(),
         uuid: Uuid::new_v4().to_string(),
         is_recommended: true,
-        actions: vec![Action { kind: "create", description: format!("Add a draft order: {text}"), resource: Some(proposed_order(ctx, text, snomed)) }],
+        actions: vec![Action { kind: "create", description: format!("Add a draft order: {text}"), resource: serde_json::value::to_raw_value(&proposed_order(ctx, text, snomed)).ok() }],
     }];
     if let Some(report) = ctx.report {
         out.push(Suggestion {
             label: "File the AI report (preliminary) to the chart".into(),
             uuid: Uuid::new_v4().to_string(),
             is_recommended: false,
-            actions: vec![Action { kind: "create", description: "Create a preliminary DiagnosticReport with the AI estimate".into(), resource: Some(report.clone()) }],
+            actions: vec![Action { kind: "create", description: "Create a preliminary DiagnosticReport with the AI estimate".into(), resource: Some(report.to_owned()) }],
         });
     }
     out

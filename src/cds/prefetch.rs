@@ -64,18 +64,19 @@ pub enum PrefetchError {
     FetchFailed { key: &'static str, reason: String },
 }
 
-enum Slot {
-    Value(Value),
+/// A prefetch entry, borrowed from the request (what is kept of it is copied once).
+enum Slot<'a> {
+    Value(&'a Value),
     Nothing,
     Missing,
 }
 
-fn slot(req: &HookRequest, key: &str) -> Slot {
+fn slot<'a>(req: &'a HookRequest, key: &str) -> Slot<'a> {
     match req.prefetch.get(key) {
         None => Slot::Missing,
         Some(Value::Null) => Slot::Nothing,
         Some(v) if v.get("resourceType").and_then(Value::as_str) == Some("OperationOutcome") => Slot::Missing,
-        Some(v) => Slot::Value(v.clone()),
+        Some(v) => Slot::Value(v),
     }
 }
 
@@ -83,7 +84,7 @@ pub async fn resolve(req: &HookRequest, fhir: &FhirClient, access: FhirAccess<'_
     let token = req.fhir_authorization.as_ref().map(|a| a.access_token.as_str());
     let mut out = Prefetched::default();
     out.patient = match slot(req, PREFETCH_PATIENT) {
-        Slot::Value(v) => Some(v),
+        Slot::Value(v) => Some(v.clone()),
         Slot::Nothing => None,
         Slot::Missing => {
             let base = access.base(PREFETCH_PATIENT)?;
@@ -94,7 +95,7 @@ pub async fn resolve(req: &HookRequest, fhir: &FhirClient, access: FhirAccess<'_
         }
     };
     out.imaging = match slot(req, PREFETCH_PRIOR_IMAGING) {
-        Slot::Value(v) => bundle_resources(&v),
+        Slot::Value(v) => bundle_resources(v),
         Slot::Nothing => Vec::new(),
         Slot::Missing => {
             let base = access.base(PREFETCH_PRIOR_IMAGING)?;

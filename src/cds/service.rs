@@ -8,10 +8,13 @@
 //! 6. order-select answers at once; order-sign waits up to its budget;
 //! 7. record the decision in the audit log; answer with the card (none in silent mode).
 
-use std::time::{Duration, Instant};
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use actix_web::{HttpRequest, HttpResponse, web};
-use serde_json::{Value, json};
+use serde_json::{Value, json, value::RawValue};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -173,20 +176,22 @@ pub async fn invoke(req: HttpRequest, path: web::Path<String>, body: web::Bytes,
     };
     let analysis = state.pipeline.wait(ticket, budget).await;
     let card_uuid = Uuid::new_v4();
-    let mut report_bundle = None;
-    let mut shared = None;
+    let mut filing = None;
+    let mut content = None;
     let card = match &analysis {
         Some(a) => {
             fill_record(&mut record, a);
-            // What every decision on this analysis shares is built and hashed once; this
-            // decision's report is that template stamped with its own identifiers.
-            let content = a.shared.get_or_init(|| shared_content(a, &record.patient_ref, &state.pages));
-            report_bundle = content.value().get("report").and_then(report::ReportBundle::from_value).map(|template| {
-                template.stamp(&report::Stamp { decision_id: record.decision_id, hook_instance: &request.hook_instance, issued: record.recorded_at, order_refs: &order_refs })
-            });
-            shared = Some(content);
-            let card_resource = report_bundle.as_ref().map(|r| r.card_resource());
-            let ctx = card_context(&state, &record, &request, &order_refs, card_uuid, card_resource.as_ref());
+            // What every decision on this analysis shares is built, hashed and serialised once;
+            // this decision's report is that template stamped with its own identifiers.
+            let shared = a.shared.get_or_init(|| Shared::of(a, &record.patient_ref, &state.pages)).unwrap_or_else(|| Arc::new(Shared::of(a, &record.patient_ref, &state.pages)));
+            let stamp = report::Stamp { decision_id: record.decision_id, hook_instance: &request.hook_instance, issued: record.recorded_at, order_refs: &order_refs };
+            let card_resource = shared.card_report.as_ref().and_then(|r| r.stamped(&stamp));
+            // The FHIR server gets the report only when reports are filed.
+            if state.settings.fhir.write_reports && !client.silent {
+                filing = shared.content.value().get("report").and_then(report::ReportBundle::from_value).map(|t| t.stamp(&stamp));
+            }
+            content = Some(shared.content.clone());
+            let ctx = card_context(&state, &record, &request, &order_refs, card_uuid, card_resource.as_deref());
             let shown = a.outcome != Outcome::OutOfScope || state.settings.hooks.out_of_scope_answer == OutOfScopeAnswer::InfoCard;
             shown.then(|| card::card_for(a, &ctx))
         }
@@ -204,14 +209,12 @@ pub async fn invoke(req: HttpRequest, path: web::Path<String>, body: web::Bytes,
     // Silent mode: analyse and audit, but show nothing.
     let card = if client.silent { None } else { card };
     record.card_uuid = card.as_ref().map(|_| card_uuid);
-    // The FHIR server gets the report only when reports are filed; the audit row names the
-    // shared content it was stamped from.
-    let filing = report_bundle.filter(|_| state.settings.fhir.write_reports && !client.silent);
     if let Some(obj) = record.stage_timings_ms.as_object_mut() {
         obj.insert("hook".into(), json!(started.elapsed().as_millis() as u64));
     }
     let (outcome, decision_id) = (record.outcome.clone(), record.decision_id);
-    let appended = match shared {
+    // The audit row names the shared content its report was stamped from.
+    let appended = match content {
         Some(content) => state.db.append_decision_with(record, content).await,
         None => state.db.append_decision(record).await,
     };
@@ -226,7 +229,7 @@ pub async fn invoke(req: HttpRequest, path: web::Path<String>, body: web::Bytes,
     Ok(cards(card.into_iter().collect()))
 }
 
-fn card_context<'a>(state: &'a AppState, record: &DecisionRecord, request: &'a HookRequest, order_refs: &'a [String], card_uuid: Uuid, report: Option<&'a Value>) -> CardContext<'a> {
+fn card_context<'a>(state: &'a AppState, record: &DecisionRecord, request: &'a HookRequest, order_refs: &'a [String], card_uuid: Uuid, report: Option<&'a RawValue>) -> CardContext<'a> {
     CardContext {
         card_uuid,
         decision_id: record.decision_id,
@@ -238,17 +241,28 @@ fn card_context<'a>(state: &'a AppState, record: &DecisionRecord, request: &'a H
     }
 }
 
-/// What the decisions on `a` (about `patient_ref`) share, stored once in the audit trail: the
-/// series used and every verdict, the scope gate's answer with every lesion candidate, and the
-/// report before its per-decision identifiers.
-fn shared_content(a: &Analysis, patient_ref: &str, templates: &handlebars::Handlebars<'static>) -> DecisionContent {
-    let mut series = json!({ "t1c": a.t1c, "t2": a.t2, "verdicts": a.series_verdicts });
-    if let (Some(scope), Some(s)) = (&a.scope, series.as_object_mut()) {
-        // The scope gate's answer and every lesion candidate, with the series they were found on.
-        s.insert("lesion_candidates".into(), json!(scope));
+/// What the hooks on one analysis share, made once and kept on it ([`Analysis::shared`]).
+struct Shared {
+    /// Stored once in the audit trail and named by every decision: the series used and every
+    /// verdict, the scope gate's answer with every lesion candidate, and the report before its
+    /// per-decision identifiers.
+    content: Arc<DecisionContent>,
+    /// That report, serialised for cards (`None` when there is no report).
+    card_report: Option<report::CardReport>,
+}
+
+impl Shared {
+    fn of(a: &Analysis, patient_ref: &str, templates: &handlebars::Handlebars<'static>) -> Shared {
+        let mut series = json!({ "t1c": a.t1c, "t2": a.t2, "verdicts": a.series_verdicts });
+        if let (Some(scope), Some(s)) = (&a.scope, series.as_object_mut()) {
+            // The scope gate's answer and every lesion candidate, with the series they were found on.
+            s.insert("lesion_candidates".into(), json!(scope));
+        }
+        let template = report::template(a, patient_ref, templates);
+        let card_report = template.as_ref().and_then(report::CardReport::new);
+        let report = template.map(report::ReportBundle::into_value);
+        Shared { content: Arc::new(DecisionContent::new(json!({ "series": series, "report": report }))), card_report }
     }
-    let report = report::template(a, patient_ref, templates).map(report::ReportBundle::into_value);
-    DecisionContent::new(json!({ "series": series, "report": report }))
 }
 
 /// Copies an analysis into the decision row (what only this decision holds; the rest is the

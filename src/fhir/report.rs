@@ -12,7 +12,7 @@
 use base64::Engine;
 use handlebars::Handlebars;
 use serde::Serialize;
-use serde_json::{Value, json};
+use serde_json::{Value, json, value::RawValue};
 use url::Url;
 
 use super::client::FhirClient;
@@ -288,6 +288,69 @@ impl ReportBundle {
     }
 }
 
+/// The report a card offers, serialised once per analysis: each resource's JSON without its
+/// closing brace, so that a decision's identifiers are appended as text — no copy of the
+/// resources' trees and no re-serialisation per hook. [`CardReport::stamped`] is, as JSON, what
+/// `template.stamp(s).card_resource()` gives (a test holds them equal).
+#[derive(Debug)]
+pub struct CardReport {
+    report: String,
+    classification: String,
+    probability: String,
+    device: String,
+}
+
+/// The fields [`ReportBundle::stamp`] and [`ReportBundle::card_resource`] add; a template must
+/// not carry them already.
+const STAMPED: [&str; 4] = ["identifier", "issued", "basedOn", "contained"];
+
+impl CardReport {
+    /// From a [`template`]; `None` when a resource is not a non-empty object or already carries
+    /// a stamped field.
+    pub fn new(template: &ReportBundle) -> Option<CardReport> {
+        let open = |v: &Value| -> Option<String> {
+            let o = v.as_object().filter(|o| !o.is_empty() && !STAMPED.iter().any(|k| o.contains_key(*k)))?;
+            let mut json = serde_json::to_string(o).ok()?;
+            json.pop(); // the closing brace
+            Some(json)
+        };
+        Some(CardReport {
+            report: open(&template.diagnostic_report)?,
+            classification: open(&template.classification)?,
+            probability: open(&template.probability)?,
+            device: serde_json::to_string(&template.device).ok()?,
+        })
+    }
+
+    /// The DiagnosticReport with its Observations and Device contained, stamped for one
+    /// decision.
+    pub fn stamped(&self, s: &Stamp) -> Option<Box<RawValue>> {
+        let issued = serde_json::to_string(&s.issued.format(&time::format_description::well_known::Rfc3339).unwrap_or_default()).ok()?;
+        let identifier = serde_json::to_string(&json!([{ "system": ID_DECISION, "value": s.decision_id.to_string() }, { "system": ID_HOOK_INSTANCE, "value": s.hook_instance }])).ok()?;
+        let based_on = (!s.order_refs.is_empty()).then(|| serde_json::to_string(&Value::Array(s.order_refs.iter().map(|r| json!({ "reference": r })).collect())));
+        let mut out = String::with_capacity(self.report.len() + self.classification.len() + self.probability.len() + self.device.len() + identifier.len() + 256);
+        out.push_str(&self.report);
+        out.push_str(",\"identifier\":");
+        out.push_str(&identifier);
+        out.push_str(",\"issued\":");
+        out.push_str(&issued);
+        if let Some(based_on) = based_on {
+            out.push_str(",\"basedOn\":");
+            out.push_str(&based_on.ok()?);
+        }
+        out.push_str(",\"contained\":[");
+        for observation in [&self.classification, &self.probability] {
+            out.push_str(observation);
+            out.push_str(",\"issued\":");
+            out.push_str(&issued);
+            out.push_str("},");
+        }
+        out.push_str(&self.device);
+        out.push_str("]}");
+        RawValue::from_string(out).ok()
+    }
+}
+
 /// Puts a decision's own report back as the card carried it: a row that names a shared content
 /// holds the analysis's template after [`crate::audit::Database::attach_contents`]; this stamps
 /// it with the row's identifiers. Rows recorded inline are left as they are.
@@ -351,5 +414,31 @@ mod tests {
             assert_eq!(issued, "1970-01-01T00:00:00Z");
         }
         assert_eq!(r.provenance["target"][0]["identifier"]["value"], id.to_string());
+    }
+
+    #[test]
+    fn the_pre_serialised_card_report_is_the_stamped_templates_card_resource() {
+        let template = ReportBundle {
+            diagnostic_report: json!({"resourceType": "DiagnosticReport", "conclusion": "x \"quoted\" é", "result": [{"reference": "#classification"}]}),
+            classification: json!({"resourceType": "Observation", "id": "classification", "valueQuantity": {"value": 0.125}}),
+            probability: json!({"resourceType": "Observation", "id": "probability"}),
+            device: json!({"resourceType": "Device", "id": "algorithm"}),
+            provenance: json!({"resourceType": "Provenance"}),
+        };
+        let card = CardReport::new(&template).expect("a template");
+        for orders in [vec![], vec!["ServiceRequest/o1".to_owned(), "ServiceRequest/o2".to_owned()]] {
+            let stamp = Stamp { decision_id: Uuid::from_u128(7), hook_instance: "h \"1\"", issued: OffsetDateTime::UNIX_EPOCH, order_refs: &orders };
+            let raw = card.stamped(&stamp).expect("valid JSON");
+            let parsed: Value = serde_json::from_str(raw.get()).unwrap();
+            assert_eq!(parsed, template.clone().stamp(&stamp).card_resource(), "orders {orders:?}");
+        }
+    }
+
+    #[test]
+    fn a_template_that_already_carries_a_stamped_field_is_not_pre_serialised() {
+        let with = |report: Value| ReportBundle { diagnostic_report: report, classification: json!({"id": "c"}), probability: json!({"id": "p"}), device: json!({"id": "d"}), provenance: json!({}) };
+        assert!(CardReport::new(&with(json!({"resourceType": "DiagnosticReport"}))).is_some());
+        assert!(CardReport::new(&with(json!({"resourceType": "DiagnosticReport", "issued": "2026"}))).is_none());
+        assert!(CardReport::new(&with(json!({}))).is_none());
     }
 }

@@ -62,16 +62,24 @@ pub struct Analysis {
     pub shared: SharedContent,
 }
 
-/// A memo of the audit content the decisions on one analysis share (the series, the lesion
-/// candidates, the report before its per-decision identifiers), so that a hook answered from a
-/// finished analysis neither rebuilds nor re-hashes it. Not part of the result: two analyses
-/// are equal whatever their memos hold.
-#[derive(Debug, Clone, Default)]
-pub struct SharedContent(OnceLock<Arc<crate::audit::DecisionContent>>);
+/// A memo for the layer that answers hooks: what every decision on this analysis shares (the
+/// audit content, the report ready to stamp), made once by the first hook that needs it, so a
+/// hook answered from a finished analysis neither rebuilds nor re-serialises it. Its type is
+/// the caller's (`cds::service`); this module only keeps it. Not part of the result: two
+/// analyses are equal whatever their memos hold.
+#[derive(Clone, Default)]
+pub struct SharedContent(OnceLock<Arc<dyn std::any::Any + Send + Sync>>);
 
 impl SharedContent {
-    pub fn get_or_init(&self, make: impl FnOnce() -> crate::audit::DecisionContent) -> Arc<crate::audit::DecisionContent> {
-        self.0.get_or_init(|| Arc::new(make())).clone()
+    /// The memo, made by `make` the first time; `None` only if it was first made as another type.
+    pub fn get_or_init<T: Send + Sync + 'static>(&self, make: impl FnOnce() -> T) -> Option<Arc<T>> {
+        self.0.get_or_init(|| Arc::new(make())).clone().downcast::<T>().ok()
+    }
+}
+
+impl std::fmt::Debug for SharedContent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.get().is_some() { "SharedContent(made)" } else { "SharedContent(empty)" })
     }
 }
 

@@ -195,6 +195,45 @@ async fn concurrent_hooks_for_the_same_study_run_the_analysis_once() {
     assert_eq!((broken.table, broken.id.as_str()), ("decision_contents", content.as_str()));
 }
 
+/// With `fhir.write_reports`, the report a card offers is also filed on the EHR's FHIR server
+/// after the answer — once, and the very report the card carried, identified by its decision.
+#[tokio::test]
+async fn with_write_reports_the_report_the_card_offers_is_filed_on_the_fhir_server() {
+    let app = spawn_app_with(json!({
+        "model": { "manifest": "models/ensemble/manifest.json" },
+        "hooks": { "order_sign_budget_ms": 120000 },
+        "fhir": { "write_reports": true }
+    }))
+    .await;
+    let patient = load(&pick("gbm", "ring-necrotic", 0));
+    let (status, resp) = app.hook(SIGN, &sign_for(&patient)).await;
+    assert_eq!(status, 200, "{resp}");
+    let offered = resp["cards"][0]["suggestions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|s| s["actions"].as_array().into_iter().flatten())
+        .find(|a| a["resource"]["resourceType"] == "DiagnosticReport")
+        .map(|a| a["resource"].clone())
+        .expect("the card offers the DiagnosticReport");
+    let decision = offered["identifier"][0]["value"].as_str().unwrap().to_owned();
+    let search = format!("{}/DiagnosticReport?identifier={}|{decision}", peer("NEUROCDS_TEST_FHIR"), neurocds::fhir::report::ID_DECISION);
+    let mut filed = Value::Null;
+    for _ in 0..50 {
+        filed = reqwest::get(&search).await.unwrap().json().await.unwrap();
+        if filed["entry"].as_array().is_some_and(|e| !e.is_empty()) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let entries = filed["entry"].as_array().unwrap_or_else(|| panic!("no report filed for decision {decision}: {filed}"));
+    assert_eq!(entries.len(), 1, "filed once: {filed}");
+    let report = &entries[0]["resource"];
+    for field in ["identifier", "issued", "basedOn", "conclusion", "conclusionCode", "subject", "presentedForm"] {
+        assert_eq!(report[field], offered[field], "{field}: the filed report is the one the card offered");
+    }
+}
+
 #[derive(diesel::QueryableByName)]
 struct ContentName {
     #[diesel(sql_type = diesel::sql_types::Text)]
