@@ -103,8 +103,10 @@ pub(crate) async fn append_decisions(conn: &mut AsyncPgConnection, pending: &[Pe
     contents.sort_unstable_by(|a, b| a.sha256.cmp(&b.sha256));
     contents.dedup_by(|a, b| a.sha256 == b.sha256);
     conn.transaction::<Vec<i64>, diesel::result::Error, _>(async move |c| {
-        content::store(c, &contents).await?;
+        // The chain's lock first: writers of other replicas storing the same content then wait
+        // for the lock, never on each other's uncommitted content rows (a deadlock).
         let links = Chain::Decisions.link(c, pending.iter().map(|p| p.canonical.as_str())).await?;
+        content::store(c, &contents).await?;
         let rows: Vec<_> = pending
             .iter()
             .zip(&links)

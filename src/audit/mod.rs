@@ -5,7 +5,8 @@
 //! `neurocds audit verify` names the first row that does not match; signed [`checkpoint`]s
 //! kept outside the database pin the chains' heads, so cutting rows off the end or rebuilding
 //! the chain is caught too. The service connects as a role that may only append to and read
-//! the logs (migration `service_role`). The same database also holds
+//! the logs (migration `service_role`). What the decisions on one analysis share is stored
+//! once and named by its hash from each row ([`content`]). The same database also holds
 //! the shared state that lets several hooks and replicas run one analysis once ([`analyses`])
 //! and, when configured, refuse a token replayed to another replica ([`seen_tokens`]).
 //!
