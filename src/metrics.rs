@@ -77,6 +77,7 @@ struct Families {
     feedback: IntCounterVec,
     batch_size: HistogramVec,
     batch_duration: HistogramVec,
+    queue_wait: HistogramVec,
     audit_batch: Histogram,
     audit_lag: Histogram,
 }
@@ -165,6 +166,13 @@ impl Metrics {
                 &OTEL_DURATION_BUCKETS,
                 &["device"],
             ),
+            queue_wait: histogram(
+                r,
+                "neurocds_inference_queue_wait_seconds",
+                "How long a study waited in the inference queue before its forward pass began.",
+                &OTEL_DURATION_BUCKETS,
+                &["device"],
+            ),
             audit_batch: plain_histogram(r, "neurocds_audit_write_batch_size", "Decisions committed to the audit trail in one transaction.", &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0]),
             audit_lag: plain_histogram(
                 r,
@@ -200,10 +208,15 @@ impl Metrics {
         }
     }
 
-    /// One forward pass of the ensemble on `device` over `size` studies.
-    pub fn inference_batch(&self, device: &str, size: usize, elapsed: Duration) {
+    /// One forward pass of the ensemble on `device` over `size` studies, and how long each of
+    /// them waited for it.
+    pub fn inference_batch(&self, device: &str, size: usize, elapsed: Duration, waits: &[Duration]) {
         self.inner.batch_size.with_label_values(&[device]).observe(size as f64);
         self.inner.batch_duration.with_label_values(&[device]).observe(elapsed.as_secs_f64());
+        let wait = self.inner.queue_wait.with_label_values(&[device]);
+        for w in waits {
+            wait.observe(w.as_secs_f64());
+        }
     }
 
     /// One batch of decisions committed to the audit trail.

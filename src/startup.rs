@@ -131,7 +131,7 @@ impl Application {
             device: &device_label,
         });
         let batches = metrics.clone();
-        engine.observe_batches(Box::new(move |size, elapsed| batches.inference_batch(&device_label, size, elapsed)));
+        engine.observe_batches(Box::new(move |pass| batches.inference_batch(&device_label, pass.studies, pass.duration, &pass.waits)));
         let writes = metrics.clone();
         db.observe_writes(Box::new(move |batch| writes.audit_write(batch.decisions, batch.lag)));
         let verifier = Arc::new(Verifier::new(&settings, http)?.with_metrics(metrics.clone()));

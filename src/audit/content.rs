@@ -12,24 +12,18 @@
 //! pointing a row at another content breaks the chain, and `audit verify` recomputes every
 //! content's hash, so changing a content is caught too.
 //!
-//! Reads put the content back into the row ([`Database::attach_contents`]): `series` from the
+//! Reads put the content back into the row (`Database::attach_contents`, in `log.rs`): `series` from the
 //! content, and `report` as the stored template, which the caller stamps with the row's own
 //! identifiers (`fhir::report::stamp_stored`) — the one part that differs per decision.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
-use diesel::{ExpressionMethods, QueryDsl};
+use diesel::ExpressionMethods;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use super::{
-    chain::{self, Break},
-    db::Database,
-    error::AuditError,
-    records::StoredDecision,
-    schema::decision_contents,
-};
+use super::{chain, schema::decision_contents};
 
 /// One shared content: its canonical JSON and that JSON's SHA-256 (hex).
 #[derive(Debug, Clone, PartialEq)]
@@ -92,62 +86,6 @@ impl Committed {
         self.known.clear();
     }
 }
-
-impl Database {
-    /// Puts each row's shared content back into it: `series`, and `report` as the template the
-    /// caller stamps (`fhir::report::stamp_stored`). Rows recorded inline are left as they are.
-    pub async fn attach_contents(&self, rows: &mut [StoredDecision]) -> Result<(), AuditError> {
-        let wanted: Vec<&str> = rows.iter().filter_map(|r| r.record.content_sha256.as_deref()).collect();
-        if wanted.is_empty() {
-            return Ok(());
-        }
-        let mut conn = self.conn().await?;
-        let found: Vec<(String, Value)> = decision_contents::table
-            .filter(decision_contents::content_sha256.eq_any(&wanted))
-            .select((decision_contents::content_sha256, decision_contents::content))
-            .load(&mut conn)
-            .await
-            .map_err(AuditError::query("reading decision contents"))?;
-        let by_hash: HashMap<String, Value> = found.into_iter().collect();
-        for row in rows.iter_mut() {
-            if let Some(content) = row.record.content_sha256.as_deref().and_then(|h| by_hash.get(h)) {
-                row.record.series = content.get("series").cloned().unwrap_or(Value::Null);
-                row.record.report = content.get("report").filter(|r| !r.is_null()).cloned();
-            }
-        }
-        Ok(())
-    }
-
-    /// Recomputes the hash of every stored content; the first that does not match is a break.
-    /// (That every decision's content exists is the foreign key's job.)
-    pub async fn verify_contents(&self) -> Result<(u64, Option<Break>), AuditError> {
-        let mut conn = self.conn().await?;
-        let mut checked = 0u64;
-        let mut after = String::new();
-        loop {
-            let page: Vec<(String, Value)> = decision_contents::table
-                .filter(decision_contents::content_sha256.gt(&after))
-                .order(decision_contents::content_sha256.asc())
-                .limit(VERIFY_PAGE)
-                .select((decision_contents::content_sha256, decision_contents::content))
-                .load(&mut conn)
-                .await
-                .map_err(AuditError::query("verifying decision contents"))?;
-            let Some((last, _)) = page.last() else { return Ok((checked, None)) };
-            after = last.clone();
-            for (stored, content) in &page {
-                checked += 1;
-                let recomputed = sha256_of(content);
-                if &recomputed != stored {
-                    return Ok((checked, Some(Break { table: "decision_contents", seq: 0, id: stored.clone(), reason: format!("the content's hash is {recomputed}, not the {stored} its decisions name") })));
-                }
-            }
-        }
-    }
-}
-
-/// Contents read per query while verifying.
-const VERIFY_PAGE: i64 = 500;
 
 #[cfg(test)]
 mod tests {

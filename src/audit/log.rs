@@ -1,17 +1,21 @@
 //! The decision log and the feedback log as the service uses them: append (through the
 //! decision writer and [`super::append`]), read back, and verify.
 
+use std::collections::HashMap;
+
 use diesel::{ExpressionMethods, OptionalExtension, QueryDsl, SelectableHelper};
 use diesel_async::RunQueryDsl;
+use serde_json::Value;
 use uuid::Uuid;
 
 use super::{
     append,
     chain::{self, Break, GENESIS},
+    content,
     db::Database,
     error::AuditError,
     records::{DecisionRecord, FeedbackRecord, StoredDecision, StoredFeedback},
-    schema::{decisions, feedback},
+    schema::{decision_contents, decisions, feedback},
 };
 
 impl Database {
@@ -167,3 +171,60 @@ async fn verify_chain<R: ChainRow>(table: &'static str, mut load_page: impl Asyn
         prev = last.content_hash().to_owned();
     }
 }
+
+/// Reading and verifying the decisions' shared contents ([`super::content`]).
+impl Database {
+    /// Puts each row's shared content back into it: `series`, and `report` as the template the
+    /// caller stamps (`fhir::report::stamp_stored`). Rows recorded inline are left as they are.
+    pub async fn attach_contents(&self, rows: &mut [StoredDecision]) -> Result<(), AuditError> {
+        let wanted: Vec<&str> = rows.iter().filter_map(|r| r.record.content_sha256.as_deref()).collect();
+        if wanted.is_empty() {
+            return Ok(());
+        }
+        let mut conn = self.conn().await?;
+        let found: Vec<(String, Value)> = decision_contents::table
+            .filter(decision_contents::content_sha256.eq_any(&wanted))
+            .select((decision_contents::content_sha256, decision_contents::content))
+            .load(&mut conn)
+            .await
+            .map_err(AuditError::query("reading decision contents"))?;
+        let by_hash: HashMap<String, Value> = found.into_iter().collect();
+        for row in rows.iter_mut() {
+            if let Some(content) = row.record.content_sha256.as_deref().and_then(|h| by_hash.get(h)) {
+                row.record.series = content.get("series").cloned().unwrap_or(Value::Null);
+                row.record.report = content.get("report").filter(|r| !r.is_null()).cloned();
+            }
+        }
+        Ok(())
+    }
+
+    /// Recomputes the hash of every stored content; the first that does not match is a break.
+    /// (That every decision's content exists is the foreign key's job.)
+    pub async fn verify_contents(&self) -> Result<(u64, Option<Break>), AuditError> {
+        let mut conn = self.conn().await?;
+        let mut checked = 0u64;
+        let mut after = String::new();
+        loop {
+            let page: Vec<(String, Value)> = decision_contents::table
+                .filter(decision_contents::content_sha256.gt(&after))
+                .order(decision_contents::content_sha256.asc())
+                .limit(CONTENTS_VERIFY_PAGE)
+                .select((decision_contents::content_sha256, decision_contents::content))
+                .load(&mut conn)
+                .await
+                .map_err(AuditError::query("verifying decision contents"))?;
+            let Some((last, _)) = page.last() else { return Ok((checked, None)) };
+            after = last.clone();
+            for (stored, content) in &page {
+                checked += 1;
+                let recomputed = content::sha256_of(content);
+                if &recomputed != stored {
+                    return Ok((checked, Some(Break { table: "decision_contents", seq: 0, id: stored.clone(), reason: format!("the content's hash is {recomputed}, not the {stored} its decisions name") })));
+                }
+            }
+        }
+    }
+}
+
+/// Contents read per query while verifying.
+const CONTENTS_VERIFY_PAGE: i64 = 500;

@@ -75,7 +75,7 @@ pub async fn feedback(req: HttpRequest, path: web::Path<String>, body: web::Byte
             .map_err(|_| bad("feedback.outcomeTimestamp", "must be an RFC 3339 date-time"))?;
         let outcome_at = outcome_at.to_offset(time::UtcOffset::UTC);
         let outcome_at = outcome_at.replace_nanosecond(outcome_at.nanosecond() / 1000 * 1000).unwrap_or(outcome_at);
-        let decision = state.db.decision_by_card(card).await.map_err(|e| CdsError::Overloaded(format!("the audit trail is unavailable: {e}")))?;
+        let decision = state.db.decision_by_card(card).await.map_err(|e| CdsError::AuditUnavailable(e.to_string()))?;
         let Some(decision) = decision.filter(|d| d.record.client_iss == client.iss && d.record.service_id == service_id) else {
             tracing::warn!(card = %card, iss = %client.iss, "feedback on a card this service did not give this client");
             return Err(CdsError::UnknownCard(card));
@@ -94,7 +94,7 @@ pub async fn feedback(req: HttpRequest, path: web::Path<String>, body: web::Byte
         });
     }
     for r in &records {
-        state.db.append_feedback(r).await.map_err(|e| CdsError::Overloaded(format!("the audit trail is unavailable: {e}")))?;
+        state.db.append_feedback(r).await.map_err(|e| CdsError::AuditUnavailable(e.to_string()))?;
         state.metrics.feedback(&r.outcome);
     }
     Ok(HttpResponse::Ok().json(json!({})))

@@ -6,7 +6,8 @@
 //! | missing or untrusted JWT | 401 (no detail: an attacker learns nothing) |
 //! | unknown service id | 404 |
 //! | required data neither prefetched nor fetchable | 412 |
-//! | too many analyses in flight, audit database unavailable | 503 |
+//! | too many analyses in flight | 503 |
+//! | audit trail unavailable (nothing is answered that is not recorded) | 503 |
 //!
 //! Never a stack trace, never a token: the message is the error's `Display`, written for people.
 
@@ -31,6 +32,8 @@ pub enum CdsError {
     PreconditionFailed(String),
     #[error("{0}")]
     Overloaded(String),
+    #[error("the audit trail is unavailable: {0}")]
+    AuditUnavailable(String),
 }
 
 impl CdsError {
@@ -40,7 +43,20 @@ impl CdsError {
             CdsError::Unauthorized => "security",
             CdsError::UnknownService(_) | CdsError::UnknownCard(_) => "not-found",
             CdsError::PreconditionFailed(_) => "incomplete",
-            CdsError::Overloaded(_) => "transient",
+            CdsError::Overloaded(_) | CdsError::AuditUnavailable(_) => "transient",
+        }
+    }
+
+    /// The `outcome` label of `neurocds_hooks_total` for a hook refused with this error (a
+    /// closed set, like every label).
+    pub fn metric_outcome(&self) -> &'static str {
+        match self {
+            CdsError::BadRequest(_) => "bad-request",
+            CdsError::Unauthorized => "unauthorized",
+            CdsError::UnknownService(_) | CdsError::UnknownCard(_) => "not-found",
+            CdsError::PreconditionFailed(_) => "prefetch-unavailable",
+            CdsError::Overloaded(_) => "overloaded",
+            CdsError::AuditUnavailable(_) => "audit-unavailable",
         }
     }
 }
@@ -60,7 +76,7 @@ impl ResponseError for CdsError {
             CdsError::Unauthorized => StatusCode::UNAUTHORIZED,
             CdsError::UnknownService(_) | CdsError::UnknownCard(_) => StatusCode::NOT_FOUND,
             CdsError::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
-            CdsError::Overloaded(_) => StatusCode::SERVICE_UNAVAILABLE,
+            CdsError::Overloaded(_) | CdsError::AuditUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -69,7 +85,7 @@ impl ResponseError for CdsError {
         if matches!(self, CdsError::Unauthorized) {
             r.insert_header(("WWW-Authenticate", "Bearer"));
         }
-        if matches!(self, CdsError::Overloaded(_)) {
+        if matches!(self, CdsError::Overloaded(_) | CdsError::AuditUnavailable(_)) {
             r.insert_header(("Retry-After", "5"));
         }
         r.content_type("application/json").json(operation_outcome(self.issue_code(), &self.to_string()))

@@ -70,8 +70,19 @@ fn cards(cards: Vec<Card>) -> HttpResponse {
 }
 
 pub async fn invoke(req: HttpRequest, path: web::Path<String>, body: web::Bytes, state: web::Data<AppState>) -> Result<HttpResponse, CdsError> {
-    let started = Instant::now();
     let service_id = path.into_inner();
+    let answered = answer(&req, &service_id, body, &state).await;
+    // A hook refused before it was answered (bad token, malformed request, no prefetch, full,
+    // audit trail down) is counted by why. Only our own service ids become labels.
+    if let (Err(e), Some(hook)) = (&answered, discovery::hook_for(&service_id)) {
+        state.metrics.hook(&service_id, hook.as_str(), e.metric_outcome(), false);
+    }
+    answered
+}
+
+async fn answer(req: &HttpRequest, service_id: &str, body: web::Bytes, state: &AppState) -> Result<HttpResponse, CdsError> {
+    let started = Instant::now();
+    let service_id = service_id.to_owned();
     let endpoint = format!("{}/{}", state.settings.cds_services_url(), service_id);
     let client = trust(&req, &state, &endpoint).await?;
     let hook = discovery::hook_for(&service_id).ok_or_else(|| CdsError::UnknownService(service_id.clone()))?;
@@ -137,7 +148,7 @@ pub async fn invoke(req: HttpRequest, path: web::Path<String>, body: web::Bytes,
             // Nothing to analyse is a normal state (first scan): audited, no card.
             record.reason = Some(e.to_string());
             record.stage_timings_ms = json!({ "hook": started.elapsed().as_millis() as u64 });
-            state.db.append_decision(record).await.map_err(|e| CdsError::Overloaded(format!("the audit trail is unavailable: {e}")))?;
+            state.db.append_decision(record).await.map_err(|e| CdsError::AuditUnavailable(e.to_string()))?;
             counted("no-prior-study", false);
             return Ok(cards(Vec::new()));
         }
@@ -148,7 +159,7 @@ pub async fn invoke(req: HttpRequest, path: web::Path<String>, body: web::Bytes,
         tracing::warn!(issuer = %client.iss, %refusal, "refused the prior study's DICOMweb endpoint (egress policy)");
         record.reason = Some(refusal.to_string());
         record.stage_timings_ms = json!({ "hook": started.elapsed().as_millis() as u64 });
-        state.db.append_decision(record).await.map_err(|e| CdsError::Overloaded(format!("the audit trail is unavailable: {e}")))?;
+        state.db.append_decision(record).await.map_err(|e| CdsError::AuditUnavailable(e.to_string()))?;
         counted("egress-refused", false);
         return Ok(cards(Vec::new()));
     }
@@ -163,10 +174,9 @@ pub async fn invoke(req: HttpRequest, path: web::Path<String>, body: web::Bytes,
         Err(e) => {
             record.reason = Some(e.to_string());
             let _ = state.db.append_decision(record).await;
-            counted("overloaded", false);
             return Err(match e {
                 PipelineError::Overloaded(_) => CdsError::Overloaded(e.to_string()),
-                PipelineError::Audit(a) => CdsError::Overloaded(format!("the audit trail is unavailable: {a}")),
+                PipelineError::Audit(a) => CdsError::AuditUnavailable(a.to_string()),
             });
         }
     };
@@ -218,7 +228,7 @@ pub async fn invoke(req: HttpRequest, path: web::Path<String>, body: web::Bytes,
         Some(content) => state.db.append_decision_with(record, content).await,
         None => state.db.append_decision(record).await,
     };
-    appended.map_err(|e| CdsError::Overloaded(format!("the audit trail is unavailable: {e}")))?;
+    appended.map_err(|e| CdsError::AuditUnavailable(e.to_string()))?;
     if let (Some(bundle), prefetch::FhirAccess::Allowed(base)) = (filing, fhir_access) {
         let base = base.clone();
         let token = request.fhir_authorization.as_ref().map(|a| a.access_token.clone());

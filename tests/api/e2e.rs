@@ -155,6 +155,7 @@ async fn a_glioblastoma_like_study_is_advised_resection_planning_and_a_lymphoma_
     assert!(value(r#"http_client_request_duration_seconds_count{http_request_method="GET",outcome="200",peer="dicomweb"}"#).is_some_and(|n| n >= 4.0), "{metrics}");
     assert!(value(r#"http_client_request_duration_seconds_count{http_request_method="GET",outcome="200",peer="fhir"}"#).is_some_and(|n| n >= 2.0), "{metrics}");
     assert!(value(r#"neurocds_inference_batch_size_count{device="cpu"}"#).is_some_and(|n| n >= 2.0), "{metrics}");
+    assert!(value(r#"neurocds_inference_queue_wait_seconds_count{device="cpu"}"#).is_some_and(|n| n >= 2.0), "{metrics}");
     // Every decision went through the audit writer: each select and sign, in some batches.
     assert!(value("neurocds_audit_write_batch_size_sum").is_some_and(|n| n >= 4.0), "{metrics}");
     assert!(value("neurocds_audit_write_lag_seconds_count").is_some_and(|n| n >= 1.0), "{metrics}");

@@ -4,6 +4,7 @@
 
 mod audit;
 mod compliance;
+mod deploy;
 mod discovery;
 mod e2e;
 mod egress;

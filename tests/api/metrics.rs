@@ -49,6 +49,15 @@ async fn requests_are_counted_by_route_pattern_and_hooks_by_outcome_and_promtool
     let missing = reqwest::get(format!("{}/wp-admin/setup-config.php", app.base)).await.unwrap();
     assert_eq!(missing.status(), 404);
     a_chest_xray_order(&app).await;
+    // Hooks refused before they are answered are counted too, by why; an unknown service id
+    // (caller-controlled text) never becomes a label.
+    let body = brain_mri_hook("order-sign", "p-metrics", None, None);
+    let no_token = app.http.post(app.service_url("neurocds-brain-mri-order-sign")).json(&body).send().await.unwrap();
+    assert_eq!(no_token.status(), 401);
+    let (status, _) = app.hook("neurocds-brain-mri-order-sign", &json!({ "hook": "order-sign" })).await;
+    assert_eq!(status, 400);
+    let (status, _) = app.hook("no-such-service-x1", &body).await;
+    assert_eq!(status, 404);
 
     let text = scrape(&format!("{}/metrics", app.base)).await;
     promtool_accepts(&text);
@@ -61,6 +70,11 @@ async fn requests_are_counted_by_route_pattern_and_hooks_by_outcome_and_promtool
     assert!(text.contains(r#"http_route="unmatched""#) && !text.contains("wp-admin"), "{text}");
     assert!(text.contains(r#"http_server_request_duration_seconds_bucket{http_request_method="GET",http_response_status_code="200",http_route="/healthz",le="0.005"}"#), "OTel buckets: {text}");
     assert!(text.contains(r#"neurocds_hooks_total{card="none",cds_service="neurocds-brain-mri-order-select",hook="order-select",outcome="not-brain-mri"} 1"#), "{text}");
+    for outcome in ["unauthorized", "bad-request"] {
+        let series = format!(r#"neurocds_hooks_total{{card="none",cds_service="neurocds-brain-mri-order-sign",hook="order-sign",outcome="{outcome}"}} 1"#);
+        assert!(text.contains(&series), "{series}:\n{text}");
+    }
+    assert!(!text.contains("no-such-service-x1"), "{text}");
     assert!(text.contains(r#"neurocds_model_info{device="cpu","#), "{text}");
     assert!(text.contains("neurocds_analyses_capacity 32") && text.contains("neurocds_inference_queue_capacity 16"), "{text}");
     assert!(!text.contains("p-metrics"), "no patient in a label");

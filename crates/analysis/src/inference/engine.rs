@@ -58,10 +58,22 @@ pub enum InferenceError {
 struct Job {
     input: ModelInput,
     reply: oneshot::Sender<Result<Vec<f64>, InferenceError>>,
+    queued_at: std::time::Instant,
 }
 
-/// Told of every forward pass: how many studies it ran, and how long it took.
-pub type BatchObserver = Box<dyn Fn(usize, std::time::Duration) + Send + Sync>;
+/// One forward pass of every member over a batch, as the worker saw it.
+#[derive(Debug, Clone)]
+pub struct ForwardPass {
+    /// Studies in the batch.
+    pub studies: usize,
+    /// How long the pass took.
+    pub duration: std::time::Duration,
+    /// How long each study waited in the queue before its pass began.
+    pub waits: Vec<std::time::Duration>,
+}
+
+/// Told of every forward pass (the service's metrics).
+pub type BatchObserver = Box<dyn Fn(&ForwardPass) + Send + Sync>;
 
 /// Handle on the inference worker. Cheap to clone.
 #[derive(Clone)]
@@ -147,7 +159,7 @@ impl Engine {
         }
         let ood = self.out_of_distribution(&input);
         let (reply, rx) = oneshot::channel();
-        self.queue.try_send(Job { input, reply }).map_err(|e| match e {
+        self.queue.try_send(Job { input, reply, queued_at: std::time::Instant::now() }).map_err(|e| match e {
             mpsc::error::TrySendError::Full(_) => InferenceError::Overloaded,
             mpsc::error::TrySendError::Closed(_) => InferenceError::WorkerGone,
         })?;
@@ -212,9 +224,10 @@ fn worker(members: Vec<CModule>, mut rx: mpsc::Receiver<Job>, device: Device, sh
             }
         }
         let started = std::time::Instant::now();
+        let waits: Vec<std::time::Duration> = jobs.iter().map(|j| started.saturating_duration_since(j.queued_at)).collect();
         let result = run_batch(&members, &jobs, device, shape);
         if let Some(observe) = observer.get() {
-            observe(jobs.len(), started.elapsed());
+            observe(&ForwardPass { studies: jobs.len(), duration: started.elapsed(), waits });
         }
         match result {
             Ok(per_job) => {
