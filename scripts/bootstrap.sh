@@ -127,4 +127,12 @@ if ! [ -f "$NODE_DIR/.ok-puppeteer-$PUPPETEER_VERSION" ]; then
   (cd "$NODE_DIR" && PUPPETEER_SKIP_DOWNLOAD=1 npm install --silent --no-audit --no-fund "puppeteer-core@$PUPPETEER_VERSION" >/dev/null)
   touch "$NODE_DIR/.ok-puppeteer-$PUPPETEER_VERSION"
 fi
+# oidc-provider (an OpenID Certified OP): the hospital identity provider of the sign-in tests and
+# of the demo (scripts/oidc_provider.mjs).
+OIDC_PROVIDER_VERSION=9.13.3
+if ! [ -f "$NODE_DIR/.ok-oidc-provider-$OIDC_PROVIDER_VERSION" ]; then
+  log "installing oidc-provider@$OIDC_PROVIDER_VERSION"
+  (cd "$NODE_DIR" && npm install --silent --no-audit --no-fund "oidc-provider@$OIDC_PROVIDER_VERSION" >/dev/null)
+  touch "$NODE_DIR/.ok-oidc-provider-$OIDC_PROVIDER_VERSION"
+fi
 log "ready (cache: $CACHE)"

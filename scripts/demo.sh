@@ -4,7 +4,9 @@
 # loads a glioblastoma-like and a lymphoma-like study into the PACS and their records into FHIR,
 # starts neurocds with the shipped ensemble, then plays the EHR: a signed order-select and then an
 # order-sign for a brain MRI order, for each patient. Prints the cards and leaves the service
-# running with the case-report URLs printed.
+# running with the case-report URLs printed. The hospital's identity provider (npm oidc-provider,
+# scripts/oidc_provider.mjs) runs beside it with two demo users whose passwords are printed: the
+# case-report URL opens after one sign-in.
 #
 #   scripts/demo.sh        (make demo)
 #   scripts/demo.sh stop   (make stop)
@@ -17,12 +19,15 @@ DEMO="$NEUROCDS_CACHE/demo"
 PORT="${NEUROCDS_DEMO_PORT:-8080}"
 BASE="http://127.0.0.1:$PORT"
 ISS="https://ehr.demo.neurocds.org"
+IDP_PORT="${NEUROCDS_DEMO_IDP_PORT:-8081}"
+IDP="http://127.0.0.1:$IDP_PORT"
 PY="$NEUROCDS_CACHE/tools-venv/bin/python"
 mkdir -p "$DEMO"
 
 if [ "${1:-}" = stop ]; then
   pkill -f "neurocds-demo-marker" 2>/dev/null || true
   [ -f "$DEMO/neurocds.pid" ] && kill "$(cat "$DEMO/neurocds.pid")" 2>/dev/null || true
+  [ -f "$DEMO/idp.pid" ] && kill "$(cat "$DEMO/idp.pid")" 2>/dev/null || true
   scripts/peers.sh stop
   echo "demo stopped"; exit 0
 fi
@@ -56,6 +61,36 @@ cat "$DEMO/loaded.jsonl"
 
 # 3. The EHR's signing key, trusted by neurocds through its JWKS.
 [ -f "$DEMO/ehr/jwks.json" ] || "$PY" scripts/ehr_token.py keygen --dir "$DEMO/ehr" --alg ES384 --kid demo-ehr >/dev/null
+
+# 4. The hospital's identity provider, with a neuro-oncologist and a compliance officer. Their
+# passwords, the client secret and the session key are made once per machine and kept (0600).
+if [ ! -f "$DEMO/idp-secrets.json" ]; then
+  (umask 077; "$PY" - > "$DEMO/idp-secrets.json" <<'PY'
+import json, secrets
+print(json.dumps({"onc": secrets.token_urlsafe(9), "compliance": secrets.token_urlsafe(9),
+                  "client_secret": secrets.token_urlsafe(32), "session_key": secrets.token_hex(64)}))
+PY
+  )
+fi
+secret() { "$PY" -c "import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])" "$DEMO/idp-secrets.json" "$1"; }
+ONC_PW=$(secret onc); COMP_PW=$(secret compliance)
+if ! curl -fsS "$IDP/.well-known/openid-configuration" >/dev/null 2>&1; then
+  echo "[demo] starting the hospital's identity provider on $IDP…"
+  IDP_CONFIG=$("$PY" - "$IDP_PORT" "$BASE" "$(secret client_secret)" "$ONC_PW" "$COMP_PW" <<'PY'
+import json, sys
+port, base, client_secret, onc, comp = sys.argv[1:]
+print(json.dumps({"port": int(port),
+  "clients": [{"client_id": "neurocds", "client_secret": client_secret, "redirect_uris": [f"{base}/auth/callback"]}],
+  "users": [{"username": "dr.onc", "password": onc, "name": "Dr Demo (neuro-oncology)", "groups": ["neurocds-neuro-oncology"]},
+            {"username": "compliance", "password": comp, "name": "Demo compliance officer", "groups": ["neurocds-compliance"]}]}))
+PY
+  )
+  NODE_PATH="$NEUROCDS_CACHE/node/node_modules" setsid nohup node scripts/oidc_provider.mjs "$IDP_CONFIG" </dev/null >"$DEMO/idp.log" 2>&1 &
+  echo $! > "$DEMO/idp.pid"
+  for _ in $(seq 1 100); do curl -fsS "$IDP/.well-known/openid-configuration" >/dev/null 2>&1 && break; sleep 0.1; done
+  curl -fsS "$IDP/.well-known/openid-configuration" >/dev/null || { echo "[demo] the identity provider did not start; see $DEMO/idp.log"; tail -20 "$DEMO/idp.log"; exit 1; }
+fi
+
 cat > "$DEMO/neurocds.toml" <<TOML
 [server]
 listen = "127.0.0.1:$PORT"
@@ -65,6 +100,14 @@ public_base_url = "$BASE"
 [egress]
 allowed_networks = ["127.0.0.0/8"]
 
+# Staff sign in to the pages at the demo's identity provider.
+[staff.sso]
+issuer_url = "$IDP"
+client_id = "neurocds"
+client_secret = "$(secret client_secret)"
+scopes = ["profile", "groups"]
+session_key = "$(secret session_key)"
+
 [[trust.clients]]
 iss = "$ISS"
 jwks = '''$(cat "$DEMO/ehr/jwks.json")'''
@@ -72,7 +115,7 @@ fhir_servers = ["$NEUROCDS_TEST_FHIR"]
 dicomweb_origins = ["$NEUROCDS_TEST_DICOMWEB"]
 TOML
 
-# 4. neurocds itself.
+# 5. neurocds itself.
 if ! curl -fsS "$BASE/healthz" >/dev/null 2>&1; then
   echo "[demo] starting neurocds on $BASE…"
   NEUROCDS_CONFIG="$DEMO/neurocds.toml" setsid nohup "$BIN" serve </dev/null >"$DEMO/neurocds.log" 2>&1 &
@@ -82,7 +125,7 @@ for _ in $(seq 1 300); do curl -fsS "$BASE/readyz" >/dev/null 2>&1 && break; sle
 curl -fsS "$BASE/readyz" || { echo "[demo] neurocds did not become ready; see $DEMO/neurocds.log"; tail -20 "$DEMO/neurocds.log"; exit 1; }
 echo
 
-# 5. Play the EHR: order-select (starts the analysis), then order-sign (shows the card).
+# 6. Play the EHR: order-select (starts the analysis), then order-sign (shows the card).
 for P in "$GBM" "$PCNSL"; do
   FID=$(echo "$P" | tr 'A-Z_' 'a-z-')
   echo "[demo] patient $FID: order-select…"
@@ -93,4 +136,8 @@ for P in "$GBM" "$PCNSL"; do
 done
 echo
 echo "neurocds is running at $BASE (readiness: $BASE/readyz); logs: $DEMO/neurocds.log"
+echo "Open a case report above (or the decision log, $BASE/audit) in a browser and sign in at the"
+echo "hospital's identity provider ($IDP) as"
+echo "  dr.onc      password $ONC_PW   (neuro-oncology: case reports, decision log, model card)"
+echo "  compliance  password $COMP_PW   (compliance: all of these and the decision log export)"
 echo "Stop everything with: make stop"

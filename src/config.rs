@@ -234,6 +234,29 @@ pub struct StaffSettings {
     /// How long a JWKS fetched from `jwks_url` is used before it is fetched again.
     #[serde(default = "default_staff_jwks_cache_s")]
     pub jwks_cache_s: u64,
+    pub sso: SsoSettings,
+}
+
+/// Staff single sign-on (`[staff.sso]`): the identity provider, this client, and how its
+/// groups map to roles.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SsoSettings {
+    pub issuer_url: String,
+    pub client_id: String,
+    pub client_secret: String,
+    pub scopes: Vec<String>,
+    pub roles_claim: String,
+    pub compliance_groups: Vec<String>,
+    pub neuro_oncology_groups: Vec<String>,
+    pub session_lifetime_s: u64,
+    pub session_key: String,
+}
+
+impl SsoSettings {
+    pub fn enabled(&self) -> bool {
+        !self.issuer_url.is_empty()
+    }
 }
 
 fn default_staff_jwks_cache_s() -> u64 {

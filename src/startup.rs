@@ -121,7 +121,7 @@ impl Application {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| StartupError::Http(e.to_string()))?;
-        let staff = Arc::new(crate::web::staff::StaffAuth::new(&settings.staff, &http).await?);
+        let staff = Arc::new(crate::web::staff::StaffAuth::new(&settings.staff, &settings.server.public_base_url, &http).await?);
         let device_label = device_name(device);
         let metrics = Metrics::new(&ModelIdentity {
             name: &engine.manifest().name,
@@ -215,10 +215,12 @@ fn run(listener: TcpListener, state: AppState) -> Result<Server, StartupError> {
     let settings = state.settings.clone();
     let (workers, grace) = (settings.server.workers, settings.server.shutdown_grace_s);
     let metrics_here = settings.metrics.enabled && settings.metrics.listen.is_none();
+    let (session_key, secure) = (state.staff.session_key(), settings.server.public_base_url.scheme() == "https");
     let data = web::Data::new(state);
     let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
     let server = HttpServer::new(move || {
         App::new()
+            .wrap(pages::signin::sessions(session_key.clone(), secure))
             .wrap(from_fn(pages::metrics::record))
             .wrap(security_headers())
             .wrap(cors(&settings.server.cors_allowed_origins))

@@ -16,6 +16,9 @@ const HTML: &[(&str, &str)] = &[
     ("audit", include_str!("../templates/pages/audit.html.hbs")),
     ("models", include_str!("../templates/pages/models.html.hbs")),
     ("login", include_str!("../templates/pages/login.html.hbs")),
+    ("forbidden", include_str!("../templates/pages/forbidden.html.hbs")),
+    ("signin-failed", include_str!("../templates/pages/signin-failed.html.hbs")),
+    ("signed-out", include_str!("../templates/pages/signed-out.html.hbs")),
 ];
 
 #[derive(Debug, thiserror::Error)]

@@ -22,6 +22,7 @@
 
 mod address;
 mod body;
+pub mod oauth;
 
 use std::collections::HashMap;
 

@@ -1,11 +1,11 @@
 //! The compliance API: `GET /audit/decisions` (JSON pages, `?format=csv`, `?format=fhir` for an
 //! AuditEvent Bundle) and `GET /audit/summary`. Staff tokens only (see [`super::staff`]).
 
-use actix_web::{HttpRequest, HttpResponse, http::StatusCode, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::staff::{StaffAuthError, View};
+use super::{refusal::signin_or_deny, staff::View};
 use crate::{
     audit::{
         StoredDecision,
@@ -24,11 +24,6 @@ pub struct ListQuery {
     pub format: Option<String>,
 }
 
-pub fn deny(e: StaffAuthError) -> HttpResponse {
-    tracing::warn!(reason = %e, "refused a staff request");
-    let status = if matches!(e, StaffAuthError::NoRole | StaffAuthError::NotAllowed { .. }) { StatusCode::FORBIDDEN } else { StatusCode::UNAUTHORIZED };
-    HttpResponse::build(status).insert_header(("WWW-Authenticate", "Bearer")).json(operation_outcome("security", if status == StatusCode::FORBIDDEN { "forbidden" } else { "unauthorized" }))
-}
 
 fn unavailable(e: impl std::fmt::Display) -> HttpResponse {
     HttpResponse::ServiceUnavailable().json(operation_outcome("transient", &format!("the audit trail is unavailable: {e}")))
@@ -37,7 +32,8 @@ fn unavailable(e: impl std::fmt::Display) -> HttpResponse {
 pub async fn list(req: HttpRequest, q: web::Query<ListQuery>, state: web::Data<AppState>) -> HttpResponse {
     let view = if matches!(q.format.as_deref(), Some("csv" | "fhir")) { View::DecisionExport } else { View::DecisionLog };
     if let Err(e) = state.staff.authorize(&req, view).await {
-        return deny(e);
+        // The export links are followed in a browser: a refused one gets the pages' answers.
+        return signin_or_deny(&req, &state, e);
     }
     let cursor = match q.cursor.as_deref().map(decode_cursor) {
         Some(None) => return HttpResponse::BadRequest().json(operation_outcome("invalid", "cursor is not one this API gave")),
@@ -63,7 +59,7 @@ pub async fn list(req: HttpRequest, q: web::Query<ListQuery>, state: web::Data<A
 
 pub async fn summary(req: HttpRequest, q: web::Query<DecisionFilter>, state: web::Data<AppState>) -> HttpResponse {
     if let Err(e) = state.staff.authorize(&req, View::DecisionLog).await {
-        return deny(e);
+        return signin_or_deny(&req, &state, e);
     }
     match state.db.summary(&q).await {
         Ok(s) => HttpResponse::Ok().json(s),

@@ -1,11 +1,17 @@
 //! What people and operators reach over HTTP besides the CDS Hooks API: liveness and readiness,
-//! the compliance API, and the server-rendered pages (case report, decision log, model card).
+//! the compliance API, the server-rendered pages (case report, decision log, model card), and
+//! staff sign-in.
 
 pub mod audit;
 pub mod health;
 pub mod metrics;
 pub mod model_card;
 pub mod pages;
+pub mod refusal;
+pub mod render;
+pub mod roles;
+pub mod signin;
+pub mod sso;
 pub mod staff;
 
 use actix_web::web;
@@ -18,6 +24,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/audit", web::get().to(pages::audit))
         .route("/reports/{id}", web::get().to(pages::report))
         .route("/models", web::get().to(pages::models))
-        .route("/login", web::get().to(pages::login_form))
-        .route("/login", web::post().to(pages::login));
+        .route("/login", web::get().to(signin::login))
+        .route("/login", web::post().to(pages::login))
+        .route(sso::CALLBACK_PATH, web::get().to(signin::callback))
+        .route("/logout", web::post().to(signin::logout));
 }

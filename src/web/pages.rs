@@ -9,32 +9,15 @@ use uuid::Uuid;
 use neurocds_analysis::decision::Recommendation;
 
 use super::{
-    audit::deny,
-    staff::{COOKIE, StaffAuthError, View},
+    refusal::signin_or_deny,
+    render::page,
+    staff::{COOKIE, View},
 };
 use crate::{
     audit::query::{DecisionFilter, decode_cursor},
     pipeline::analysis::Analysis,
     state::AppState,
 };
-
-fn page(state: &AppState, name: &str, data: &Value) -> HttpResponse {
-    match state.pages.render(name, data) {
-        Ok(html) => HttpResponse::Ok().content_type("text/html; charset=utf-8").body(html),
-        Err(e) => {
-            tracing::error!(template = name, error = %e, "cannot render a page");
-            HttpResponse::InternalServerError().content_type("text/plain").body("the page could not be rendered")
-        }
-    }
-}
-
-/// Pages send people without a token to the sign-in form rather than a bare 401.
-fn signin_or_deny(req: &HttpRequest, e: StaffAuthError) -> HttpResponse {
-    if matches!(e, StaffAuthError::Missing) && req.headers().get(header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|a| a.contains("text/html")) {
-        return HttpResponse::SeeOther().insert_header((header::LOCATION, "/login")).finish();
-    }
-    deny(e)
-}
 
 fn pct(p: Option<f64>) -> String {
     p.map(|v| format!("{:.0} %", v * 100.0)).unwrap_or_else(|| "—".into())
@@ -63,9 +46,10 @@ fn stage_timings(stored: &Value) -> Vec<Value> {
 }
 
 pub async fn report(req: HttpRequest, path: web::Path<String>, state: web::Data<AppState>) -> HttpResponse {
-    if let Err(e) = state.staff.authorize(&req, View::CaseReport).await {
-        return signin_or_deny(&req, e);
-    }
+    let user = match state.staff.authorize(&req, View::CaseReport).await {
+        Ok(user) => user,
+        Err(e) => return signin_or_deny(&req, &state, e),
+    };
     let Ok(id) = Uuid::parse_str(&path) else {
         return HttpResponse::NotFound().content_type("text/plain").body("no such case report");
     };
@@ -101,7 +85,8 @@ pub async fn report(req: HttpRequest, path: web::Path<String>, state: web::Data<
     page(
         &state,
         "report",
-        &json!({
+        Some(&user),
+        json!({
             "decision": r,
             "headline": headline,
             "probability": pct(r.calibrated_probability),
@@ -219,7 +204,7 @@ fn serde_urlencoded_pairs(f: &RawFilter) -> String {
 pub async fn audit(req: HttpRequest, q: web::Query<AuditPageQuery>, state: web::Data<AppState>) -> HttpResponse {
     let user = match state.staff.authorize(&req, View::DecisionLog).await {
         Ok(user) => user,
-        Err(e) => return signin_or_deny(&req, e),
+        Err(e) => return signin_or_deny(&req, &state, e),
     };
     let filter = match q.filter.parse() {
         Ok(f) => f,
@@ -251,7 +236,8 @@ pub async fn audit(req: HttpRequest, q: web::Query<AuditPageQuery>, state: web::
     page(
         &state,
         "audit",
-        &json!({
+        Some(&user),
+        json!({
             "filter": q.filter,
             "overrides": overrides,
             "recommendations": options(&["biopsy", "resection-planning", "tumour-board"], &q.filter.recommendation),
@@ -269,15 +255,12 @@ pub async fn audit(req: HttpRequest, q: web::Query<AuditPageQuery>, state: web::
 }
 
 pub async fn models(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
-    if let Err(e) = state.staff.authorize(&req, View::ModelCard).await {
-        return signin_or_deny(&req, e);
-    }
+    let user = match state.staff.authorize(&req, View::ModelCard).await {
+        Ok(user) => user,
+        Err(e) => return signin_or_deny(&req, &state, e),
+    };
     let device = neurocds_analysis::inference::device::device_name(state.engine.device());
-    page(&state, "models", &super::model_card::view(state.engine.manifest(), &device))
-}
-
-pub async fn login_form(state: web::Data<AppState>) -> HttpResponse {
-    page(&state, "login", &json!({ "error": null }))
+    page(&state, "models", Some(&user), super::model_card::view(state.engine.manifest(), &device))
 }
 
 #[derive(Deserialize)]
@@ -285,8 +268,12 @@ pub struct LoginForm {
     token: String,
 }
 
-/// Checks the pasted token and keeps it in an HttpOnly, SameSite=Strict cookie.
+/// `POST /login` on a site without single sign-on: checks the pasted token and keeps it in an
+/// HttpOnly, SameSite=Strict cookie.
 pub async fn login(form: web::Form<LoginForm>, state: web::Data<AppState>) -> HttpResponse {
+    if state.staff.sso().is_some() {
+        return HttpResponse::SeeOther().insert_header((header::LOCATION, "/login")).finish();
+    }
     let token = form.token.trim();
     match state.staff.verify(token).await {
         Ok(_) => {
@@ -296,7 +283,7 @@ pub async fn login(form: web::Form<LoginForm>, state: web::Data<AppState>) -> Ht
         }
         Err(e) => {
             tracing::warn!(reason = %e, "refused a staff sign-in");
-            page(&state, "login", &json!({ "error": "That token was not accepted." }))
+            page(&state, "login", None, json!({ "error": "That token was not accepted." }))
         }
     }
 }

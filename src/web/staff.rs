@@ -1,71 +1,60 @@
-//! Who may read the decision log and the case reports: bearer JWTs from the configured staff
-//! issuer with a `role` claim of `compliance` or `neuro-oncology`, and a per-route rule table
-//! ([`View::allows`]) saying which role opens what.
+//! Who may read the decision log and the case reports, and a per-route rule table
+//! ([`View::allows`]) saying which role opens what. A member of staff is known by either
+//!
+//! - **a session** (people, in a browser): signed in by the hospital's identity provider
+//!   (`[staff.sso]`, see `web::signin`), with the role its groups give; or
+//! - **a bearer JWT** (the compliance API's machine clients): from the configured staff issuer,
+//!   with a `role` claim of `compliance` or `neuro-oncology`.
 //!
 //! EHR tokens (the CDS clients') never open these: they come from another issuer and carry no
-//! role. Browsers without JavaScript cannot set an Authorization header, so the pages also accept
-//! the same token from the `neurocds_staff` cookie that `POST /login` sets (HttpOnly, SameSite=Strict).
+//! role. On a site without an identity provider, the pages also accept a staff JWT pasted into
+//! the sign-in form and kept in the `neurocds_staff` cookie (HttpOnly, SameSite=Strict).
 
 use std::time::{Duration, Instant};
 
-use actix_web::{HttpRequest, http::header};
+use actix_session::SessionExt;
+use actix_web::{HttpRequest, cookie::Key, http::header};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode, decode_header, jwk::JwkSet};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::RwLock;
 
-use crate::config::StaffSettings;
+pub use super::roles::{Role, View};
+use super::sso::Sso;
+use crate::{config::StaffSettings, egress::oauth::OAuthHttp};
 
+/// The cookie holding a pasted staff token (sites without single sign-on).
 pub const COOKIE: &str = "neurocds_staff";
+/// The session entry holding the signed-in member of staff.
+pub const SESSION_USER: &str = "staff";
 
-/// A staff member's role.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
-    Compliance,
-    NeuroOncology,
-}
-
-/// What a staff route shows. Every staff route names one, and [`View::allows`] is the whole
-/// rule table (the README's "Who may see what" shows the same).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum View {
-    /// `/reports/{id}`: one decision with its images, members and feedback.
-    CaseReport,
-    /// `/audit` and `GET /audit/decisions` (JSON pages), `GET /audit/summary`.
-    DecisionLog,
-    /// `GET /audit/decisions?format=csv|fhir`: the log in bulk, leaving the system.
-    DecisionExport,
-    /// `/models`: the model card.
-    ModelCard,
-}
-
-impl View {
-    pub fn allows(self, role: Role) -> bool {
-        match self {
-            View::CaseReport | View::DecisionLog | View::ModelCard => true,
-            View::DecisionExport => role == Role::Compliance,
-        }
-    }
-
-    fn name(self) -> &'static str {
-        match self {
-            View::CaseReport => "the case report",
-            View::DecisionLog => "the decision log",
-            View::DecisionExport => "the decision log export",
-            View::ModelCard => "the model card",
-        }
-    }
+/// A member of staff signed in by the identity provider, as the session keeps them.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SessionUser {
+    pub subject: String,
+    pub name: Option<String>,
+    /// None: signed in, but no group of theirs maps to a neurocds role (they get the 403 page).
+    pub role: Option<Role>,
+    /// Unix seconds; after this the identity provider is asked again.
+    pub expires_at: i64,
+    /// The sign-out form's CSRF token.
+    pub csrf: String,
 }
 
 #[derive(Debug, Clone)]
 pub struct StaffUser {
     pub subject: String,
+    pub name: Option<String>,
     pub role: Role,
+    /// The session's CSRF token (None for bearer tokens, which need none).
+    pub csrf: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum StaffAuthError {
     #[error("no staff token")]
     Missing,
+    #[error("the staff session has expired")]
+    SessionExpired,
     #[error("staff access is not configured (staff.issuer)")]
     NotConfigured,
     #[error("staff token refused: {0}")]
@@ -91,6 +80,9 @@ pub struct StaffAuth {
     issuer: String,
     audience: String,
     source: Option<KeySource>,
+    /// Single sign-on for the pages, when `staff.sso.issuer_url` is set.
+    sso: Option<Sso>,
+    session_key: Key,
 }
 
 enum KeySource {
@@ -131,11 +123,30 @@ async fn fetch_jwks(url: &str, http: &reqwest::Client) -> Result<JwkSet, String>
     serde_json::from_slice(&body).map_err(|e| format!("not a JWKS: {e}"))
 }
 
+/// The session cookie's key: `staff.sso.session_key` (hex, ≥ 64 bytes), or a random one.
+fn session_key(hex_key: &str) -> Result<Key, StaffConfigError> {
+    if hex_key.is_empty() {
+        return Ok(Key::generate());
+    }
+    let bytes = hex::decode(hex_key.trim()).map_err(|e| StaffConfigError { key: "sso.session_key", reason: format!("not hex: {e}") })?;
+    Key::try_from(bytes.as_slice()).map_err(|_| StaffConfigError { key: "sso.session_key", reason: format!("{} bytes; at least 64 are needed", bytes.len()) })
+}
+
 impl StaffAuth {
-    pub async fn new(settings: &StaffSettings, http: &reqwest::Client) -> Result<StaffAuth, StaffConfigError> {
+    pub async fn new(settings: &StaffSettings, public_base_url: &url::Url, http: &reqwest::Client) -> Result<StaffAuth, StaffConfigError> {
         let (issuer, audience) = (settings.issuer.clone(), settings.audience.clone());
+        let session_key = session_key(&settings.sso.session_key)?;
+        let sso = if settings.sso.enabled() {
+            if settings.sso.session_key.is_empty() {
+                tracing::warn!("staff.sso.session_key is not set: sessions last until this process stops and are not shared with other replicas");
+            }
+            let oauth = OAuthHttp::new(http.clone(), Duration::from_secs(10));
+            Some(Sso::new(&settings.sso, public_base_url, oauth).map_err(|e| StaffConfigError { key: "sso", reason: e.to_string() })?)
+        } else {
+            None
+        };
         if settings.issuer.is_empty() {
-            return Ok(StaffAuth { issuer, audience, source: None });
+            return Ok(StaffAuth { issuer, audience, source: None, sso, session_key });
         }
         let source = if !settings.jwks.is_empty() {
             KeySource::Inline(serde_json::from_str(&settings.jwks).map_err(|e| StaffConfigError { key: "jwks", reason: format!("not a JWKS: {e}") })?)
@@ -150,19 +161,57 @@ impl StaffAuth {
         } else {
             return Err(StaffConfigError { key: "jwks", reason: "staff.issuer is set but neither jwks nor jwks_url is".into() });
         };
-        Ok(StaffAuth { issuer, audience, source: Some(source) })
+        Ok(StaffAuth { issuer, audience, source: Some(source), sso, session_key })
     }
 
-    /// The token from `Authorization: Bearer …` or the staff cookie.
-    fn token(req: &HttpRequest) -> Option<String> {
+    /// Single sign-on, when configured.
+    pub fn sso(&self) -> Option<&Sso> {
+        self.sso.as_ref()
+    }
+
+    /// The key every replica encrypts and signs session cookies with.
+    pub fn session_key(&self) -> Key {
+        self.session_key.clone()
+    }
+
+    /// The token from `Authorization: Bearer …`, or (without single sign-on) the staff cookie.
+    fn token(&self, req: &HttpRequest) -> Option<String> {
         let bearer = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer ")).map(str::to_owned);
-        bearer.or_else(|| req.cookie(COOKIE).map(|c| c.value().to_owned()))
+        bearer.or_else(|| self.sso.is_none().then(|| req.cookie(COOKIE).map(|c| c.value().to_owned())).flatten())
+    }
+
+    /// The member of staff signed in on this browser, if any. An expired sign-in is forgotten.
+    fn session_user(&self, req: &HttpRequest) -> Result<Option<StaffUser>, StaffAuthError> {
+        if self.sso.is_none() {
+            return Ok(None);
+        }
+        let session = req.get_session();
+        let user = match session.get::<SessionUser>(SESSION_USER) {
+            Ok(Some(user)) => user,
+            Ok(None) => return Ok(None),
+            Err(_) => {
+                session.purge();
+                return Ok(None);
+            }
+        };
+        if user.expires_at <= time::OffsetDateTime::now_utc().unix_timestamp() {
+            session.purge();
+            return Err(StaffAuthError::SessionExpired);
+        }
+        let role = user.role.ok_or(StaffAuthError::NoRole)?;
+        Ok(Some(StaffUser { subject: user.subject, name: user.name, role, csrf: Some(user.csrf) }))
     }
 
     /// The staff member behind this request, if their role opens `view`.
     pub async fn authorize(&self, req: &HttpRequest, view: View) -> Result<StaffUser, StaffAuthError> {
-        let token = Self::token(req).ok_or(StaffAuthError::Missing)?;
-        let user = self.verify(&token).await?;
+        let signed_in = self.session_user(req)?;
+        let user = match signed_in {
+            Some(user) => user,
+            None => {
+                let token = self.token(req).ok_or(StaffAuthError::Missing)?;
+                self.verify(&token).await?
+            }
+        };
         if !view.allows(user.role) {
             return Err(StaffAuthError::NotAllowed { role: user.role, view: view.name() });
         }
@@ -225,20 +274,6 @@ impl StaffAuth {
             Some("neuro-oncology") => Role::NeuroOncology,
             _ => return Err(StaffAuthError::NoRole),
         };
-        Ok(StaffUser { subject: data.claims.sub.unwrap_or_default(), role })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn only_compliance_exports_the_log_and_both_roles_open_the_rest() {
-        for view in [View::CaseReport, View::DecisionLog, View::ModelCard] {
-            assert!(view.allows(Role::Compliance) && view.allows(Role::NeuroOncology), "{view:?}");
-        }
-        assert!(View::DecisionExport.allows(Role::Compliance));
-        assert!(!View::DecisionExport.allows(Role::NeuroOncology));
+        Ok(StaffUser { subject: data.claims.sub.unwrap_or_default(), name: None, role, csrf: None })
     }
 }

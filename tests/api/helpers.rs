@@ -184,8 +184,13 @@ pub async fn fresh_database() -> String {
 /// Starts neurocds with the default config plus `overrides` (a JSON object in the shape of
 /// `config/default.toml`). The EHR in [`ehr`] is trusted.
 pub async fn spawn_app_with(overrides: Value) -> TestApp {
+    spawn_app_on(free_port(), overrides).await
+}
+
+/// As [`spawn_app_with`], on a port chosen beforehand (for peers that must know our URL first,
+/// such as an identity provider's registered redirect URI).
+pub async fn spawn_app_on(port: u16, overrides: Value) -> TestApp {
     neurocds::telemetry::init("warn");
-    let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
     let db_url = fresh_database().await;
     let mut config = json!({
@@ -304,5 +309,42 @@ pub fn assert_no_null_or_empty(v: &Value, path: &str) {
             }
         }
         _ => {}
+    }
+}
+
+/// The hospital's identity provider on loopback: npm `oidc-provider` run by
+/// `scripts/oidc_provider.mjs` (installed by scripts/bootstrap.sh), stopped on drop.
+pub struct OidcProvider {
+    pub issuer: String,
+    child: std::process::Child,
+}
+
+impl OidcProvider {
+    /// Starts it with these clients (`{client_id, client_secret?, redirect_uris}`) and users
+    /// (`{username, password, name, groups}`).
+    pub fn start(clients: Value, users: Value) -> OidcProvider {
+        use std::io::BufRead;
+        let config = json!({ "port": 0, "clients": clients, "users": users, "stop_with_stdin": true });
+        let mut child = std::process::Command::new("node")
+            .args(["scripts/oidc_provider.mjs", &config.to_string()])
+            .env("NODE_PATH", python().join("node/node_modules"))
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("node runs (installed by scripts/bootstrap.sh)");
+        let mut line = String::new();
+        let stdout = child.stdout.take().expect("the provider's stdout");
+        std::io::BufReader::new(stdout).read_line(&mut line).expect("the provider says where it listens");
+        let ready: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("oidc-provider did not start ({e}): {line:?}"));
+        OidcProvider { issuer: ready["issuer"].as_str().expect("an issuer").to_owned(), child }
+    }
+}
+
+impl Drop for OidcProvider {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }

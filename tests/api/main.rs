@@ -17,3 +17,4 @@ mod hostile_peers;
 mod metrics;
 mod pages;
 mod replicas;
+mod sso;

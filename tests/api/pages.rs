@@ -136,8 +136,9 @@ async fn in_a_browser_staff_sign_in_filter_the_decision_log_and_read_a_case_repo
     }))
     .await;
 
-    // No cookie yet: the browser lands on the sign-in form; the token pasted there opens the log.
-    assert_eq!(seen["before_signin"]["url"], "/login");
+    // No cookie yet: the browser lands on the sign-in form (a site without single sign-on); the
+    // token pasted there opens the log.
+    assert_eq!(seen["before_signin"]["url"], "/login?return_to=%2Faudit");
     assert_eq!(seen["before_signin"]["h1"], "Sign in");
     let log = &seen["audit"];
     assert_eq!(log["url"], "/audit");
