@@ -6,7 +6,12 @@
 //   node scripts/oidc_provider.mjs CONFIG_JSON      (NODE_PATH: the bootstrap's node_modules)
 //
 // CONFIG_JSON: { port (0: any), clients: [{ client_id, client_secret?, redirect_uris }],
-//                users: [{ username, password, name, groups }], stop_with_stdin? }
+//                users: [{ username, password, name, groups, fhirUser? }], stop_with_stdin? }
+//
+// It is also the EHR's SMART authorization server: `ISSUER/fhir/.well-known/smart-configuration`
+// describes it (so `ISSUER/fhir` is the `iss` of a launch), `launch` is an authorization
+// parameter, and the token response carries the launch context (`patient`, `appContext`) that
+// the EHR registered with `POST /ehr/launches {patient, appContext}` -> `{launch}`.
 // Prints one line of JSON when it listens: { "issuer": "http://127.0.0.1:PORT" }, then logs
 // nothing to stdout. Stops on SIGTERM, or (stop_with_stdin) when stdin closes: the test that
 // started it ended.
@@ -19,6 +24,15 @@ const { default: Provider } = await import(pathToFileURL(`${process.env.NODE_PAT
 
 const config = JSON.parse(process.argv[2]);
 const users = new Map(config.users.map((u) => [u.username, u]));
+// SMART: launch id -> {patient, appContext}; authorization code -> launch id.
+const launches = new Map();
+const codeLaunch = new Map();
+const readJson = (req) => new Promise((resolve, reject) => {
+  let body = '';
+  req.on('data', (chunk) => { body += chunk; if (body.length > 64 * 1024) req.destroy(); });
+  req.on('end', () => { try { resolve(JSON.parse(body)); } catch (e) { reject(e); } });
+  req.on('error', reject);
+});
 
 const escape = (s) => String(s).replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 const loginPage = (uid, error) => `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Hospital sign-in</title>
@@ -52,8 +66,9 @@ const provider = new Provider(issuer, {
   })),
   jwks: { keys: [{ ...privateKey.export({ format: 'jwk' }), kid: 'idp-key-1', use: 'sig', alg: 'RS256' }] },
   cookies: { keys: [randomBytes(32).toString('hex')] },
-  claims: { openid: ['sub'], profile: ['name', 'preferred_username'], groups: ['groups'] },
-  scopes: ['openid', 'profile', 'groups'],
+  claims: { openid: ['sub'], profile: ['name', 'preferred_username'], groups: ['groups'], fhirUser: ['fhirUser'] },
+  scopes: ['openid', 'profile', 'groups', 'fhirUser', 'launch', 'patient/Patient.rs'],
+  extraParams: ['launch'],
   // The requested claims go in the ID token itself (the relying party reads roles from it).
   conformIdTokenClaims: false,
   pkce: { required: () => true },
@@ -62,7 +77,7 @@ const provider = new Provider(issuer, {
   async findAccount(ctx, id) {
     const user = users.get(id);
     if (!user) return undefined;
-    return { accountId: id, claims: async () => ({ sub: id, name: user.name, preferred_username: id, groups: user.groups }) };
+    return { accountId: id, claims: async () => ({ sub: id, name: user.name, preferred_username: id, groups: user.groups, fhirUser: user.fhirUser }) };
   },
   // First-party clients: every scope and claim asked for is granted without a consent screen.
   async loadExistingGrant(ctx) {
@@ -78,8 +93,52 @@ const provider = new Provider(issuer, {
 });
 provider.on('server_error', (ctx, err) => console.error('oidc-provider server_error', err));
 
+// The SMART launch context: remember which launch each issued code belongs to, and put the
+// launch's context in the token response.
+provider.use(async (ctx, next) => {
+  await next();
+  const route = ctx.oidc?.route;
+  if ((route === 'authorization' || route === 'resume') && ctx.oidc.params?.launch) {
+    const location = ctx.response.get('location');
+    const code = location ? new URL(location, issuer).searchParams.get('code') : null;
+    if (code) codeLaunch.set(code, ctx.oidc.params.launch);
+  }
+  if (route === 'token' && ctx.status === 200 && ctx.body?.access_token) {
+    const launch = launches.get(codeLaunch.get(ctx.oidc.params?.code));
+    if (launch) Object.assign(ctx.body, { patient: launch.patient, appContext: launch.appContext, need_patient_banner: false });
+  }
+});
+
 const callback = provider.callback();
+const smartConfiguration = () => ({
+  issuer,
+  jwks_uri: `${issuer}/jwks`,
+  authorization_endpoint: `${issuer}/auth`,
+  token_endpoint: `${issuer}/token`,
+  grant_types_supported: ['authorization_code'],
+  response_types_supported: ['code'],
+  code_challenge_methods_supported: ['S256'],
+  token_endpoint_auth_methods_supported: ['client_secret_basic', 'none'],
+  scopes_supported: ['openid', 'fhirUser', 'launch', 'patient/Patient.rs'],
+  capabilities: ['launch-ehr', 'client-public', 'client-confidential-symmetric', 'sso-openid-connect', 'context-ehr-patient', 'permission-v2'],
+});
 server.on('request', async (req, res) => {
+  if (req.method === 'GET' && req.url === '/fhir/.well-known/smart-configuration') {
+    res.writeHead(200, { 'content-type': 'application/json' });
+    return res.end(JSON.stringify(smartConfiguration()));
+  }
+  if (req.method === 'POST' && req.url === '/ehr/launches') {
+    try {
+      const { patient, appContext } = await readJson(req);
+      const launch = randomBytes(12).toString('hex');
+      launches.set(launch, { patient, appContext });
+      res.writeHead(201, { 'content-type': 'application/json' });
+      return res.end(JSON.stringify({ launch }));
+    } catch (e) {
+      res.writeHead(400, { 'content-type': 'text/plain' });
+      return res.end(`not a launch: ${e.message}`);
+    }
+  }
   const m = req.url.match(/^\/interaction\/([\w-]+)(\/login)?$/);
   if (!m) return callback(req, res);
   try {

@@ -174,6 +174,10 @@ pub struct TrustedClient {
     /// Analyse and audit, but answer with no card (local validation before go-live).
     #[serde(default)]
     pub silent: bool,
+    /// neurocds registered as a SMART app with this EHR: the cards' case-report link becomes a
+    /// SMART launch (`type: "smart"`), and `/launch` takes this client's FHIR servers as `iss`.
+    #[serde(default)]
+    pub smart: Option<SmartRegistration>,
     /// The FHIR servers this client may name in `fhirServer` (URL prefixes); the service
     /// fetches prefetch from and files reports to no other.
     #[serde(default)]
@@ -235,6 +239,16 @@ pub struct StaffSettings {
     #[serde(default = "default_staff_jwks_cache_s")]
     pub jwks_cache_s: u64,
     pub sso: SsoSettings,
+}
+
+/// How this EHR knows neurocds as a SMART app.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmartRegistration {
+    pub client_id: String,
+    /// Empty for a public client (PKCE only).
+    #[serde(default)]
+    pub client_secret: String,
 }
 
 /// Staff single sign-on (`[staff.sso]`): the identity provider, this client, and how its

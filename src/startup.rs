@@ -136,6 +136,7 @@ impl Application {
         db.observe_writes(Box::new(move |batch| writes.audit_write(batch.decisions, batch.lag)));
         let verifier = Arc::new(Verifier::new(&settings, http)?.with_metrics(metrics.clone()));
         let egress = Arc::new(EgressPolicy::from_settings(&settings).map_err(StartupError::Egress)?);
+        let launcher = Arc::new(crate::web::smart::Launcher::new(&settings, egress.clone()).map_err(StartupError::Http)?);
         let fhir = FhirClient::new(&settings.fhir, egress.guard()).map_err(|e| StartupError::Http(e.to_string()))?.with_metrics(metrics.clone());
         let dicomweb = DicomWebClient::new(&settings.dicomweb, egress.guard())?.with_metrics(metrics.clone());
         let rules = SeriesRules::load(&settings.imaging.series_rules)?;
@@ -156,6 +157,7 @@ impl Application {
             pipeline,
             verifier,
             staff,
+            launcher,
             fhir,
             egress,
             templates: Arc::new(crate::templates::markdown()?),

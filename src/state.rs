@@ -16,7 +16,7 @@ use crate::{
     fhir::client::FhirClient,
     metrics::Metrics,
     pipeline::Pipeline,
-    web::staff::StaffAuth,
+    web::{smart::Launcher, staff::StaffAuth},
 };
 
 /// What every request handler can reach. Cloned into each actix worker.
@@ -28,6 +28,8 @@ pub struct AppState {
     pub pipeline: Pipeline,
     pub verifier: Arc<Verifier>,
     pub staff: Arc<StaffAuth>,
+    /// SMART EHR launches of the case report.
+    pub launcher: Arc<Launcher>,
     pub fhir: FhirClient,
     /// Where each client's hooks may send the service (FHIR servers, DICOMweb origins).
     pub egress: Arc<EgressPolicy>,

@@ -97,6 +97,8 @@ pub struct CardContext<'a> {
     pub templates: &'a Handlebars<'static>,
     /// The DiagnosticReport the card offers to file, when there is one.
     pub report: Option<&'a RawValue>,
+    /// The calling EHR launches neurocds as a SMART app: link the report as a launch.
+    pub smart_launch: bool,
 }
 
 /// Summary lengths are counted in characters; the spec asks for fewer than 140.
@@ -123,13 +125,27 @@ fn source(base: &str) -> Source {
     }
 }
 
+/// The case report: a SMART launch (`/launch`, the decision in `appContext`) for an EHR that
+/// registered neurocds as a SMART app, the page itself (staff sign-in) otherwise.
 fn report_link(ctx: &CardContext) -> Link {
-    Link {
-        label: "Case report: inputs, key images, ensemble and model card".into(),
-        url: format!("{}/reports/{}", ctx.public_base_url.trim_end_matches('/'), ctx.decision_id),
-        kind: "absolute",
-        app_context: None,
+    let base = ctx.public_base_url.trim_end_matches('/');
+    let label = "Case report: inputs, key images, ensemble and model card".into();
+    if ctx.smart_launch {
+        Link { label, url: format!("{base}/launch"), kind: "smart", app_context: Some(app_context_for(ctx.decision_id)) }
+    } else {
+        Link { label, url: format!("{base}/reports/{}", ctx.decision_id), kind: "absolute", app_context: None }
     }
+}
+
+/// The `appContext` of a card's SMART link: the decision it is about.
+pub fn app_context_for(decision: Uuid) -> String {
+    serde_json::json!({ "decision": decision }).to_string()
+}
+
+/// The decision an `appContext` names, if it is one of ours.
+pub fn decision_in(app_context: &str) -> Option<Uuid> {
+    let v: serde_json::Value = serde_json::from_str(app_context).ok()?;
+    Uuid::parse_str(v.get("decision")?.as_str()?).ok()
 }
 
 pub fn override_reasons(base: &str) -> Vec<Coding> {
@@ -341,5 +357,36 @@ mod tests {
         assert!(md.contains(r"\[click\]\(http://evil\.example\)"), "{md}");
         assert!(md.contains(r"\<img src=x\>") && md.contains(r"\# Title") && !md.contains('\n'), "{md}");
         assert_eq!(plain_line("a\nb\tc"), "a b c");
+    }
+
+    #[test]
+    fn the_case_report_link_is_a_smart_launch_naming_the_decision_for_an_ehr_registered_for_it() {
+        let templates = Handlebars::new();
+        let decision_id = Uuid::new_v4();
+        let ctx = |smart_launch| CardContext {
+            card_uuid: Uuid::new_v4(),
+            decision_id,
+            public_base_url: "https://neurocds.example.org/",
+            patient_ref: "Patient/p1",
+            order_refs: &[],
+            templates: &templates,
+            report: None,
+            smart_launch,
+        };
+        let smart = report_link(&ctx(true));
+        assert_eq!((smart.kind, smart.url.as_str()), ("smart", "https://neurocds.example.org/launch"));
+        assert_eq!(smart.app_context.as_deref().and_then(decision_in), Some(decision_id));
+        let page = report_link(&ctx(false));
+        assert_eq!((page.kind, page.url), ("absolute", format!("https://neurocds.example.org/reports/{decision_id}")));
+        assert!(page.app_context.is_none(), "appContext is for smart links only");
+    }
+
+    #[test]
+    fn a_smart_links_app_context_names_its_decision_and_nothing_else_reads_as_one() {
+        let id = Uuid::new_v4();
+        assert_eq!(decision_in(&app_context_for(id)), Some(id));
+        for other in ["{\"decision\":\"not-a-uuid\"}", "not json", "{}", "[]"] {
+            assert_eq!(decision_in(other), None, "{other}");
+        }
     }
 }

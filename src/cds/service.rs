@@ -248,6 +248,7 @@ fn card_context<'a>(state: &'a AppState, record: &DecisionRecord, request: &'a H
         order_refs,
         templates: &state.templates,
         report,
+        smart_launch: state.launcher.registered(&record.client_iss),
     }
 }
 

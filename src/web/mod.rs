@@ -4,6 +4,7 @@
 
 pub mod audit;
 pub mod health;
+pub mod launch;
 pub mod metrics;
 pub mod model_card;
 pub mod pages;
@@ -11,6 +12,7 @@ pub mod refusal;
 pub mod render;
 pub mod roles;
 pub mod signin;
+pub mod smart;
 pub mod sso;
 pub mod staff;
 
@@ -27,5 +29,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/login", web::get().to(signin::login))
         .route("/login", web::post().to(pages::login))
         .route(sso::CALLBACK_PATH, web::get().to(signin::callback))
-        .route("/logout", web::post().to(signin::logout));
+        .route("/logout", web::post().to(signin::logout))
+        .route("/launch", web::get().to(launch::launch))
+        .route(smart::LAUNCH_CALLBACK_PATH, web::get().to(launch::callback));
 }

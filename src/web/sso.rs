@@ -40,7 +40,7 @@ const REDISCOVER_AFTER: Duration = Duration::from_secs(30);
 
 /// Every claim of the ID token, so that the roles claim can be any of them.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct AllClaims(serde_json::Map<String, Value>);
+pub struct AllClaims(pub serde_json::Map<String, Value>);
 impl AdditionalClaims for AllClaims {}
 
 type IdFields = IdTokenFields<AllClaims, EmptyExtraTokenFields, CoreGenderClaim, CoreJweContentEncryptionAlgorithm, CoreJwsSigningAlgorithm>;

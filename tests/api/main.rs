@@ -17,4 +17,5 @@ mod hostile_peers;
 mod metrics;
 mod pages;
 mod replicas;
+mod smart;
 mod sso;

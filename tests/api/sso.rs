@@ -15,7 +15,7 @@ use crate::{
 const SIGN: &str = "neurocds-brain-mri-order-sign";
 const SECRET: &str = "a-client-secret-for-the-tests";
 
-fn user(username: &str, password: &str) -> Value {
+pub fn user(username: &str, password: &str) -> Value {
     json!({ "username": username, "password": password })
 }
 
@@ -62,7 +62,7 @@ async fn a_decision(app: &TestApp) -> String {
 }
 
 /// Runs the browser script (off the runtime thread: the service answers on it meanwhile).
-async fn browse(app: &TestApp, op: &OidcProvider, flows: Value) -> Vec<Value> {
+pub async fn browse_at(app: &TestApp, op: &OidcProvider, flows: Value) -> Vec<Value> {
     let scenario = json!({ "base": app.base, "idp": op.issuer, "artefacts": artefacts_dir(), "flows": flows });
     let node_modules = python().join("node/node_modules");
     let out = tokio::task::spawn_blocking(move || {
@@ -87,7 +87,7 @@ fn text(page: &Value) -> &str {
 async fn staff_sign_in_at_the_hospital_identity_provider_and_land_on_the_page_they_asked_for_within_their_role() {
     let (app, op) = app_with_sso(3600).await;
     let report = format!("/reports/{}", a_decision(&app).await);
-    let results = browse(
+    let results = browse_at(
         &app,
         &op,
         json!([
@@ -140,7 +140,7 @@ async fn staff_sign_in_at_the_hospital_identity_provider_and_land_on_the_page_th
 #[tokio::test]
 async fn a_tampered_state_or_a_forged_nonce_signs_nobody_in() {
     let (app, op) = app_with_sso(3600).await;
-    let results = browse(&app, &op, json!([{ "kind": "tampered-state", "user": user("compliance", "comp-pass") }, { "kind": "bad-nonce", "user": user("compliance", "comp-pass") }])).await;
+    let results = browse_at(&app, &op, json!([{ "kind": "tampered-state", "user": user("compliance", "comp-pass") }, { "kind": "bad-nonce", "user": user("compliance", "comp-pass") }])).await;
     let (state, nonce) = (&results[0], &results[1]);
     assert_eq!(state["tampered"]["status"], 400, "{state:#}");
     assert_eq!(state["tampered"]["h1"], "Sign-in failed");
@@ -153,7 +153,7 @@ async fn a_tampered_state_or_a_forged_nonce_signs_nobody_in() {
 #[tokio::test]
 async fn an_expired_sign_in_is_sent_back_to_the_identity_provider() {
     let (app, op) = app_with_sso(2).await;
-    let results = browse(&app, &op, json!([{ "kind": "sign-in", "start": "/audit", "user": user("compliance", "comp-pass"), "wait_s": 3, "revisit": ["/audit"] }])).await;
+    let results = browse_at(&app, &op, json!([{ "kind": "sign-in", "start": "/audit", "user": user("compliance", "comp-pass"), "wait_s": 3, "revisit": ["/audit"] }])).await;
     let again = &results[0]["revisits"][0];
     let requests: Vec<&str> = again["requests"].as_array().expect("requests").iter().filter_map(Value::as_str).collect();
     assert!(requests.iter().any(|u| u.starts_with(&format!("{}/auth?", op.issuer))), "the expired session asked the provider again: {requests:?}");
