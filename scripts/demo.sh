@@ -62,7 +62,8 @@ cat "$DEMO/loaded.jsonl"
 # 3. The EHR's signing key, trusted by neurocds through its JWKS.
 [ -f "$DEMO/ehr/jwks.json" ] || "$PY" scripts/ehr_token.py keygen --dir "$DEMO/ehr" --alg ES384 --kid demo-ehr >/dev/null
 
-# 4. The hospital's identity provider, with a neuro-oncologist and a compliance officer. Their
+# 4. The hospital's identity provider, with a neuro-oncologist and a compliance officer; it is
+# also the EHR's SMART authorization server (ISSUER/fhir) and shows the EHR's screen (ISSUER/ehr). Their
 # passwords, the client secret and the session key are made once per machine and kept (0600).
 if [ ! -f "$DEMO/idp-secrets.json" ]; then
   (umask 077; "$PY" - > "$DEMO/idp-secrets.json" <<'PY'
@@ -76,13 +77,15 @@ secret() { "$PY" -c "import json,sys; print(json.load(open(sys.argv[1]))[sys.arg
 ONC_PW=$(secret onc); COMP_PW=$(secret compliance)
 if ! curl -fsS "$IDP/.well-known/openid-configuration" >/dev/null 2>&1; then
   echo "[demo] starting the hospital's identity provider on $IDP…"
-  IDP_CONFIG=$("$PY" - "$IDP_PORT" "$BASE" "$(secret client_secret)" "$ONC_PW" "$COMP_PW" <<'PY'
+  IDP_CONFIG=$("$PY" - "$IDP_PORT" "$BASE" "$(secret client_secret)" "$ONC_PW" "$COMP_PW" "$DEMO/ehr-cards.json" <<'PY'
 import json, sys
-port, base, client_secret, onc, comp = sys.argv[1:]
+port, base, client_secret, onc, comp, cards = sys.argv[1:]
 print(json.dumps({"port": int(port),
-  "clients": [{"client_id": "neurocds", "client_secret": client_secret, "redirect_uris": [f"{base}/auth/callback"]}],
-  "users": [{"username": "dr.onc", "password": onc, "name": "Dr Demo (neuro-oncology)", "groups": ["neurocds-neuro-oncology"]},
-            {"username": "compliance", "password": comp, "name": "Demo compliance officer", "groups": ["neurocds-compliance"]}]}))
+  "clients": [{"client_id": "neurocds", "client_secret": client_secret, "redirect_uris": [f"{base}/auth/callback"]},
+              {"client_id": "neurocds-smart", "client_secret": client_secret, "redirect_uris": [f"{base}/launch/callback"]}],
+  "users": [{"username": "dr.onc", "password": onc, "name": "Dr Demo (neuro-oncology)", "groups": ["neurocds-neuro-oncology"], "fhirUser": "Practitioner/demo-neurologist"},
+            {"username": "compliance", "password": comp, "name": "Demo compliance officer", "groups": ["neurocds-compliance"]}],
+  "ehr": {"cards_file": cards}}))
 PY
   )
   NODE_PATH="$NEUROCDS_CACHE/node/node_modules" setsid nohup node scripts/oidc_provider.mjs "$IDP_CONFIG" </dev/null >"$DEMO/idp.log" 2>&1 &
@@ -111,7 +114,9 @@ session_key = "$(secret session_key)"
 [[trust.clients]]
 iss = "$ISS"
 jwks = '''$(cat "$DEMO/ehr/jwks.json")'''
-fhir_servers = ["$NEUROCDS_TEST_FHIR"]
+# The EHR launches the case report as a SMART app (its FHIR base for launches: $IDP/fhir).
+smart = { client_id = "neurocds-smart", client_secret = "$(secret client_secret)" }
+fhir_servers = ["$NEUROCDS_TEST_FHIR", "$IDP/fhir"]
 dicomweb_origins = ["$NEUROCDS_TEST_DICOMWEB"]
 TOML
 
@@ -132,12 +137,13 @@ for P in "$GBM" "$PCNSL"; do
   "$PY" scripts/demo_ehr.py hook --service "$BASE" --keys "$DEMO/ehr" --iss "$ISS" --hook order-select --patient "$FID" --fhir "$NEUROCDS_TEST_FHIR" > /dev/null
   sleep 1
   echo "[demo] patient $FID: order-sign…"
-  "$PY" scripts/demo_ehr.py hook --service "$BASE" --keys "$DEMO/ehr" --iss "$ISS" --hook order-sign --patient "$FID" --fhir "$NEUROCDS_TEST_FHIR" --pretty
+  "$PY" scripts/demo_ehr.py hook --service "$BASE" --keys "$DEMO/ehr" --iss "$ISS" --hook order-sign --patient "$FID" --fhir "$NEUROCDS_TEST_FHIR" --pretty --record "$DEMO/ehr-cards.json"
 done
 echo
 echo "neurocds is running at $BASE (readiness: $BASE/readyz); logs: $DEMO/neurocds.log"
-echo "Open a case report above (or the decision log, $BASE/audit) in a browser and sign in at the"
-echo "hospital's identity provider ($IDP) as"
+echo "Open the EHR's screen, $IDP/ehr, in a browser: it shows the two orders and their cards; a"
+echo "card's case-report link is a SMART launch (sign in as dr.onc). Staff pages ($BASE/audit) sign in"
+echo "at the hospital's identity provider ($IDP) as"
 echo "  dr.onc      password $ONC_PW   (neuro-oncology: case reports, decision log, model card)"
 echo "  compliance  password $COMP_PW   (compliance: all of these and the decision log export)"
 echo "Stop everything with: make stop"

@@ -114,6 +114,17 @@ def hook(a):
                                      "scope": "patient/Patient.read patient/ImagingStudy.read patient/Endpoint.read", "subject": "neurocds"}
     r = requests.post(url, json=body, headers={"Authorization": f"Bearer {sign(a.keys, a.iss, url)}"}, timeout=30)
     answer = r.json() if r.content else None
+    if a.record:
+        # What the EHR shows: the stand-in page (scripts/oidc_provider.mjs, GET /ehr) reads this.
+        try:
+            shown = json.load(open(a.record))
+        except (OSError, ValueError):
+            shown = []
+        shown = [e for e in shown if e["patient"]["id"] != a.patient]
+        shown.append({"patient": {"id": a.patient, "name": f"Demo patient {a.patient}"},
+                      "order": "MRI brain without and with contrast (CPT 70553)", "cards": (answer or {}).get("cards", [])})
+        with open(a.record, "w") as f:
+            json.dump(shown, f)
     if not a.pretty:
         print(json.dumps({"status": r.status_code, "body": answer}))
         return
@@ -127,7 +138,10 @@ def hook(a):
         for s in c.get("suggestions", []):
             print("  │ suggestion: " + s["label"])
         for link in c.get("links", []):
-            print("  └ case report: " + link["url"])
+            if link["type"] == "smart":
+                print("  └ case report: a SMART launch from the EHR's card (open the EHR page below)")
+            else:
+                print("  └ case report: " + link["url"])
 
 
 def main():
@@ -145,6 +159,7 @@ def main():
     h.add_argument("--token")
     h.add_argument("--hook-instance")
     h.add_argument("--pretty", action="store_true", help="print the cards for a person")
+    h.add_argument("--record", help="keep the patient's cards in this JSON file (the EHR page shows them)")
     a = ap.parse_args()
     {"load": load, "hook": hook}[a.cmd](a)
 

@@ -12,10 +12,17 @@
 // describes it (so `ISSUER/fhir` is the `iss` of a launch), `launch` is an authorization
 // parameter, and the token response carries the launch context (`patient`, `appContext`) that
 // the EHR registered with `POST /ehr/launches {patient, appContext}` -> `{launch}`.
+//
+// With `ehr: { cards_file }` it also stands in for the EHR's screen: `GET /ehr` shows each
+// patient's brain MRI order and the CDS cards neurocds answered (read from cards_file, a JSON
+// array of { patient: {id, name}, order, cards }), rendered as an EHR would, with each link live —
+// a `smart` link registers a launch for that patient with the card's appContext and opens
+// `link.url?iss=ISSUER/fhir&launch=…`, as the EHR does when a clinician clicks it.
 // Prints one line of JSON when it listens: { "issuer": "http://127.0.0.1:PORT" }, then logs
 // nothing to stdout. Stops on SIGTERM, or (stop_with_stdin) when stdin closes: the test that
 // started it ended.
 import { createServer } from 'node:http';
+import { readFileSync } from 'node:fs';
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { pathToFileURL } from 'node:url';
 
@@ -110,6 +117,26 @@ provider.use(async (ctx, next) => {
 });
 
 const callback = provider.callback();
+
+const ehrCards = () => {
+  try { return JSON.parse(readFileSync(config.ehr.cards_file, 'utf8')); } catch { return []; }
+};
+const ehrPage = () => {
+  const rows = ehrCards().map((entry, i) => `<section class="patient"><h2>${escape(entry.patient?.name ?? entry.patient?.id)} <small>${escape(entry.patient?.id ?? '')}</small></h2>
+<p class="order">Order: ${escape(entry.order ?? 'MRI brain with and without contrast')}</p>
+${(entry.cards ?? []).map((card, j) => `<div class="card ${escape(card.indicator)}"><p class="summary">${escape(card.summary)}</p>
+${card.detail ? `<pre>${escape(card.detail)}</pre>` : ''}
+<p class="source">Source: ${escape(card.source?.label ?? '')}</p>
+${(card.links ?? []).map((link, k) => link.type === 'smart'
+    ? `<a class="smart" href="/ehr/launch?entry=${i}&card=${j}&link=${k}">${escape(link.label)}</a>`
+    : `<a class="absolute" href="${escape(link.url)}">${escape(link.label)}</a>`).join(' ')}
+</div>`).join('')}</section>`).join('') || '<p>No orders yet.</p>';
+  return `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>EHR: orders and decision support</title>
+<style>body{font-family:system-ui,sans-serif;background:#e8edf2;margin:0}header{background:#2b4b6f;color:#fff;padding:.6rem 1rem}main{max-width:960px;margin:1rem auto}
+section.patient{background:#fff;border:1px solid #c9d3dd;border-radius:6px;padding:1rem;margin-bottom:1rem}.card{border-left:6px solid #888;background:#f7f9fb;padding:.6rem .8rem;margin:.6rem 0}
+.card.warning{border-color:#e0a000}.card.info{border-color:#3b82c4}.card.critical{border-color:#c0392b}.summary{font-weight:600}pre{white-space:pre-wrap;font-size:.85rem}a{margin-right:1rem}</style></head>
+<body><header>EHR stand-in · order entry · CDS Hooks cards</header><main>${rows}</main></body></html>`;
+};
 const smartConfiguration = () => ({
   issuer,
   jwks_uri: `${issuer}/jwks`,
@@ -126,6 +153,26 @@ server.on('request', async (req, res) => {
   if (req.method === 'GET' && req.url === '/fhir/.well-known/smart-configuration') {
     res.writeHead(200, { 'content-type': 'application/json' });
     return res.end(JSON.stringify(smartConfiguration()));
+  }
+  if (config.ehr && req.method === 'GET' && req.url === '/ehr') {
+    res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store' });
+    return res.end(ehrPage());
+  }
+  if (config.ehr && req.method === 'GET' && req.url.startsWith('/ehr/launch?')) {
+    const q = new URL(req.url, issuer).searchParams;
+    const entry = ehrCards()[Number(q.get('entry'))];
+    const link = entry?.cards?.[Number(q.get('card'))]?.links?.[Number(q.get('link'))];
+    if (!link || link.type !== 'smart') {
+      res.writeHead(404, { 'content-type': 'text/plain' });
+      return res.end('no such card link');
+    }
+    const launch = randomBytes(12).toString('hex');
+    launches.set(launch, { patient: entry.patient.id, appContext: link.appContext });
+    const target = new URL(link.url);
+    target.searchParams.set('iss', `${issuer}/fhir`);
+    target.searchParams.set('launch', launch);
+    res.writeHead(302, { location: target.href });
+    return res.end();
   }
   if (req.method === 'POST' && req.url === '/ehr/launches') {
     try {

@@ -114,7 +114,9 @@ pub async fn callback(req: HttpRequest, q: web::Query<CallbackQuery>, state: web
     let session = req.get_session();
     let pending = session.remove_as::<PendingSignIn>(PENDING).and_then(Result::ok);
     if let Some(error) = &q.error {
-        tracing::warn!(error = %error, "the identity provider did not sign a member of staff in");
+        // The provider's error code (OAuth 2.0 names a short ASCII code; anything else is cut).
+        let code: String = error.chars().filter(char::is_ascii_graphic).take(64).collect();
+        tracing::warn!(error = %code, "the identity provider did not sign a member of staff in");
         return failed(&state, StatusCode::UNAUTHORIZED, "The hospital's sign-in service did not sign you in.");
     }
     let (Some(pending), Some(code), Some(returned_state)) = (pending, q.code.clone(), q.state.as_deref()) else {

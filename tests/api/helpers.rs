@@ -323,8 +323,14 @@ impl OidcProvider {
     /// Starts it with these clients (`{client_id, client_secret?, redirect_uris}`) and users
     /// (`{username, password, name, groups}`).
     pub fn start(clients: Value, users: Value) -> OidcProvider {
+        OidcProvider::start_with(clients, users, json!({}))
+    }
+
+    /// As [`OidcProvider::start`], with more of the script's configuration (`ehr`).
+    pub fn start_with(clients: Value, users: Value, more: Value) -> OidcProvider {
         use std::io::BufRead;
-        let config = json!({ "port": 0, "clients": clients, "users": users, "stop_with_stdin": true });
+        let mut config = json!({ "port": 0, "clients": clients, "users": users, "stop_with_stdin": true });
+        merge(&mut config, more);
         let mut child = std::process::Command::new("node")
             .args(["scripts/oidc_provider.mjs", &config.to_string()])
             .env("NODE_PATH", python().join("node/node_modules"))

@@ -6,8 +6,8 @@
 use serde_json::{Value, json};
 
 use crate::{
-    helpers::{OidcProvider, TestApp, brain_mri_hook, ehr_client, free_port, spawn_app_on},
-    hooks::decisions,
+    helpers::{OidcProvider, TestApp, brain_mri_hook, ehr_client, free_port, peer, spawn_app_on},
+    hooks::{decisions, patient_with_prior_mr, seed_fhir},
     sso::{browse_at, user},
 };
 
@@ -17,11 +17,17 @@ const SECRET: &str = "a-smart-client-secret-for-the-tests";
 /// An EHR whose authorization server knows neurocds as a confidential SMART app, and neurocds
 /// with that EHR registered for SMART launch.
 async fn app_launched_from_an_ehr() -> (TestApp, OidcProvider) {
+    app_launched_from_an_ehr_with(json!({})).await
+}
+
+/// As [`app_launched_from_an_ehr`], with more of the EHR's configuration (its stand-in page).
+async fn app_launched_from_an_ehr_with(more: Value) -> (TestApp, OidcProvider) {
     let port = free_port();
     let callback = format!("http://127.0.0.1:{port}/launch/callback");
-    let op = OidcProvider::start(
+    let op = OidcProvider::start_with(
         json!([{ "client_id": "neurocds-smart", "client_secret": SECRET, "redirect_uris": [callback] }]),
         json!([{ "username": "dr.house", "password": "house-pass", "name": "Dr House", "groups": [], "fhirUser": "Practitioner/dr-1" }]),
+        more,
     );
     let client = ehr_client(json!({ "smart": { "client_id": "neurocds-smart", "client_secret": SECRET } }));
     let app = spawn_app_on(port, json!({ "trust": { "clients": [client] } })).await;
@@ -77,4 +83,34 @@ async fn a_launch_from_a_fhir_server_of_no_registered_ehr_is_refused_without_a_r
     assert_eq!(r.status(), 400);
     let text = r.text().await.unwrap_or_default();
     assert!(text.contains("not registered") && !text.contains("elsewhere.example"), "a refusal that names no target: {text}");
+}
+
+#[tokio::test]
+async fn on_the_ehr_page_the_cards_case_report_link_launches_the_report_for_that_patient() {
+    let cards = tempfile::NamedTempFile::new().expect("a cards file");
+    let (app, op) = app_launched_from_an_ehr_with(json!({ "ehr": { "cards_file": cards.path() } })).await;
+    // A real card: the prior MR sits on a PACS that does not answer, so it is an info card.
+    let fhir = peer("NEUROCDS_TEST_FHIR");
+    let patient = format!("p{}", uuid::Uuid::new_v4().simple());
+    seed_fhir(&fhir, None, &patient_with_prior_mr(&patient, "http://127.0.0.1:9/dicom-web")).await;
+    let (status, resp) = app.hook(SIGN, &brain_mri_hook("order-sign", &patient, None, Some((&fhir, None)))).await;
+    assert_eq!(status, 200, "{resp}");
+    let link = &resp["cards"][0]["links"][0];
+    let decision = decisions(&app).await[0].record.decision_id;
+    assert_eq!((link["type"].as_str(), link["url"].as_str()), (Some("smart"), Some(format!("{}/launch", app.base).as_str())), "{link:#}");
+    assert_eq!(link["appContext"].as_str().and_then(neurocds::cds::card::decision_in), Some(decision), "{link:#}");
+    // The EHR shows the card; the clinician clicks its link.
+    let shown = json!([{ "patient": { "id": patient, "name": "Demo, Patient" }, "order": "MRI brain with and without contrast", "cards": resp["cards"] }]);
+    std::fs::write(cards.path(), shown.to_string()).expect("write the EHR's cards");
+    let results = browse_at(
+        &app,
+        &op,
+        json!([{ "kind": "ehr-launch", "ehr": format!("{}/ehr", op.issuer), "user": user("dr.house", "house-pass"), "screenshot_ehr": "ehr-cards.png", "screenshot": "ehr-launched-case-report.png" }]),
+    )
+    .await;
+    let r = &results[0];
+    assert_eq!(r["ehr"]["cards"][0]["smart_links"].as_array().map(Vec::len), Some(1), "{r:#}");
+    assert_eq!(r["at_provider"], true);
+    let report = &r["after_sign_in"];
+    assert_eq!((report["url"].as_str(), report["status"].as_u64()), (Some(format!("{}/reports/{decision}", app.base).as_str()), Some(200)), "{report:#}");
 }

@@ -12,6 +12,9 @@
 //       seconds opens each `revisit` path; replays the callback URL; signs out through the header.
 //   { kind: "tampered-state", user }   the provider's answer comes back with another `state`
 //   { kind: "bad-nonce", user }        the authorization request is sent with another `nonce`
+//   { kind: "ehr-launch", ehr, user, screenshot_ehr?, screenshot? }
+//       opens the EHR stand-in page `ehr`, clicks the first card's SMART link, signs in at the
+//       EHR's authorization server and reports where the launch landed.
 import { createRequire } from 'node:module';
 
 const require = createRequire(`${process.env.NODE_PATH}/`);
@@ -112,6 +115,23 @@ const flows = {
     const first = await seen(page, await page.goto(tampered.href, { waitUntil: 'load' }));
     const genuine_after = await seen(page, await page.goto(callback, { waitUntil: 'load' }));
     return { kind: flow.kind, tampered: first, genuine_after };
+  },
+
+  async 'ehr-launch'(page, flow) {
+    const out = { kind: flow.kind };
+    await page.goto(flow.ehr, { waitUntil: 'load' });
+    out.ehr = await page.evaluate(() => ({
+      cards: [...document.querySelectorAll('.card')].map((c) => ({
+        summary: c.querySelector('.summary')?.innerText.trim(),
+        smart_links: [...c.querySelectorAll('a.smart')].map((a) => a.innerText.trim()),
+      })),
+    }));
+    if (flow.screenshot_ehr) await page.screenshot({ path: `${scenario.artefacts}/${flow.screenshot_ehr}`, fullPage: true });
+    await Promise.all([page.waitForNavigation({ waitUntil: 'load' }), page.click('.card a.smart')]);
+    out.at_provider = page.url().startsWith(idp);
+    out.after_sign_in = await seen(page, await signInAtProvider(page, flow.user));
+    if (flow.screenshot) await page.screenshot({ path: `${scenario.artefacts}/${flow.screenshot}`, fullPage: true });
+    return out;
   },
 
   async 'bad-nonce'(page, flow) {
