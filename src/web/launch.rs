@@ -14,6 +14,7 @@ use uuid::Uuid;
 
 use super::{
     render::page,
+    signin::{constant_time_eq, now},
     smart::{Launched, PendingLaunch},
 };
 use crate::{cds::card::decision_in, state::AppState};
@@ -31,10 +32,6 @@ pub struct LaunchGrant {
     pub decision_id: Uuid,
     pub fhir_user: Option<String>,
     pub expires_at: i64,
-}
-
-fn now() -> i64 {
-    time::OffsetDateTime::now_utc().unix_timestamp()
 }
 
 fn failed(state: &AppState, status: StatusCode, why: &str) -> HttpResponse {
@@ -92,7 +89,7 @@ pub async fn callback(req: HttpRequest, q: web::Query<LaunchCallbackQuery>, stat
     let (Some(pending), Some(code), Some(returned)) = (pending, q.code.clone(), q.state.as_deref()) else {
         return failed(&state, StatusCode::BAD_REQUEST, "This launch was not started in this browser, or it was already used. Open the case report from the EHR again.");
     };
-    if pending.state != returned || now() - pending.started_at > PENDING_LIFETIME_S {
+    if !constant_time_eq(pending.state.as_bytes(), returned.as_bytes()) || now() - pending.started_at > PENDING_LIFETIME_S {
         return failed(&state, StatusCode::BAD_REQUEST, "This launch was not started in this browser, or it was already used. Open the case report from the EHR again.");
     }
     let launched = match state.launcher.finish(&pending, code).await {

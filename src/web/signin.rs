@@ -45,7 +45,8 @@ pub fn sessions(key: Key, secure: bool) -> SessionMiddleware<CookieSessionStore>
         .build()
 }
 
-fn now() -> i64 {
+/// Unix seconds.
+pub(super) fn now() -> i64 {
     time::OffsetDateTime::now_utc().unix_timestamp()
 }
 
@@ -189,7 +190,8 @@ fn random_token() -> String {
     hex::encode(bytes)
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+/// Compares secrets (state, CSRF tokens) in time that does not depend on where they differ.
+pub(super) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
