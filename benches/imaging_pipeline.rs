@@ -21,7 +21,7 @@
 //!    and `bench/decode_pydicom.py` (dcmread + pixel_array + rescale to float32, per file), pass
 //!    for pass in turn; prints MB/s of DICOM file bytes for each and the ratio.
 //!
-//! The stages follow `pipeline::run` (`analyse`): the same client calls, the same
+//! The stages follow `pipeline::analyse` (`Analyser::analyse`): the same client calls, the same
 //! `spawn_blocking` for assembly and preprocessing. Decode and assembly are the two halves of
 //! `Volume::assemble` (`StackPlan::new` and `StackPlan::decode`).
 

@@ -108,6 +108,26 @@ def main(deploy):
         if serve["spec"]["replicas"] > 1 and site.get("trust", {}).get("shared_replay_check") is not True:
             failures.append("serve: several replicas need trust.shared_replay_check = true")
 
+    workers = [d for d in by_kind.get("Deployment", []) if d["spec"]["template"]["spec"]["containers"][0].get("args") == ["worker"]]
+    if not workers:
+        failures.append("no worker Deployment (args: [worker])")
+    for w in workers:
+        c = w["spec"]["template"]["spec"]["containers"][0]
+        ports = {p["name"]: p["containerPort"] for p in c.get("ports", [])}
+        for probe, path in (("startupProbe", "/readyz"), ("readinessProbe", "/readyz"), ("livenessProbe", "/healthz")):
+            got = c.get(probe, {}).get("httpGet", {})
+            if got.get("path") != path or got.get("port") != "health":
+                failures.append(f"{w['metadata']['name']}: {probe} must GET {path} on the health port, not {got}")
+        env = {e["name"]: e.get("value") for e in c.get("env", [])}
+        listen = env.get("NEUROCDS_WORKER__LISTEN") or site.get("worker", {}).get("listen", "")
+        annotations = w["spec"]["template"]["metadata"].get("annotations", {})
+        if not listen.endswith(f":{ports.get('health')}") or annotations.get("prometheus.io/port") != str(ports.get("health")):
+            failures.append(f"{w['metadata']['name']}: worker.listen {listen!r}, the health containerPort {ports.get('health')} and prometheus.io/port must agree")
+    if workers and serve is not None:
+        env = {e["name"]: e.get("value") for e in serve["spec"]["template"]["spec"]["containers"][0].get("env", [])}
+        if env.get("NEUROCDS_WORKER__EMBEDDED") != "false" and site.get("worker", {}).get("embedded") is not False:
+            failures.append("serve: with worker Deployments, serve runs no embedded worker (worker.embedded = false)")
+
     reachable_443 = []
     for policy in by_kind.get("NetworkPolicy", []):
         for rule in policy["spec"].get("egress", []):

@@ -33,6 +33,7 @@ pub struct Settings {
     pub model: ModelSettings,
     pub decision: DecisionSettings,
     pub metrics: MetricsSettings,
+    pub worker: WorkerSettings,
 }
 
 /// Prometheus `/metrics` (see [`crate::metrics`]).
@@ -329,6 +330,24 @@ pub struct ModelSettings {
     pub threads: usize,
 }
 
+/// Analysis workers: the one `serve` embeds, and `neurocds worker` processes (see `queue`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkerSettings {
+    /// `serve` runs a worker in its own process. Off when workers run apart.
+    pub embedded: bool,
+    /// Analyses one worker runs at once.
+    pub concurrency: usize,
+    /// How long a claim holds a job without renewal (renewed every third of it).
+    pub lease_s: u64,
+    /// Runs of one job before it is dead-lettered (failures, and workers lost mid-run).
+    pub max_attempts: u32,
+    /// How often workers and waiting hooks look at the queue when no wake-up came.
+    pub poll_ms: u64,
+    /// Where `neurocds worker` serves `/healthz`, `/readyz` and `/metrics`.
+    pub listen: SocketAddr,
+}
+
 /// A setting that is missing, malformed or inconsistent. The message names the key.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -416,6 +435,15 @@ impl Settings {
         }
         if self.model.queue_capacity == 0 {
             return invalid("model.queue_capacity", "must be at least 1");
+        }
+        if self.worker.concurrency == 0 {
+            return invalid("worker.concurrency", "must be at least 1");
+        }
+        if self.worker.lease_s < 3 {
+            return invalid("worker.lease_s", "must be at least 3 (the lease is renewed every third of it)");
+        }
+        if self.worker.max_attempts == 0 {
+            return invalid("worker.max_attempts", "must be at least 1");
         }
         if self.dicomweb.qido_page_size == 0 {
             return invalid("dicomweb.qido_page_size", "must be at least 1");

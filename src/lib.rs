@@ -9,7 +9,14 @@
 //!  EHR ──► cds (protocol: JWT trust, hook request, prefetch, cards, feedback)
 //!            │
 //!            ▼
-//!          pipeline (the decision: shared analyses, stages timed, the policy applied)
+//!          pipeline (a hook's side: the study's analysis, queued once, waited for within budget)
+//!            │
+//!            ▼
+//!          queue (the durable work queue: one PostgreSQL row per analysis, leases, NOTIFY)
+//!            │                                           ▲ claims, renews, finishes
+//!            │                          worker (embedded in `serve`, or `neurocds worker`):
+//!            │                            pipeline::analyse — study → series → volumes →
+//!            │                            preprocessing → scope gate → ensemble → policy
 //!            │
 //!            ├─► fhir               (ImagingStudy/Endpoint look-ups; DiagnosticReport, Device, Provenance)
 //!            ├─► egress             (where outbound requests may go: allow-lists, address guard, capped bodies)
@@ -22,7 +29,8 @@
 //!          off the runtime), templates, telemetry (logs), metrics (Prometheus)
 //! ```
 //!
-//! `startup` builds the application from these parts; no module here imports it. Dependencies
+//! Two things run: `serve` (hooks, pages, compliance API, and by default an embedded worker) and
+//! `worker` (analyses only). `startup` builds either from these parts; no module here imports it. Dependencies
 //! point down the picture: `cds` knows nothing of tensors, the analysis core nothing of HTTP.
 //! The laboratory (`neurocds-lab`: synthetic cohorts, training, evaluation) is another crate and
 //! another binary; this one never links it (`tests/architecture.rs`).
@@ -36,8 +44,10 @@ pub mod fhir;
 pub mod metrics;
 pub mod offload;
 pub mod pipeline;
+pub mod queue;
 pub mod startup;
 pub mod state;
 pub mod telemetry;
 pub mod templates;
 pub mod web;
+pub mod worker;

@@ -7,7 +7,7 @@ use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use neurocds::{
     audit::{checkpoint, db},
     config::Settings,
-    startup::Application,
+    startup::{Application, WorkerProcess},
     telemetry,
 };
 
@@ -24,8 +24,13 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the CDS Hooks service (applies pending migrations first).
+    /// Run the CDS Hooks service (applies pending migrations first). It runs an analysis worker
+    /// too unless `worker.embedded` is off.
     Serve,
+    /// Run an analysis worker alone: claims analyses from the queue in PostgreSQL, retrieves,
+    /// preprocesses, runs the ensemble (CUDA when present), records results. Serves /healthz,
+    /// /readyz and /metrics on `worker.listen`.
+    Worker,
     /// Apply pending database migrations and exit.
     Migrate,
     /// Audit trail tools: `audit verify` walks the hash chain and names the first broken row.
@@ -136,6 +141,16 @@ fn run(command: Command) -> anyhow::Result<()> {
                 let app = Application::build(settings).await?;
                 app.run_until_stopped().await?;
                 tracing::info!("neurocds stopped");
+                Ok(())
+            })
+        }
+        Command::Worker => {
+            let settings = Settings::load()?;
+            let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+            runtime.block_on(async {
+                let worker = WorkerProcess::build(settings).await?;
+                worker.run_until_stopped().await?;
+                tracing::info!("neurocds worker stopped");
                 Ok(())
             })
         }

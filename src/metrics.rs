@@ -12,7 +12,10 @@
 //! | `neurocds_hooks_total` | `cds_service`, `hook`, `outcome`, `card` | hook calls answered, by what they decided and whether a card was shown |
 //! | `neurocds_analyses_total` | `outcome`, `reason` | finished analyses; `reason` is a class (the scope gate's reason, or the failed stage), never free text |
 //! | `neurocds_analysis_stage_duration_seconds` | `stage` | per-stage durations of finished analyses |
-//! | `neurocds_analyses_in_flight`, `neurocds_analyses_capacity` | | analyses running now, and the bound |
+//! | `neurocds_analyses_in_flight`, `neurocds_analyses_capacity` | | analyses running now (every worker), and the queue's bound |
+//! | `neurocds_analyses_queued`, `neurocds_analyses_dead` | | analyses waiting for a worker, and dead-lettered |
+//! | `neurocds_analysis_queue_oldest_wait_seconds` | | how long the oldest ready analysis has waited for a worker |
+//! | `neurocds_worker_analyses_running` | | analyses this process's worker runs now |
 //! | `neurocds_inference_queue_depth`, `neurocds_inference_queue_capacity` | | studies waiting for the ensemble, and the bound |
 //! | `neurocds_inference_batch_size`, `neurocds_inference_batch_duration_seconds` | `device` | forward passes of the ensemble |
 //! | `neurocds_feedback_total` | `outcome` | feedback on cards: `accepted`, `overridden` (the override rate) |
@@ -72,6 +75,10 @@ struct Families {
     stages: HistogramVec,
     in_flight: IntGauge,
     capacity: IntGauge,
+    queued: IntGauge,
+    dead: IntGauge,
+    oldest_wait: prometheus::Gauge,
+    worker_running: IntGauge,
     queue_depth: IntGauge,
     queue_capacity: IntGauge,
     feedback: IntCounterVec,
@@ -93,8 +100,11 @@ pub struct ModelIdentity<'a> {
 
 /// Values read when a scrape arrives rather than counted as they change.
 pub struct Gauges {
-    pub analyses_in_flight: usize,
+    /// The queue (every replica and worker), when the database answered the scrape.
+    pub queue: Option<crate::queue::Depth>,
     pub analyses_capacity: usize,
+    /// Analyses this process's worker runs now (0 without one).
+    pub worker_running: usize,
     pub inference_queue_depth: usize,
     pub inference_queue_capacity: usize,
 }
@@ -154,7 +164,15 @@ impl Metrics {
             analyses: counter(r, "neurocds_analyses_total", "Analyses finished.", &["outcome", "reason"]),
             stages: histogram(r, "neurocds_analysis_stage_duration_seconds", "Duration of the stages of finished analyses.", &STAGE_BUCKETS, &["stage"]),
             in_flight: gauge(r, "neurocds_analyses_in_flight", "Analyses running now."),
-            capacity: gauge(r, "neurocds_analyses_capacity", "Analyses that may run at once (hooks.max_pending_analyses)."),
+            capacity: gauge(r, "neurocds_analyses_capacity", "Analyses that may be queued or running at once (hooks.max_pending_analyses)."),
+            queued: gauge(r, "neurocds_analyses_queued", "Analyses waiting for a worker."),
+            dead: gauge(r, "neurocds_analyses_dead", "Analyses dead-lettered after failing every attempt."),
+            oldest_wait: {
+                let g = prometheus::Gauge::new("neurocds_analysis_queue_oldest_wait_seconds", "How long the oldest ready analysis has waited for a worker.").expect("a valid gauge definition");
+                r.register(Box::new(g.clone())).expect("each metric is registered once");
+                g
+            },
+            worker_running: gauge(r, "neurocds_worker_analyses_running", "Analyses this process's worker runs now."),
             queue_depth: gauge(r, "neurocds_inference_queue_depth", "Studies waiting for the ensemble."),
             queue_capacity: gauge(r, "neurocds_inference_queue_capacity", "Studies the inference queue holds at most."),
             feedback: counter(r, "neurocds_feedback_total", "Feedback on cards, by outcome (accepted, overridden).", &["outcome"]),
@@ -233,7 +251,13 @@ impl Metrics {
     /// The exposition (text format 0.0.4), with the gauges read now.
     pub fn render(&self, gauges: &Gauges) -> String {
         let f = &self.inner;
-        f.in_flight.set(gauges.analyses_in_flight as i64);
+        if let Some(q) = &gauges.queue {
+            f.in_flight.set(q.running as i64);
+            f.queued.set(q.queued as i64);
+            f.dead.set(q.dead as i64);
+            f.oldest_wait.set(q.oldest_wait_s);
+        }
+        f.worker_running.set(gauges.worker_running as i64);
         f.capacity.set(gauges.analyses_capacity as i64);
         f.queue_depth.set(gauges.inference_queue_depth as i64);
         f.queue_capacity.set(gauges.inference_queue_capacity as i64);
@@ -268,7 +292,7 @@ mod tests {
     fn a_request_is_counted_under_its_route_pattern_with_the_otel_buckets() {
         let m = metrics();
         m.http_server_request("GET", "/reports/{id}", 200, Duration::from_millis(30));
-        let text = m.render(&Gauges { analyses_in_flight: 1, analyses_capacity: 32, inference_queue_depth: 0, inference_queue_capacity: 8 });
+        let text = m.render(&Gauges { queue: Some(crate::queue::Depth { queued: 2, running: 1, dead: 0, oldest_wait_s: 0.5 }), worker_running: 1, analyses_capacity: 32, inference_queue_depth: 0, inference_queue_capacity: 8 });
         assert!(text.contains(r#"http_server_request_duration_seconds_bucket{http_request_method="GET",http_response_status_code="200",http_route="/reports/{id}",le="0.05"} 1"#), "{text}");
         assert!(text.contains(r#"http_server_request_duration_seconds_bucket{http_request_method="GET",http_response_status_code="200",http_route="/reports/{id}",le="0.025"} 0"#), "{text}");
         assert!(text.contains("neurocds_analyses_capacity 32"), "{text}");
@@ -280,7 +304,7 @@ mod tests {
         let m = metrics();
         let stages: std::collections::BTreeMap<String, u64> = [("inference".to_string(), 60u64)].into();
         m.analysis("recommended", "none", &stages);
-        let text = m.render(&Gauges { analyses_in_flight: 0, analyses_capacity: 1, inference_queue_depth: 0, inference_queue_capacity: 1 });
+        let text = m.render(&Gauges { queue: None, worker_running: 0, analyses_capacity: 1, inference_queue_depth: 0, inference_queue_capacity: 1 });
         assert!(text.contains(r#"neurocds_analysis_stage_duration_seconds_bucket{stage="inference",le="0.075"} 1"#), "{text}");
         assert!(text.contains(r#"neurocds_analyses_total{outcome="recommended",reason="none"} 1"#), "{text}");
     }

@@ -1,4 +1,10 @@
-//! Start-up: one [`Application::build`] that main and every test call, on a chosen or random port.
+//! Start-up of the two things that run: `serve` ([`Application::build`], which main and every
+//! test call, on a chosen or random port) and `worker` ([`WorkerProcess::build`]). Both build the
+//! same [`Core`] first.
+
+mod worker;
+
+pub use worker::WorkerProcess;
 
 use std::{net::TcpListener, path::PathBuf, sync::Arc, time::Instant};
 
@@ -12,7 +18,6 @@ use actix_web::{
 };
 use tracing_actix_web::TracingLogger;
 
-
 use crate::{
     audit::{Database, db},
     cds::{auth::Verifier, hook::BrainMriCodes},
@@ -21,9 +26,11 @@ use crate::{
     egress::EgressPolicy,
     fhir::client::FhirClient,
     metrics::{Metrics, ModelIdentity},
-    pipeline::Pipeline,
+    pipeline::{Pipeline, analyse::Analyser},
+    queue::{Events, Queue},
     state::AppState,
     web as pages,
+    worker::Worker,
 };
 use neurocds_analysis::{
     imaging::SeriesRules,
@@ -90,9 +97,22 @@ async fn checkpoint_periodically(db: Database, key: crate::audit::checkpoint::Si
     }
 }
 
-impl Application {
-    /// Applies pending migrations, loads the ensemble, binds the listener. Port 0 picks a free one.
-    pub async fn build(settings: Settings) -> Result<Application, StartupError> {
+/// What both roles build: the database (migrated), the ensemble, the metrics, the egress policy,
+/// the queue with its wake-ups, and the analyser a worker runs.
+pub(crate) struct Core {
+    pub settings: Arc<Settings>,
+    pub db: Database,
+    pub engine: Engine,
+    pub device: tch::Device,
+    pub metrics: Metrics,
+    pub egress: Arc<EgressPolicy>,
+    pub queue: Queue,
+    pub analyser: Analyser,
+}
+
+impl Core {
+    /// Applies pending migrations, loads the ensemble, and starts listening for queue wake-ups.
+    pub(crate) async fn build(settings: Settings) -> Result<Core, StartupError> {
         // As the owner when configured: the service's own role cannot alter the schema.
         let url = settings.database.migration_url().to_owned();
         let applied = tokio::task::spawn_blocking(move || db::run_migrations(&url))
@@ -102,11 +122,6 @@ impl Application {
             tracing::info!(?applied, "applied database migrations");
         }
         let db = Database::connect(&settings.database)?;
-        // A bad key stops start-up: a site that asked for checkpoints must not silently lack them.
-        let checkpoints = match settings.audit.checkpointing() {
-            Some((key, file)) => Some((crate::audit::checkpoint::SigningKey::load(&key)?, file)),
-            None => None,
-        };
         let device = select_device(settings.model.device).map_err(StartupError::Device)?;
         let spread = (settings.decision.max_member_spread > 0.0).then_some(settings.decision.max_member_spread);
         let manifest = resolve(&settings.model.manifest);
@@ -116,12 +131,6 @@ impl Application {
         if recipe != neurocds_analysis::imaging::preprocess::RECIPE_VERSION {
             return Err(StartupError::RecipeMismatch { manifest: recipe.clone(), service: neurocds_analysis::imaging::preprocess::RECIPE_VERSION });
         }
-        let http = reqwest::Client::builder()
-            .timeout(std::time::Duration::from_secs(settings.fhir.request_timeout_s))
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|e| StartupError::Http(e.to_string()))?;
-        let staff = Arc::new(crate::web::staff::StaffAuth::new(&settings.staff, &settings.server.public_base_url, &http).await?);
         let device_label = device_name(device);
         let metrics = Metrics::new(&ModelIdentity {
             name: &engine.manifest().name,
@@ -134,37 +143,74 @@ impl Application {
         engine.observe_batches(Box::new(move |pass| batches.inference_batch(&device_label, pass.studies, pass.duration, &pass.waits)));
         let writes = metrics.clone();
         db.observe_writes(Box::new(move |batch| writes.audit_write(batch.decisions, batch.lag)));
-        let verifier = Arc::new(Verifier::new(&settings, http)?.with_metrics(metrics.clone()));
         let egress = Arc::new(EgressPolicy::from_settings(&settings).map_err(StartupError::Egress)?);
-        let launcher = Arc::new(crate::web::smart::Launcher::new(&settings, egress.clone()).map_err(StartupError::Http)?);
-        let fhir = FhirClient::new(&settings.fhir, egress.guard()).map_err(|e| StartupError::Http(e.to_string()))?.with_metrics(metrics.clone());
         let dicomweb = DicomWebClient::new(&settings.dicomweb, egress.guard())?.with_metrics(metrics.clone());
         let rules = SeriesRules::load(&settings.imaging.series_rules)?;
-        let runtime = tokio::runtime::Handle::current();
+        let events = Events::new();
+        tokio::spawn(events.clone().listen(settings.database.url.clone()));
+        let queue = Queue::new(db.clone(), &settings.hooks, &settings.worker, events);
         let settings = Arc::new(settings);
-        let pipeline = Pipeline::new(db.clone(), engine.clone(), dicomweb, rules, settings.clone(), runtime.clone(), metrics.clone());
+        let analyser = Analyser::new(engine.clone(), dicomweb, rules, settings.clone());
+        Ok(Core { settings, db, engine, device, metrics, egress, queue, analyser })
+    }
+
+    /// `name@version` of the loaded ensemble: part of every analysis's key.
+    pub(crate) fn model_version(&self) -> String {
+        let m = self.engine.manifest();
+        format!("{}@{}", m.name, m.version)
+    }
+}
+
+impl Application {
+    /// Applies pending migrations, loads the ensemble, binds the listener, and starts the
+    /// embedded worker unless `worker.embedded` is off. Port 0 picks a free one.
+    pub async fn build(settings: Settings) -> Result<Application, StartupError> {
+        // A bad key stops start-up: a site that asked for checkpoints must not silently lack them.
+        let checkpoints = match settings.audit.checkpointing() {
+            Some((key, file)) => Some((crate::audit::checkpoint::SigningKey::load(&key)?, file)),
+            None => None,
+        };
+        let core = Core::build(settings).await?;
+        let settings = core.settings.clone();
+        let http = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(settings.fhir.request_timeout_s))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| StartupError::Http(e.to_string()))?;
+        let staff = Arc::new(crate::web::staff::StaffAuth::new(&settings.staff, &settings.server.public_base_url, &http).await?);
+        let verifier = Arc::new(Verifier::new(&settings, http)?.with_metrics(core.metrics.clone()));
+        let launcher = Arc::new(crate::web::smart::Launcher::new(&settings, core.egress.clone()).map_err(StartupError::Http)?);
+        let fhir = FhirClient::new(&settings.fhir, core.egress.guard()).map_err(|e| StartupError::Http(e.to_string()))?.with_metrics(core.metrics.clone());
+        let runtime = tokio::runtime::Handle::current();
+        let pipeline = Pipeline::new(core.queue.clone(), core.model_version(), settings.clone());
+        let worker = settings.worker.embedded.then(|| Worker::new(core.queue.clone(), core.analyser.clone(), settings.clone(), core.metrics.clone()));
+        if let Some(w) = &worker {
+            runtime.spawn(w.clone().run());
+        }
         let listener = TcpListener::bind(settings.server.listen).map_err(|source| StartupError::Bind { addr: settings.server.listen.to_string(), source })?;
         let port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
         let metrics_listener = match settings.metrics.listen.filter(|_| settings.metrics.enabled) {
             Some(addr) => Some(TcpListener::bind(addr).map_err(|source| StartupError::Bind { addr: addr.to_string(), source })?),
             None => None,
         };
+        let device = core.device;
         let state = AppState {
             brain_mri_codes: BrainMriCodes::new(&settings.hooks.extra_brain_mri_codes),
             settings,
-            db,
-            engine,
+            db: core.db,
+            engine: core.engine,
             pipeline,
+            worker,
             verifier,
             staff,
             launcher,
             fhir,
-            egress,
+            egress: core.egress,
             templates: Arc::new(crate::templates::markdown()?),
             pages: Arc::new(crate::templates::html()?),
             runtime,
             started: Instant::now(),
-            metrics,
+            metrics: core.metrics,
         };
         let server = run(listener, state.clone())?;
         let metrics_port = match metrics_listener {
@@ -179,7 +225,7 @@ impl Application {
             let interval = std::time::Duration::from_secs(state.settings.audit.checkpoint_interval_s);
             state.runtime.spawn(checkpoint_periodically(state.db.clone(), key, file, interval));
         }
-        tracing::info!(port, device = %device_name(device), "neurocds listening");
+        tracing::info!(port, device = %device_name(device), embedded_worker = state.worker.is_some(), "neurocds listening");
         Ok(Application { port, metrics_port, server, state })
     }
 
@@ -203,8 +249,13 @@ impl Application {
     }
 
     /// Serves until SIGTERM/SIGINT; in-flight requests get `server.shutdown_grace_s` to finish.
+    /// Then the embedded worker gives the analyses it holds back to the queue.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.server.await
+        let served = self.server.await;
+        if let Some(w) = &self.state.worker {
+            w.stop().await;
+        }
+        served
     }
 }
 

@@ -17,6 +17,7 @@ use crate::{
     metrics::Metrics,
     pipeline::Pipeline,
     web::{smart::Launcher, staff::StaffAuth},
+    worker::Worker,
 };
 
 /// What every request handler can reach. Cloned into each actix worker.
@@ -26,6 +27,8 @@ pub struct AppState {
     pub db: Database,
     pub engine: Engine,
     pub pipeline: Pipeline,
+    /// The embedded analysis worker (`worker.embedded`); `None` when workers run apart.
+    pub worker: Option<Worker>,
     pub verifier: Arc<Verifier>,
     pub staff: Arc<StaffAuth>,
     /// SMART EHR launches of the case report.

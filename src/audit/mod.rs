@@ -6,13 +6,12 @@
 //! kept outside the database pin the chains' heads, so cutting rows off the end or rebuilding
 //! the chain is caught too. The service connects as a role that may only append to and read
 //! the logs (migration `service_role`). What the decisions on one analysis share is stored
-//! once and named by its hash from each row ([`content`]). The same database also holds
-//! the shared state that lets several hooks and replicas run one analysis once ([`analyses`])
-//! and, when configured, refuse a token replayed to another replica ([`seen_tokens`]).
+//! once and named by its hash from each row ([`content`]). The same database also holds,
+//! when configured, the token ids that let every replica refuse a replayed token
+//! ([`seen_tokens`]); the analysis queue lives in it too, but is its own module (`queue`).
 //!
 //! This module knows SQL and hashing; it does not know HTTP, FHIR servers or tensors.
 
-pub mod analyses;
 mod append;
 pub mod chain;
 pub mod checkpoint;

@@ -32,6 +32,7 @@ use crate::{
     config::{OrderSelectAnswer, OutOfScopeAnswer},
     fhir::{report, study::choose_prior_study},
     pipeline::{PipelineError, analysis::Analysis},
+    queue::Priority,
     state::AppState,
 };
 
@@ -169,7 +170,12 @@ async fn answer(req: &HttpRequest, service_id: &str, body: web::Bytes, state: &A
         Some(t) => format!("{}#{t}", client.iss),
         None => client.iss.clone(),
     };
-    let ticket = match state.pipeline.request(&client_key, &request.patient_ref(), &study).await {
+    // A clinician signing waits for it; order-select only warms it up.
+    let priority = match hook {
+        Hook::OrderSelect => Priority::WarmUp,
+        Hook::OrderSign => Priority::Waiting,
+    };
+    let ticket = match state.pipeline.request(&client_key, &request.patient_ref(), &study, priority).await {
         Ok(t) => t,
         Err(e) => {
             record.reason = Some(e.to_string());

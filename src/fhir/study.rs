@@ -14,12 +14,12 @@ use fhir_sdk::{
         types::Coding,
     },
 };
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use time::OffsetDateTime;
 
 /// The study neurocds will analyse.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct PriorStudy {
     /// `ImagingStudy/{id}` when the resource has an id.
     pub reference: Option<String>,

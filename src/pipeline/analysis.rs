@@ -139,16 +139,16 @@ impl Analysis {
         self.outcome == Outcome::Unavailable
     }
 
-    /// How long this result stands (see `audit::analyses`): an estimate or an out-of-scope
+    /// How long this result stands (see `queue`): an estimate or an out-of-scope
     /// finding is settled by the pixels; an abstention is served for `hooks.abstention_ttl_s`
     /// (the PACS may still be ingesting, or send other pixels next time); a failure is retried
     /// after the back-off.
-    pub fn finality(&self, hooks: &crate::config::HookSettings) -> crate::audit::analyses::Finality {
-        use crate::audit::analyses::Finality;
+    pub fn finality(&self, hooks: &crate::config::HookSettings) -> crate::queue::Finality {
+        use crate::queue::Finality;
         match self.outcome {
             Outcome::Recommended | Outcome::OutOfScope => Finality::Final,
             Outcome::Abstained => Finality::Expires { seconds: hooks.abstention_ttl_s },
-            Outcome::Unavailable | Outcome::Pending => Finality::Retry { base_seconds: hooks.retry_backoff_s, max_seconds: hooks.retry_max_s },
+            Outcome::Unavailable | Outcome::Pending => Finality::Retry,
         }
     }
 }

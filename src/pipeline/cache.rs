@@ -15,7 +15,7 @@ use std::{
 };
 
 use super::analysis::Analysis;
-use crate::audit::analyses::AnalysisKey;
+use crate::queue::AnalysisKey;
 
 /// A bounded map of finished analyses; the oldest entry goes first when it is full.
 pub struct FinishedAnalyses {

@@ -2,6 +2,7 @@
 //! imaging → inference → audit, timing each stage, and turning every failure into a
 //! clinician-safe answer.
 
+pub mod analyse;
 pub mod analysis;
 pub mod cache;
 pub mod run;

@@ -1,5 +1,5 @@
 //! What people and operators reach over HTTP besides the CDS Hooks API: liveness and readiness,
-//! the compliance API, the server-rendered pages (case report, decision log, model card), and
+//! the compliance API, the server-rendered pages (case report, decision log, model card, analysis queue), and
 //! staff sign-in.
 
 pub mod audit;
@@ -8,6 +8,7 @@ pub mod launch;
 pub mod metrics;
 pub mod model_card;
 pub mod pages;
+pub mod queue;
 pub mod refusal;
 pub mod render;
 pub mod roles;
@@ -26,6 +27,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/audit", web::get().to(pages::audit))
         .route("/reports/{id}", web::get().to(pages::report))
         .route("/models", web::get().to(pages::models))
+        .route("/queue", web::get().to(queue::page_view))
+        .route("/audit/queue", web::get().to(queue::api))
         .route("/login", web::get().to(signin::login))
         .route("/login", web::post().to(pages::login))
         .route(sso::CALLBACK_PATH, web::get().to(signin::callback))

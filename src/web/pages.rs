@@ -65,7 +65,7 @@ pub async fn report(req: HttpRequest, path: web::Path<String>, state: web::Data<
     let r = &decision.record;
     let analysis = match (&r.study_uid, &r.model_version) {
         (Some(study), Some(model)) => {
-            match state.db.latest_analysis_for(&r.patient_ref, study, model, &r.client_iss).await {
+            match state.pipeline.queue().latest_done(&r.patient_ref, study, model, &r.client_iss).await {
                 Ok(Some(v)) => serde_json::from_value::<Analysis>(v).ok(),
                 _ => None,
             }

@@ -32,12 +32,14 @@ pub enum View {
     DecisionExport,
     /// `/models`: the model card.
     ModelCard,
+    /// `/queue` and `GET /audit/queue`: the analysis queue's depth and its dead letters.
+    Queue,
 }
 
 impl View {
     pub fn allows(self, role: Role) -> bool {
         match self {
-            View::CaseReport | View::DecisionLog | View::ModelCard => true,
+            View::CaseReport | View::DecisionLog | View::ModelCard | View::Queue => true,
             View::DecisionExport => role == Role::Compliance,
         }
     }
@@ -48,6 +50,7 @@ impl View {
             View::DecisionLog => "the decision log",
             View::DecisionExport => "the decision log export",
             View::ModelCard => "the model card",
+            View::Queue => "the analysis queue",
         }
     }
 }
@@ -58,7 +61,7 @@ mod tests {
 
     #[test]
     fn only_compliance_exports_the_log_and_both_roles_open_the_rest() {
-        for view in [View::CaseReport, View::DecisionLog, View::ModelCard] {
+        for view in [View::CaseReport, View::DecisionLog, View::ModelCard, View::Queue] {
             assert!(view.allows(Role::Compliance) && view.allows(Role::NeuroOncology), "{view:?}");
         }
         assert!(View::DecisionExport.allows(Role::Compliance));

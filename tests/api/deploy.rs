@@ -25,7 +25,7 @@ fn check(deploy: &Path) -> (bool, String) {
 fn the_manifests_validate_against_kubernetes_and_keep_the_platform_rules() {
     let (ok, report) = check(Path::new("deploy"));
     assert!(ok, "{report}");
-    assert!(report.contains("8 manifests"), "{report}");
+    assert!(report.contains("9 manifests"), "{report}");
 }
 
 /// The checks can fail: a container allowed to write its root filesystem, and a PACS network

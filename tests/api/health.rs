@@ -25,7 +25,7 @@ async fn readyz_reports_database_schema_model_and_device() {
 #[tokio::test]
 async fn the_tch_engine_runs_a_forward_pass_on_the_cpu() {
     let app = spawn_app().await;
-    let engine = app.app.pipeline.engine();
+    let engine = app.app.engine;
     let [d, h, w] = engine.manifest().input.shape;
     let input = neurocds_analysis::inference::ModelInput { data: vec![0.5; 2 * d * h * w], lesion_volume_ml: 10.0, t1c_lesion_mean: 2.0 };
     let out = engine.predict(input).await.expect("forward pass");

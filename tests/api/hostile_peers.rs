@@ -64,7 +64,7 @@ enum Misbehaviour {
 }
 
 /// A listener that answers each connection with `answer`.
-async fn listen<F, Fut>(answer: F) -> u16
+pub(crate) async fn listen<F, Fut>(answer: F) -> u16
 where
     F: Fn(TcpStream, String) -> Fut + Send + Sync + Clone + 'static,
     Fut: std::future::Future<Output = ()> + Send,
@@ -96,11 +96,11 @@ async fn read_head(socket: &mut TcpStream) -> Option<String> {
     Some(String::from_utf8_lossy(&head).into_owned())
 }
 
-fn request_path(head: &str) -> String {
+pub(crate) fn request_path(head: &str) -> String {
     head.split_whitespace().nth(1).unwrap_or("/").to_owned()
 }
 
-fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
+pub(crate) fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
     head.lines().find_map(|l| l.split_once(':').filter(|(k, _)| k.trim().eq_ignore_ascii_case(name)).map(|(_, v)| v.trim()))
 }
 
@@ -129,7 +129,7 @@ async fn hostile_fhir(how: Misbehaviour) -> String {
     format!("http://127.0.0.1:{port}/fhir")
 }
 
-async fn forward(mut socket: TcpStream, origin: &str, path: &str, accept: &str) {
+pub(crate) async fn forward(mut socket: TcpStream, origin: &str, path: &str, accept: &str) {
     let Ok(r) = reqwest::Client::new().get(format!("{origin}{path}")).header("Accept", accept).send().await else {
         return;
     };
@@ -214,7 +214,7 @@ async fn app() -> TestApp {
 }
 
 /// The prefetch of a loaded study whose ImagingStudy points at `pacs`.
-async fn prefetch_pointing_at(patient: &str, pacs: &str) -> Value {
+pub(crate) async fn prefetch_pointing_at(patient: &str, pacs: &str) -> Value {
     let fhir = peer("NEUROCDS_TEST_FHIR");
     let get = |url: String| async move { reqwest::get(url).await.unwrap().json::<Value>().await.unwrap() };
     let patient_resource = get(format!("{fhir}/Patient/{patient}")).await;

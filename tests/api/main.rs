@@ -16,6 +16,8 @@ mod hooks;
 mod hostile_peers;
 mod metrics;
 mod pages;
+mod queue;
 mod replicas;
 mod smart;
 mod sso;
+mod workers;

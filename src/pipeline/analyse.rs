@@ -1,0 +1,196 @@
+//! Runs one analysis: study → series → volumes → preprocessing → scope gate → ensemble →
+//! recommendation, timing each stage.
+//!
+//! An [`Analyser`] is what a worker holds (`crate::worker`); hooks never call it. Every failure
+//! becomes an [`Analysis`] with outcome `abstained` (the data cannot support an estimate),
+//! `out-of-scope` (the scope gate: no enhancing intra-axial mass to ask about) or `unavailable`
+//! (something was down or full; the queue retries it).
+
+use std::{collections::BTreeMap, sync::Arc, time::Instant};
+
+use super::analysis::{Analysis, ModelInfo, UsedSeries};
+use crate::{config::Settings, dicomweb::DicomWebClient, fhir::study::PriorStudy};
+use neurocds_analysis::{
+    decision::{Outcome, effective_thresholds, recommend},
+    imaging::{
+        Volume,
+        preprocess::{self, Recipe},
+        series::{SeriesRules, select_series},
+    },
+    inference::{Engine, InferenceError, ModelInput},
+};
+
+/// A place in the worker's concurrency, held until the last piece of an analysis's work ends:
+/// blocking work (assembly, preprocessing) outlives a task aborted at its deadline, and keeps
+/// its place until it returns, so abandoned work cannot pile up beyond the bound.
+pub type Hold = Arc<tokio::sync::OwnedSemaphorePermit>;
+
+/// What running an analysis needs: the ensemble, the PACS client and the series rules.
+#[derive(Clone)]
+pub struct Analyser {
+    engine: Engine,
+    dicomweb: DicomWebClient,
+    rules: Arc<SeriesRules>,
+    settings: Arc<Settings>,
+}
+
+impl Analyser {
+    pub fn new(engine: Engine, dicomweb: DicomWebClient, rules: SeriesRules, settings: Arc<Settings>) -> Analyser {
+        Analyser { engine, dicomweb, rules: Arc::new(rules), settings }
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    pub fn model_info(&self) -> ModelInfo {
+        let m = self.engine.manifest();
+        ModelInfo {
+            name: m.name.clone(),
+            version: m.version.clone(),
+            ensemble_sha256: m.ensemble_hash(),
+            member_sha256: m.members.iter().map(|x| x.sha256.clone()).collect(),
+            preprocessing_version: m.preprocessing_version.clone(),
+        }
+    }
+
+    /// An analysis that ended at `stage` without an estimate.
+    pub fn failed(&self, study: &PriorStudy, stage: &str, outcome: Outcome, reason: String, timings: BTreeMap<String, u64>) -> Analysis {
+        Analysis {
+            study_uid: study.study_uid.clone(),
+            study_reference: study.reference.clone(),
+            study_started: study.started.and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok()),
+            t1c: None,
+            t2: None,
+            series_verdicts: serde_json::Value::Array(Vec::new()),
+            model: self.model_info(),
+            ensemble: None,
+            lesion_volume_ml: None,
+            outcome,
+            recommendation: None,
+            reason: Some(reason),
+            failed_stage: Some(stage.to_owned()),
+            stage_timings_ms: timings,
+            key_images: None,
+            scope: None,
+            shared: Default::default(),
+        }
+    }
+
+    /// study → series → volumes → preprocessing → ensemble → recommendation. `hold` goes with
+    /// every piece of blocking work, which outlives an aborted task.
+    pub async fn analyse(&self, study: &PriorStudy, hold: Hold) -> Analysis {
+        let mut timings = BTreeMap::new();
+        let mut clock = Instant::now();
+        let mut lap = |name: &str, timings: &mut BTreeMap<String, u64>| {
+            timings.insert(name.to_owned(), clock.elapsed().as_millis() as u64);
+            clock = Instant::now();
+        };
+        let Some(base) = study.dicomweb.clone().or_else(|| study.series_dicomweb.values().next().cloned()) else {
+            return self.failed(study, "series_metadata", Outcome::Unavailable, "no DICOMweb endpoint for the study".into(), timings);
+        };
+        let metadata = match self.dicomweb.series_metadata(&base, &study.study_uid).await {
+            Ok(m) => m,
+            Err(e) => return self.failed(study, "series_metadata", Outcome::Unavailable, e.to_string(), timings),
+        };
+        lap("series_metadata", &mut timings);
+        let selection = select_series(&self.rules, &metadata);
+        let verdicts = serde_json::to_value(&selection.verdicts).unwrap_or_default();
+        let used = |uid: &Option<String>| {
+            uid.as_ref().and_then(|u| metadata.iter().find(|m| &m.series_uid == u)).map(|m| UsedSeries { series_uid: m.series_uid.clone(), description: m.description.clone(), instances: m.instance_count })
+        };
+        let (t1c_used, t2_used) = (used(&selection.t1c), used(&selection.t2));
+        lap("series_selection", &mut timings);
+        let with_series = |mut a: Analysis| {
+            a.series_verdicts = verdicts.clone();
+            a.t1c = t1c_used.clone();
+            a.t2 = t2_used.clone();
+            a
+        };
+        let (Some(t1c_uid), Some(t2_uid)) = (selection.t1c.clone(), selection.t2.clone()) else {
+            let missing = if selection.t1c.is_none() { "no T1 post-contrast series" } else { "no T2-weighted series" };
+            return with_series(self.failed(study, "series_selection", Outcome::Abstained, format!("series missing: {missing} in the prior study"), timings));
+        };
+        let t1c_base = study.dicomweb_for(&t1c_uid).unwrap_or(&base).to_owned();
+        let t2_base = study.dicomweb_for(&t2_uid).unwrap_or(&base).to_owned();
+        let (t1c_objs, t2_objs) = tokio::join!(
+            self.dicomweb.retrieve_series(&t1c_base, &study.study_uid, &t1c_uid),
+            self.dicomweb.retrieve_series(&t2_base, &study.study_uid, &t2_uid)
+        );
+        let (t1c_objs, t2_objs) = match (t1c_objs, t2_objs) {
+            (Ok(a), Ok(b)) => (a, b),
+            (Err(e), _) | (_, Err(e)) => return with_series(self.failed(study, "retrieval", Outcome::Unavailable, e.to_string(), timings)),
+        };
+        lap("retrieval", &mut timings);
+        let held = hold.clone();
+        let assembled = tokio::task::spawn_blocking(move || {
+            let _held = held;
+            let a = Volume::assemble(&t1c_uid, &t1c_objs);
+            drop(t1c_objs);
+            let b = Volume::assemble(&t2_uid, &t2_objs);
+            (a, b)
+        })
+        .await;
+        let (t1c, t2) = match assembled {
+            Ok((Ok(a), Ok(b))) => (a, b),
+            Ok((Err(e), _)) | Ok((_, Err(e))) => return with_series(self.failed(study, "assembly", Outcome::Abstained, e.to_string(), timings)),
+            Err(e) => return with_series(self.failed(study, "assembly", Outcome::Unavailable, format!("volume assembly stopped: {e}"), timings)),
+        };
+        lap("assembly", &mut timings);
+        let m = self.engine.manifest();
+        let recipe = Recipe { shape: m.input.shape, spacing_mm: m.input.spacing_mm };
+        let held = hold.clone();
+        let prepared = match tokio::task::spawn_blocking(move || {
+            let _held = held;
+            preprocess::prepare(&t1c, &t2, &recipe)
+        })
+        .await
+        {
+            Ok(Ok(p)) => p,
+            Ok(Err(abstention)) if abstention.kind.is_out_of_scope() => {
+                // The scope gate: no enhancing intra-axial mass to ask about. No input is built,
+                // the ensemble never runs, and no recommendation can follow.
+                let mut a = with_series(self.failed(study, "scope", Outcome::OutOfScope, abstention.reason, timings));
+                a.scope = abstention.scope;
+                return a;
+            }
+            Ok(Err(abstention)) => return with_series(self.failed(study, "preprocessing", Outcome::Abstained, abstention.reason, timings)),
+            Err(e) => return with_series(self.failed(study, "preprocessing", Outcome::Unavailable, format!("preprocessing stopped: {e}"), timings)),
+        };
+        lap("preprocessing", &mut timings);
+        let key_images = crate::pipeline::analysis::KeyImages::from(&prepared.key_images);
+        let scope = prepared.scope;
+        let lesion_volume_ml = prepared.lesion_volume_ml;
+        let input = ModelInput { data: prepared.data, lesion_volume_ml, t1c_lesion_mean: prepared.t1c_lesion_mean };
+        let output = match self.engine.predict(input).await {
+            Ok(o) => o,
+            Err(e @ (InferenceError::Overloaded | InferenceError::WorkerGone)) => return with_series(self.failed(study, "inference", Outcome::Unavailable, e.to_string(), timings)),
+            Err(e) => return with_series(self.failed(study, "inference", Outcome::Abstained, e.to_string(), timings)),
+        };
+        lap("inference", &mut timings);
+        let thresholds = effective_thresholds(&self.settings.decision, &m.thresholds);
+        let (outcome, recommendation, reason) = match &output.abstain_reason {
+            Some(r) => (Outcome::Abstained, None, Some(r.clone())),
+            None => (Outcome::Recommended, Some(recommend(output.calibrated_probability, &thresholds)), None),
+        };
+        Analysis {
+            study_uid: study.study_uid.clone(),
+            study_reference: study.reference.clone(),
+            study_started: study.started.and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok()),
+            t1c: t1c_used,
+            t2: t2_used,
+            series_verdicts: verdicts,
+            model: self.model_info(),
+            ensemble: Some(output),
+            lesion_volume_ml: Some(lesion_volume_ml),
+            outcome,
+            recommendation,
+            reason,
+            failed_stage: None,
+            stage_timings_ms: timings,
+            key_images: Some(key_images),
+            scope: Some(scope),
+            shared: Default::default(),
+        }
+    }
+}
