@@ -27,6 +27,8 @@ if [ "${1:-all}" = all ]; then
   [ -x /usr/bin/chromium ] || need_apt+=(chromium)
   # Prometheus: the metrics tests check /metrics with promtool and scrape it with a real server.
   command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)
+  # haproxy: the failover tests put two `serve` replicas behind a real load balancer.
+  command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || need_apt+=(haproxy)
 fi
 command -v curl >/dev/null 2>&1 || need_apt+=(curl)
 if [ ${#need_apt[@]} -gt 0 ]; then
@@ -38,6 +40,7 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   # Debian starts a system Orthanc/PostgreSQL on install; we never use them.
   $SUDO service orthanc stop >/dev/null 2>&1 || true
   $SUDO service prometheus stop >/dev/null 2>&1 || true
+  $SUDO service haproxy stop >/dev/null 2>&1 || true
 fi
 
 # --- PyTorch (libtorch for tch) -------------------------------------------------------------

@@ -99,6 +99,22 @@ impl Ehr {
         std::fs::read_to_string(self.dir.join("jwks.json")).expect("jwks.json")
     }
 
+    /// A fresh token for `aud` (unique jti), signed in this process with the EHR's key: for load
+    /// tests, where a Python process per token would be the bottleneck.
+    pub fn quick_token(&self, aud: &str) -> String {
+        static KEY: OnceLock<jsonwebtoken::EncodingKey> = OnceLock::new();
+        let key = KEY.get_or_init(|| {
+            let pem = std::fs::read(self.dir.join("keys/ehr-1.pem")).expect("the EHR's private key");
+            jsonwebtoken::EncodingKey::from_ec_pem(&pem).expect("an EC private key")
+        });
+        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES384);
+        header.kid = Some("ehr-1".into());
+        header.typ = Some("JWT".into());
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+        let claims = json!({ "iss": ISS, "aud": aud, "iat": now, "exp": now + 300, "jti": Uuid::new_v4().to_string() });
+        jsonwebtoken::encode(&header, &claims, key).expect("sign a token")
+    }
+
     /// A fresh token for `aud` (unique jti), plus any extra `ehr_token.py sign` arguments.
     pub fn token(&self, aud: &str, extra: &[&str]) -> String {
         let out = Command::new(tools_python())

@@ -3,7 +3,6 @@
 //! hook is left without a clinician-safe answer.
 
 use std::{
-    process::{Child, Command, Stdio},
     sync::{
         Arc,
         atomic::{AtomicBool, Ordering},
@@ -20,67 +19,26 @@ use crate::{
     helpers::{TestApp, brain_mri_hook, free_port, peer, spawn_app_with, tiny_ensemble},
     hooks::decisions,
     hostile_peers::{forward, header, listen, prefetch_pointing_at, request_path},
+    processes::{Process, neurocds},
 };
 
 const SELECT: &str = "neurocds-brain-mri-order-select";
 const SIGN: &str = "neurocds-brain-mri-order-sign";
 
-/// A `neurocds worker` process; killed when dropped.
-struct WorkerProcess {
-    child: Child,
-    port: u16,
-}
-
-impl Drop for WorkerProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl WorkerProcess {
-    /// Starts `neurocds worker` on `app`'s database with 3 s leases, and waits until it is ready.
-    async fn start(app: &TestApp) -> WorkerProcess {
-        let port = free_port();
-        let config = json!({
-            "database": { "url": app.db_url, "pool_size": 4 },
-            "egress": { "allowed_networks": ["127.0.0.0/8", "::1/128"] },
-            "model": { "manifest": tiny_ensemble().join("manifest.json").to_string_lossy(), "threads": 1 },
-            "worker": { "lease_s": 3, "poll_ms": 200, "listen": format!("127.0.0.1:{port}") },
-        });
-        let file = std::env::temp_dir().join(format!("neurocds-worker-{}.toml", uuid::Uuid::new_v4()));
-        std::fs::write(&file, toml::to_string(&config).unwrap()).unwrap();
-        let log = std::fs::File::create(file.with_extension("log")).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_neurocds"))
-            .arg("worker")
-            .env("NEUROCDS_CONFIG", &file)
-            .env_remove("DATABASE_URL")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start neurocds worker");
-        let worker = WorkerProcess { child, port };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Ok(r) = reqwest::get(worker.url("/readyz")).await
-                && r.status().is_success()
-            {
-                let body: Value = r.json().await.unwrap();
-                assert_eq!(body["role"], "worker", "{body}");
-                return worker;
-            }
-            assert!(Instant::now() < deadline, "the worker did not become ready; see {}", file.with_extension("log").display());
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.port)
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
+/// `neurocds worker` on `app`'s database with 3 s leases, once it is ready; and the port of its
+/// `/readyz` and `/metrics`.
+async fn worker(app: &TestApp) -> (Process, u16) {
+    let port = free_port();
+    let config = json!({
+        "database": { "url": app.db_url, "pool_size": 4 },
+        "egress": { "allowed_networks": ["127.0.0.0/8", "::1/128"] },
+        "model": { "manifest": tiny_ensemble().join("manifest.json").to_string_lossy(), "threads": 1 },
+        "worker": { "lease_s": 3, "poll_ms": 200, "listen": format!("127.0.0.1:{port}") },
+    });
+    let process = neurocds("worker", &config, &format!("http://127.0.0.1:{port}/readyz")).await;
+    let ready: Value = reqwest::get(format!("http://127.0.0.1:{port}/readyz")).await.unwrap().json().await.unwrap();
+    assert_eq!(ready["role"], "worker", "{ready}");
+    (process, port)
 }
 
 #[derive(QueryableByName)]
@@ -137,7 +95,7 @@ async fn a_worker_killed_mid_analysis_loses_its_job_to_another_that_finishes_it(
     let pacs = pacs_behind_a_door(held.clone()).await;
     let prefetch = prefetch_pointing_at(&patient, &pacs).await;
 
-    let mut first = WorkerProcess::start(&app).await;
+    let (mut first, _) = worker(&app).await;
     let (status, _) = app.hook(SELECT, &brain_mri_hook("order-select", &patient, Some(prefetch.clone()), None)).await;
     assert_eq!(status, 200);
     let first_pid = format!(":{}", first.pid());
@@ -147,11 +105,10 @@ async fn a_worker_killed_mid_analysis_loses_its_job_to_another_that_finishes_it(
     .await;
 
     // Mid-analysis (waiting on the PACS): SIGKILL, no chance to give the job back.
-    first.child.kill().unwrap();
-    first.child.wait().unwrap();
+    first.kill();
     let killed = Instant::now();
     held.store(false, Ordering::SeqCst);
-    let second = WorkerProcess::start(&app).await;
+    let (second, second_port) = worker(&app).await;
     let second_pid = format!(":{}", second.pid());
     until("the second worker to finish the analysis", Duration::from_secs(90), || async {
         matches!(the_analysis(&app).await, Some((s, Some(w))) if s == "done" && w.ends_with(&second_pid))
@@ -165,7 +122,7 @@ async fn a_worker_killed_mid_analysis_loses_its_job_to_another_that_finishes_it(
     let sign = rows.last().unwrap();
     assert!(!["unavailable", "pending"].contains(&sign.record.outcome.as_str()), "the order-sign gets the finished analysis: {:?} {:?}", sign.record.outcome, sign.record.reason);
     assert!(resp["cards"].as_array().is_some_and(|c| !c.is_empty()), "{resp}");
-    let metrics = reqwest::get(second.url("/metrics")).await.unwrap().text().await.unwrap();
+    let metrics = reqwest::get(format!("http://127.0.0.1:{second_port}/metrics")).await.unwrap().text().await.unwrap();
     assert!(metrics.lines().any(|l| l.starts_with("neurocds_analyses_total{") && !l.ends_with(" 0")), "{metrics}");
 }
 
