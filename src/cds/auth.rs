@@ -55,6 +55,17 @@ pub struct VerifiedClient {
     pub valid_until: i64,
 }
 
+impl VerifiedClient {
+    /// Whom an analysis belongs to: the issuer, and `#tenant` when the token names one. Results
+    /// are shared only within it, so what another caller's data said never decides this answer.
+    pub fn analysis_owner(&self) -> String {
+        match &self.tenant {
+            Some(t) => format!("{}#{t}", self.iss),
+            None => self.iss.clone(),
+        }
+    }
+}
+
 /// Why a request's credentials were refused. Meant for the log: every message names the rule
 /// and, where known, the issuer, but never contains the token. Clients only ever see 401.
 #[derive(Debug, thiserror::Error)]

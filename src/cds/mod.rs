@@ -1,8 +1,10 @@
-//! The CDS Hooks 2.0 protocol: discovery, hook invocation, prefetch, JWT trust, cards, feedback.
+//! The CDS Hooks 2.0 protocol: discovery, hook invocation, prefetch, JWT trust, cards, feedback;
+//! and, with the same trust, the study-arrival notification that warms the queue ([`arrivals`]).
 //!
 //! This layer parses what the EHR sends into typed requests, checks who sent it, and turns the
 //! pipeline's decision into cards. It never touches pixels or tensors.
 
+pub mod arrivals;
 pub mod auth;
 pub mod card;
 pub mod discovery;
@@ -20,7 +22,8 @@ use crate::state::AppState;
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/cds-services", web::get().to(discover))
         .route("/cds-services/{id}", web::post().to(service::invoke))
-        .route("/cds-services/{id}/feedback", web::post().to(feedback::feedback));
+        .route("/cds-services/{id}/feedback", web::post().to(feedback::feedback))
+        .route(arrivals::PATH, web::post().to(arrivals::notify));
 }
 
 /// `GET /cds-services`. Requires the EHR's JWT like every other CDS endpoint.

@@ -166,10 +166,7 @@ async fn answer(req: &HttpRequest, service_id: &str, body: web::Bytes, state: &A
     }
     // Results are shared only within one client (and tenant): what another caller's prefetch
     // pointed at never decides this answer.
-    let client_key = match &client.tenant {
-        Some(t) => format!("{}#{t}", client.iss),
-        None => client.iss.clone(),
-    };
+    let client_key = client.analysis_owner();
     // A clinician signing waits for it; order-select only warms it up.
     let priority = match hook {
         Hook::OrderSelect => Priority::WarmUp,

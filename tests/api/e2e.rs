@@ -38,6 +38,13 @@ pub fn small_cohort() -> &'static Cohort {
     C.get_or_init(|| synth("small", &["--patients", "2", "--seed", "4545"]))
 }
 
+/// Studies of their own, for the test that deletes one from Orthanc and sends it again (so that
+/// Orthanc's change feed sees it arrive).
+pub fn arrivals_cohort() -> &'static Cohort {
+    static C: OnceLock<Cohort> = OnceLock::new();
+    C.get_or_init(|| synth("arrivals", &["--patients", "2", "--seed", "4646"]))
+}
+
 /// The `nth` tumour (not a mimic) of `cohort`.
 pub fn pick_from(cohort: &Cohort, nth: usize) -> Value {
     cohort.rows.iter().filter(|r| r["mimic"] == false).nth(nth).cloned().expect("a tumour in the cohort")

@@ -99,6 +99,11 @@ impl Ehr {
         std::fs::read_to_string(self.dir.join("jwks.json")).expect("jwks.json")
     }
 
+    /// The EHR's key directory (`ehr_token.py keygen`), for scripts that sign as the EHR.
+    pub fn keys_dir(&self) -> &Path {
+        &self.dir
+    }
+
     /// A fresh token for `aud` (unique jti), signed in this process with the EHR's key: for load
     /// tests, where a Python process per token would be the bottleneck.
     pub fn quick_token(&self, aud: &str) -> String {

@@ -2,6 +2,7 @@
 //! PostgreSQL database and the real peers. Tests covering a CDS Hooks 2.0 requirement name its
 //! row (`rNN`) from `cds-hooks-2.0-requirements.tsv`; docs/cds-hooks-conformance.md maps them.
 
+mod arrivals;
 mod audit;
 mod compliance;
 mod deploy;
