@@ -1,7 +1,7 @@
 # neurocds: the two commands (see README.md).
 #   make demo   install what is missing, start the peers and the service, play an EHR
 #   make test   install what is missing, start the peers, run every test
-.PHONY: demo test build stop bench bench-imaging bench-inference fuzz
+.PHONY: demo test build stop bench bench-imaging bench-inference bench-workers fuzz
 
 demo:
 	@scripts/demo.sh
@@ -20,6 +20,9 @@ bench:
 
 bench-imaging:
 	@scripts/bench_imaging.sh
+
+bench-workers:
+	@scripts/bench_workers.sh
 
 # Ensemble inference for one study through the service's engine (figures: BENCHMARKS.md).
 bench-inference:

@@ -127,8 +127,8 @@ fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntC
     c
 }
 
-fn gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
-    let g = IntGauge::new(name, help).expect("a valid gauge definition");
+fn gauge<P: prometheus::core::Atomic + 'static>(registry: &Registry, name: &str, help: &str) -> prometheus::core::GenericGauge<P> {
+    let g = prometheus::core::GenericGauge::<P>::new(name, help).expect("a valid gauge definition");
     registry.register(Box::new(g.clone())).expect("each metric is registered once");
     g
 }
@@ -167,11 +167,7 @@ impl Metrics {
             capacity: gauge(r, "neurocds_analyses_capacity", "Analyses that may be queued or running at once (hooks.max_pending_analyses)."),
             queued: gauge(r, "neurocds_analyses_queued", "Analyses waiting for a worker."),
             dead: gauge(r, "neurocds_analyses_dead", "Analyses dead-lettered after failing every attempt."),
-            oldest_wait: {
-                let g = prometheus::Gauge::new("neurocds_analysis_queue_oldest_wait_seconds", "How long the oldest ready analysis has waited for a worker.").expect("a valid gauge definition");
-                r.register(Box::new(g.clone())).expect("each metric is registered once");
-                g
-            },
+            oldest_wait: gauge(r, "neurocds_analysis_queue_oldest_wait_seconds", "How long the oldest ready analysis has waited for a worker."),
             worker_running: gauge(r, "neurocds_worker_analyses_running", "Analyses this process's worker runs now."),
             queue_depth: gauge(r, "neurocds_inference_queue_depth", "Studies waiting for the ensemble."),
             queue_capacity: gauge(r, "neurocds_inference_queue_capacity", "Studies the inference queue holds at most."),
