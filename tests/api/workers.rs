@@ -28,12 +28,16 @@ const SIGN: &str = "neurocds-brain-mri-order-sign";
 /// `neurocds worker` on `app`'s database with 3 s leases, once it is ready; and the port of its
 /// `/readyz` and `/metrics`.
 async fn worker(app: &TestApp) -> (Process, u16) {
+    worker_with_lease(app, 3).await
+}
+
+async fn worker_with_lease(app: &TestApp, lease_s: u64) -> (Process, u16) {
     let port = free_port();
     let config = json!({
         "database": { "url": app.db_url, "pool_size": 4 },
         "egress": { "allowed_networks": ["127.0.0.0/8", "::1/128"] },
         "model": { "manifest": tiny_ensemble().join("manifest.json").to_string_lossy(), "threads": 1 },
-        "worker": { "lease_s": 3, "poll_ms": 200, "listen": format!("127.0.0.1:{port}") },
+        "worker": { "lease_s": lease_s, "poll_ms": 200, "listen": format!("127.0.0.1:{port}") },
     });
     let process = neurocds("worker", &config, &format!("http://127.0.0.1:{port}/readyz")).await;
     let ready: Value = reqwest::get(format!("http://127.0.0.1:{port}/readyz")).await.unwrap().json().await.unwrap();
@@ -157,4 +161,32 @@ async fn an_analysis_that_fails_every_attempt_is_dead_lettered_and_the_clinician
     let rows = decisions(&app).await;
     assert_eq!(rows.last().unwrap().record.outcome, "unavailable");
     assert!(resp.to_string().to_lowercase().contains("unavailable"), "{resp}");
+}
+
+/// SIGTERM (a rolling update, a node drain): the worker stops claiming and gives its job back at
+/// once — long before its 60 s lease would have run out — and another worker finishes it.
+#[tokio::test]
+async fn a_worker_stopped_with_sigterm_gives_its_job_back_at_once() {
+    let app = spawn_app_with(json!({ "worker": { "embedded": false }, "hooks": { "order_sign_budget_ms": 60000 } })).await;
+    let patient = load_from(small_cohort(), &pick_from(small_cohort(), 1));
+    let held = Arc::new(AtomicBool::new(true));
+    let pacs = pacs_behind_a_door(held.clone()).await;
+    let prefetch = prefetch_pointing_at(&patient, &pacs).await;
+    let (mut first, _) = worker_with_lease(&app, 60).await;
+    let (status, _) = app.hook(SELECT, &brain_mri_hook("order-select", &patient, Some(prefetch.clone()), None)).await;
+    assert_eq!(status, 200);
+    let first_pid = format!(":{}", first.pid());
+    until("the worker to claim the analysis", Duration::from_secs(30), || async {
+        matches!(the_analysis(&app).await, Some((s, Some(w))) if s == "running" && w.ends_with(&first_pid))
+    })
+    .await;
+    let stopped = Instant::now();
+    assert!(std::process::Command::new("kill").args(["-TERM", &first.pid().to_string()]).status().unwrap().success());
+    until("the job to be given back", Duration::from_secs(10), || async { matches!(the_analysis(&app).await, Some((s, None)) if s == "queued") }).await;
+    assert!(stopped.elapsed() < Duration::from_secs(10), "given back at once, not after the lease");
+    let exited = first.child.wait().unwrap();
+    assert!(exited.success(), "the worker exits cleanly on SIGTERM: {exited:?}");
+    held.store(false, Ordering::SeqCst);
+    let (_second, _) = worker(&app).await;
+    until("another worker to finish it", Duration::from_secs(60), || async { matches!(the_analysis(&app).await, Some((s, _)) if s == "done") }).await;
 }
