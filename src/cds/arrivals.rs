@@ -50,7 +50,7 @@ pub async fn notify(req: HttpRequest, body: web::Bytes, state: web::Data<AppStat
     let resources = resources_of(&body)?;
     let studies: Vec<&Value> = resources.iter().filter(|r| r["resourceType"] == "ImagingStudy").collect();
     if studies.is_empty() || studies.len() > MAX_STUDIES {
-        return Err(RequestError::Malformed(format!("expected 1 to {MAX_STUDIES} ImagingStudy resources, got {}", studies.len())).into());
+        return Err(RequestError::Field { field: "ImagingStudy", problem: format!("must be sent 1 to {MAX_STUDIES} at a time; this notification holds {}", studies.len()) }.into());
     }
     let endpoints: Vec<Value> = resources.iter().filter(|r| r["resourceType"] == "Endpoint").cloned().collect();
     let default_dicomweb = Some(state.settings.dicomweb.default_base_url.as_str());
@@ -93,7 +93,7 @@ fn resources_of(body: &Value) -> Result<Vec<Value>, RequestError> {
     match body["resourceType"].as_str() {
         Some("ImagingStudy") => Ok(vec![body.clone()]),
         Some("Bundle") => Ok(body["entry"].as_array().map(|e| e.iter().filter_map(|x| x.get("resource").cloned()).collect()).unwrap_or_default()),
-        other => Err(RequestError::Malformed(format!("expected an ImagingStudy or a Bundle, got {}", other.unwrap_or("no resourceType")))),
+        other => Err(RequestError::Field { field: "resourceType", problem: format!("must be ImagingStudy or Bundle, not {}", other.unwrap_or("missing")) }),
     }
 }
 

@@ -60,21 +60,26 @@ impl Events {
     pub async fn listen(self, url: String) {
         let mut backoff = Duration::from_millis(250);
         loop {
-            match self.relay(&url).await {
-                Ok(()) => backoff = Duration::from_millis(250),
-                Err(e) => {
-                    tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "queue wake-ups: listening connection lost; workers and hooks poll meanwhile");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(10));
-                }
+            let (why, listened) = self.relay(&url).await;
+            if listened {
+                backoff = Duration::from_millis(250);
             }
+            tracing::warn!(error = %why, retry_in_ms = backoff.as_millis() as u64, "queue wake-ups: no listening connection; workers and hooks poll meanwhile");
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(10));
         }
     }
 
-    /// One listening connection's life; returns when it breaks.
-    async fn relay(&self, url: &str) -> Result<(), String> {
-        let mut conn = AsyncPgConnection::establish(url).await.map_err(|e| e.to_string())?;
-        conn.batch_execute(&format!("LISTEN {QUEUED}; LISTEN {FINISHED}")).await.map_err(|e| e.to_string())?;
+    /// One listening connection's life: returns why it ended, and whether it got as far as
+    /// listening (a connection that did resets the back-off).
+    async fn relay(&self, url: &str) -> (String, bool) {
+        let mut conn = match AsyncPgConnection::establish(url).await {
+            Ok(c) => c,
+            Err(e) => return (e.to_string(), false),
+        };
+        if let Err(e) = conn.batch_execute(&format!("LISTEN {QUEUED}; LISTEN {FINISHED}")).await {
+            return (e.to_string(), false);
+        }
         tracing::debug!("queue wake-ups: listening");
         // Anything that happened while no connection listened: everyone looks once.
         self.publish(Event::Queued);
@@ -87,10 +92,14 @@ impl Events {
                 Ok(Some(Ok(n))) if n.channel == QUEUED => self.publish(Event::Queued),
                 Ok(Some(Ok(n))) if n.channel == FINISHED => self.publish(Event::Finished(n.payload)),
                 Ok(Some(Ok(_))) => {}
-                Ok(Some(Err(e))) => return Err(e.to_string()),
-                Ok(None) => return Err("the connection closed".into()),
+                Ok(Some(Err(e))) => return (e.to_string(), true),
+                Ok(None) => return ("the connection closed".into(), true),
                 // Quiet for a while: make sure the connection is still there.
-                Err(_) => conn.batch_execute("SELECT 1").await.map_err(|e| e.to_string())?,
+                Err(_) => {
+                    if let Err(e) = conn.batch_execute("SELECT 1").await {
+                        return (e.to_string(), true);
+                    }
+                }
             }
         }
     }

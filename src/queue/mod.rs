@@ -20,7 +20,8 @@
 //!   the compliance API). Meanwhile hooks get the failure at once, and a hook asking again after
 //!   `hooks.retry_max_s` queues it afresh.
 //! - **Priorities.** order-sign waiting ([`Priority::Waiting`]) > order-select warming up >
-//!   back-fill; a hook that needs a queued job sooner raises its priority.
+//!   back-fill; a hook that needs a queued job sooner raises its priority. Back-fill may fill
+//!   half the queue's bound (`hooks.max_pending_analyses`) at most, so hooks always find room.
 //! - **Wake-ups.** Queuing and finishing `NOTIFY` (in the same transaction, so a wake-up never
 //!   precedes the row); workers and waiting hooks listen ([`events`]) and also look every
 //!   `worker.poll_ms`, so a lost connection delays them but never strands them.

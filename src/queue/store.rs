@@ -210,6 +210,9 @@ impl Queue {
     /// priority to `priority`.
     pub async fn enqueue(&self, key: &AnalysisKey, study: &PriorStudy, priority: Priority) -> Result<Status, AuditError> {
         let job = serde_json::to_value(study).map_err(|e| AuditError::Append(format!("cannot serialise the job: {e}")))?;
+        // Back-fill may take half the queue at most: a PACS announcing a thousand studies never
+        // leaves a clinician's hook without a place.
+        let bound = if priority == Priority::Backfill { (self.rules.max_pending / 2).max(1) } else { self.rules.max_pending };
         let mut conn = self.db.conn().await?;
         // A new job, or a finished or dead one whose time ran out, is queued — within the bound.
         let queued = bind_key!(
@@ -227,7 +230,7 @@ impl Queue {
         )
         .bind::<Jsonb, _>(&job)
         .bind::<SmallInt, _>(priority as i16)
-        .bind::<BigInt, _>(self.rules.max_pending as i64)
+        .bind::<BigInt, _>(bound as i64)
         .execute(&mut conn)
         .await
         .map_err(AuditError::query("queuing an analysis"))?;
@@ -248,7 +251,7 @@ impl Queue {
         .load(&mut conn)
         .await
         .map_err(AuditError::query("reading an analysis"))?;
-        Ok(rows.into_iter().next().map(StateRow::status).unwrap_or(Status::Full(self.rules.max_pending)))
+        Ok(rows.into_iter().next().map(StateRow::status).unwrap_or(Status::Full(bound)))
     }
 
     /// Where the job `key` stands; `None` when there is no such job.

@@ -155,6 +155,22 @@ async fn the_queue_holds_at_most_max_pending_analyses_unfinished_jobs() {
     assert_eq!(q.enqueue(&key(&app, "2.25.22"), &study("2.25.22"), Priority::Waiting).await.unwrap(), Status::Pending, "a finished job frees its place");
 }
 
+/// A PACS announcing its backlog fills half the queue at most: a clinician's hook still finds a
+/// place.
+#[tokio::test]
+async fn announced_studies_fill_half_the_queue_at_most_and_hooks_still_find_room() {
+    let app = app_with(json!({ "hooks": { "retry_backoff_s": 1, "retry_max_s": 2, "max_pending_analyses": 4 } })).await;
+    let q = queue(&app);
+    for uid in ["2.25.40", "2.25.41"] {
+        assert_eq!(q.enqueue(&key(&app, uid), &study(uid), Priority::Backfill).await.unwrap(), Status::Pending);
+    }
+    assert_eq!(q.enqueue(&key(&app, "2.25.42"), &study("2.25.42"), Priority::Backfill).await.unwrap(), Status::Full(2), "back-fill stops at half");
+    for uid in ["2.25.43", "2.25.44"] {
+        assert_eq!(q.enqueue(&key(&app, uid), &study(uid), Priority::Waiting).await.unwrap(), Status::Pending, "hooks still find room");
+    }
+    assert_eq!(q.enqueue(&key(&app, "2.25.45"), &study("2.25.45"), Priority::Waiting).await.unwrap(), Status::Full(4));
+}
+
 /// A hook waiting on one replica is woken by `NOTIFY` when a worker elsewhere finishes: long
 /// before its own look at the table (every 10 s here) would have found the result.
 #[tokio::test]
