@@ -109,6 +109,16 @@ pub struct Gauges {
     pub inference_queue_capacity: usize,
 }
 
+impl Gauges {
+    /// Reads them now: the queue (every replica and worker; `None`, logged, when the database
+    /// does not answer), this process's worker, and the ensemble's inference queue.
+    pub async fn measure(queue: &crate::queue::Queue, worker_running: usize, analyses_capacity: usize, engine: &neurocds_analysis::inference::Engine) -> Gauges {
+        let (inference_queue_depth, inference_queue_capacity) = engine.queue();
+        let queue = queue.depth().await.map_err(|e| tracing::warn!(error = %e, "metrics: cannot measure the analysis queue")).ok();
+        Gauges { queue, analyses_capacity, worker_running, inference_queue_depth, inference_queue_capacity }
+    }
+}
+
 fn histogram(registry: &Registry, name: &str, help: &str, buckets: &[f64], labels: &[&str]) -> HistogramVec {
     let h = HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets.to_vec()), labels).expect("a valid histogram definition");
     registry.register(Box::new(h.clone())).expect("each metric is registered once");

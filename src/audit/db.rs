@@ -95,6 +95,14 @@ impl Database {
         Ok(())
     }
 
+    /// What `/readyz` reports of the database: whether it answers, and the migrations not yet
+    /// applied (`["unknown"]` when they cannot be read).
+    pub async fn readiness(&self) -> (bool, Vec<String>) {
+        let answers = self.ping().await.map_err(|e| tracing::warn!(error = %e, "readiness: database unreachable")).is_ok();
+        let pending = self.pending_migrations().await.unwrap_or_else(|_| vec!["unknown".into()]);
+        (answers, pending)
+    }
+
     /// Versions of the embedded migrations not yet applied (empty when the schema is current).
     pub async fn pending_migrations(&self) -> Result<Vec<String>, AuditError> {
         #[derive(QueryableByName)]

@@ -39,7 +39,7 @@ impl WorkerProcess {
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(probe.clone())
-                .route("/healthz", web::get().to(|| async { HttpResponse::Ok().json(json!({ "status": "ok" })) }))
+                .route("/healthz", web::get().to(crate::web::health::healthz))
                 .route("/readyz", web::get().to(readyz))
                 .route("/metrics", web::get().to(metrics))
         })
@@ -67,8 +67,7 @@ impl WorkerProcess {
 
 /// Ready when the database answers with the current schema (the ensemble is loaded at start-up).
 async fn readyz(probe: web::Data<Probe>) -> HttpResponse {
-    let database = probe.core.db.ping().await.is_ok();
-    let pending = probe.core.db.pending_migrations().await.unwrap_or_else(|_| vec!["unknown".into()]);
+    let (database, pending) = probe.core.db.readiness().await;
     let ready = database && pending.is_empty();
     let body = json!({
         "status": if ready { "ready" } else { "not-ready" },
@@ -83,13 +82,7 @@ async fn readyz(probe: web::Data<Probe>) -> HttpResponse {
 }
 
 async fn metrics(probe: web::Data<Probe>) -> HttpResponse {
-    let (inference_queue_depth, inference_queue_capacity) = probe.core.engine.queue();
-    let gauges = Gauges {
-        queue: probe.core.queue.depth().await.ok(),
-        worker_running: probe.worker.running(),
-        analyses_capacity: probe.core.settings.hooks.max_pending_analyses,
-        inference_queue_depth,
-        inference_queue_capacity,
-    };
-    HttpResponse::Ok().content_type("text/plain; version=0.0.4; charset=utf-8").body(probe.core.metrics.render(&gauges))
+    let core = &probe.core;
+    let gauges = Gauges::measure(&core.queue, probe.worker.running(), core.settings.hooks.max_pending_analyses, &core.engine).await;
+    HttpResponse::Ok().content_type("text/plain; version=0.0.4; charset=utf-8").body(core.metrics.render(&gauges))
 }

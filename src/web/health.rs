@@ -16,14 +16,8 @@ pub async fn healthz() -> HttpResponse {
 
 /// Readiness: 200 `{"status":"ready", …}` or 503 with what is missing.
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
-    let database = match state.db.ping().await {
-        Ok(()) => json!("ok"),
-        Err(e) => {
-            tracing::warn!(error = %e, "readiness: database unreachable");
-            json!("unreachable")
-        }
-    };
-    let pending = state.db.pending_migrations().await.unwrap_or_else(|_| vec!["unknown".into()]);
+    let (answers, pending) = state.db.readiness().await;
+    let database = if answers { json!("ok") } else { json!("unreachable") };
     let manifest = state.engine.manifest();
     let ready = database == "ok" && pending.is_empty();
     let body = json!({

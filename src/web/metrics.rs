@@ -18,21 +18,8 @@ use crate::{metrics::Gauges, state::AppState};
 
 /// The Prometheus text exposition.
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
-    let (inference_queue_depth, inference_queue_capacity) = state.engine.queue();
-    let queue = match state.pipeline.queue().depth().await {
-        Ok(d) => Some(d),
-        Err(e) => {
-            tracing::warn!(error = %e, "metrics: cannot measure the analysis queue");
-            None
-        }
-    };
-    let gauges = Gauges {
-        queue,
-        worker_running: state.worker.as_ref().map_or(0, |w| w.running()),
-        analyses_capacity: state.settings.hooks.max_pending_analyses,
-        inference_queue_depth,
-        inference_queue_capacity,
-    };
+    let running = state.worker.as_ref().map_or(0, |w| w.running());
+    let gauges = Gauges::measure(state.pipeline.queue(), running, state.settings.hooks.max_pending_analyses, &state.engine).await;
     HttpResponse::Ok().content_type("text/plain; version=0.0.4; charset=utf-8").body(state.metrics.render(&gauges))
 }
 
