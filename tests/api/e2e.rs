@@ -190,7 +190,7 @@ async fn concurrent_hooks_for_the_same_study_run_the_analysis_once() {
     let stored: Vec<String> = diesel::sql_query("SELECT content_sha256 FROM decision_contents").load::<ContentName>(&mut owner).await.unwrap().into_iter().map(|c| c.content_sha256).collect();
     assert_eq!(stored, vec![content.clone()]);
     // Read back, each row has the series and the scope gate's candidates, and its own report.
-    assert!(rows.iter().all(|d| d.record.series["lesion_candidates"]["version"] == "neurocds-lesion/2" && !d.record.series["verdicts"].is_null()));
+    assert!(rows.iter().all(|d| d.record.series["lesion_candidates"]["version"] == "neurocds-lesion/3" && !d.record.series["verdicts"].is_null()));
     let ids: std::collections::HashSet<String> = rows.iter().map(|d| d.record.report.as_ref().unwrap()["diagnostic_report"]["identifier"][0]["value"].as_str().unwrap().to_owned()).collect();
     assert_eq!(ids, rows.iter().map(|d| d.record.decision_id.to_string()).collect(), "each report is stamped with its own decision");
     assert_eq!(app.app.db.verify_chains().await.unwrap().1, None);
@@ -299,7 +299,7 @@ async fn a_normal_brain_and_an_extra_axial_mass_never_get_a_recommendation_and_t
         let reason = d.record.reason.as_deref().unwrap();
         assert!(reasons.iter().any(|r| reason.contains(r)), "{label}: audited reason {reason:?}");
         let candidates = &d.record.series["lesion_candidates"];
-        assert_eq!(candidates["version"], "neurocds-lesion/2");
+        assert_eq!(candidates["version"], "neurocds-lesion/3");
         assert!(candidates["candidates"].as_array().unwrap().iter().all(|c| !c["rejection"].is_null()), "{label}: every candidate rejected: {candidates}");
     }
     // With `out_of_scope_answer = "none"` the same study is audited and shows no card.

@@ -155,11 +155,20 @@ fn a_lesion_half_cut_by_the_top_of_the_volume_was_too_little_imaged() {
 
 #[test]
 fn a_lesion_grazed_by_the_top_of_the_volume_is_decided_from_what_was_imaged() {
-    // The slab ends at z = 97.5 mm: only a thin cap of the lesion (above 97.5) is missing.
-    let ph = Phantom { dims: (40, 96, 96), ..Phantom::head() };
+    // A 14 mm lesion (11 mL) centred at z = 90 mm; the slab ends at z = 100 mm: only a thin cap
+    // of it is missing.
+    let ph = Phantom { dims: (41, 96, 96), lesion: Some(([110.0, 80.0, 90.0], 14.0)), ..Phantom::head() };
     let p = prepare(&ph.volume(true), &ph.volume(false), &RECIPE).unwrap();
     assert!(p.lesion.t1c_coverage >= 0.8 && p.lesion.t1c_coverage < 1.0, "coverage recorded: {}", p.lesion.t1c_coverage);
     assert_eq!(p.scope.out_of_scope, None);
+}
+
+#[test]
+fn a_small_lesion_under_an_unimaged_vertex_is_not_judged() {
+    // The slab ends at z = 97.5 mm, through the head: the skull above the 3 mL lesion was never
+    // imaged, and a mass that small there could as well be dural-based.
+    let ph = Phantom { dims: (40, 96, 96), ..Phantom::head() };
+    assert_eq!(kind_of(&ph.volume(true), &ph.volume(false)), AbstentionKind::InsufficientCoverage);
 }
 
 #[test]

@@ -60,6 +60,11 @@ pub struct StudyOutcome {
     pub calibrated: Option<f64>,
     /// Every lesion candidate the gate considered (for error analysis).
     pub candidates: Vec<neurocds_analysis::imaging::lesion::Candidate>,
+    /// What the generator drew (for error analysis; nothing above saw it): the lesions as
+    /// rendered, the main lesion's centre, the site.
+    pub truth: cohort::LesionTruth,
+    pub lesion_centre_lps: [f64; 3],
+    pub site: String,
 }
 
 /// The report: counts per presentation, and the tumours' AUC.
@@ -114,7 +119,8 @@ pub fn run(args: &ScopeCheckArgs) -> Result<ScopeCheckReport, EvaluateError> {
             let case = cohort::generate_case(&spec, index);
             let result = prepare(&case.t1c, &case.t2, &recipe);
             bar.inc(1);
-            (case.patient_id, case.presentation, case.label, result)
+            let drawn = (case.truth, case.lesion_centre_lps, case.site);
+            (case.patient_id, case.presentation, case.label, drawn, result)
         })
         .collect();
     bar.finish();
@@ -123,9 +129,21 @@ pub fn run(args: &ScopeCheckArgs) -> Result<ScopeCheckReport, EvaluateError> {
     let thresholds = effective_thresholds(&DecisionSettings { lymphoma_likely: 0.0, gbm_likely: 0.0, max_member_spread: 0.0 }, &manifest.thresholds);
     let mut n = 0;
     let mut studies = Vec::new();
-    for (patient_id, presentation, label, result) in &prepared {
+    for (patient_id, presentation, label, (truth, centre, site), result) in &prepared {
         let pcnsl = (*presentation == Presentation::Tumour).then_some(*label == Diagnosis::Pcnsl);
-        let mut s = StudyOutcome { patient_id: patient_id.clone(), presentation: *presentation, pcnsl, out_of_scope: None, abstained: None, recommendation: None, calibrated: None, candidates: Vec::new() };
+        let mut s = StudyOutcome {
+            patient_id: patient_id.clone(),
+            presentation: *presentation,
+            pcnsl,
+            out_of_scope: None,
+            abstained: None,
+            recommendation: None,
+            calibrated: None,
+            candidates: Vec::new(),
+            truth: *truth,
+            lesion_centre_lps: *centre,
+            site: site.clone(),
+        };
         match result {
             Err(a) => {
                 s.candidates = a.scope.as_ref().map(|r| r.candidates.clone()).unwrap_or_default();

@@ -4,6 +4,7 @@
 //!
 //! Pure computation on DICOM objects and arrays: no HTTP, no database, no tensors library.
 
+mod bias;
 pub mod codestream;
 pub mod dicom_json;
 pub mod folder;

@@ -13,7 +13,8 @@
 //!    approximated by the head mask eroded by [`BRAIN_DEPTH_MM`] (scalp fat, skull, dura and the
 //!    venous sinuses lie in that rim, and fat and sinuses are bright on T1c);
 //! 4. robust normalisation per channel inside the brain: `(x − median) / (IQR / 1.349)`;
-//! 5. lesion finding and the scope gate ([`super::lesion`]): enhancing components inside the
+//! 5. lesion finding and the scope gate ([`super::lesion`]), on both channels with their smooth
+//!    shading divided out ([`super::bias`]) and normalised again: enhancing components inside the
 //!    brain are candidates, each kept or rejected as normal anatomy, extra-axial, too small or
 //!    too little imaged; the study is out of scope (no input, no estimate) unless one is kept,
 //!    and the most enhancing kept candidate is the lesion;
@@ -27,6 +28,7 @@
 use ndarray::Array3;
 use serde::{Deserialize, Serialize};
 
+use super::bias;
 use super::geometry::{Affine, trilinear};
 use super::keyimage::{self, KeyImages};
 use super::lesion::{self, Candidate, ScopeReason, ScopeReport};
@@ -209,9 +211,13 @@ pub fn prepare(t1c: &Volume, t2: &Volume, recipe: &Recipe) -> Result<Prepared, A
     let s1 = RobustStats::inside(&w1, &inner).ok_or_else(|| abstain(NoHead, "the T1c series is flat inside the brain"))?;
     let s2 = RobustStats::inside(&w2, &inner).ok_or_else(|| abstain(NoHead, "the T2 series is flat inside the brain (or does not cover it)"))?;
 
-    // Step 5: the lesion, or why the study is out of scope.
-    let z1 = |x: f32| s1.z(x);
-    let z2 = |x: f32| s2.z(x);
+    // Step 5: the lesion, or why the study is out of scope, on images whose shading (bias field)
+    // is divided out and normalised again.
+    let (f1, f2) = rayon::join(|| bias::flatten(&w1, &inner), || bias::flatten(&w2, &inner));
+    let flat1 = RobustStats::inside(&f1, &inner).ok_or_else(|| abstain(NoHead, "the T1c series is flat inside the brain"))?;
+    let flat2 = RobustStats::inside(&f2, &inner).ok_or_else(|| abstain(NoHead, "the T2 series is flat inside the brain (or does not cover it)"))?;
+    let z1 = |x: f32| flat1.z(x);
+    let z2 = |x: f32| flat2.z(x);
     let t2_dims = t2.data.dim();
     let t2_covers = |(c, b, a): (usize, usize, usize)| {
         let [i, j, k] = grid_to_t2.apply([a as f64, b as f64, c as f64]);
@@ -219,7 +225,7 @@ pub fn prepare(t1c: &Volume, t2: &Volume, recipe: &Recipe) -> Result<Prepared, A
         inside(i, t2_dims.2) && inside(j, t2_dims.1) && inside(k, t2_dims.0)
     };
     let to_lps = |g: [f64; 3]| a1.apply(grid_to_t1.apply(g));
-    let scene = lesion::Scene { t1: &w1, t2: &w2, z1: &z1, z2: &z2, head: &mask, brain: &inner, t2_covers: &t2_covers, to_lps: &to_lps, spacing_mm: sp };
+    let scene = lesion::Scene { t1: &f1, t2: &f2, z1: &z1, z2: &z2, head: &mask, brain: &inner, t2_covers: &t2_covers, to_lps: &to_lps, spacing_mm: sp };
     let finding = match lesion::find(&scene) {
         Ok(f) => f,
         Err(report) => {

@@ -155,7 +155,7 @@ pub struct EvaluateOptions {
 /// `neurocds` and this process's arguments, quoted where a shell would need it.
 pub fn command_line() -> String {
     let quote = |a: String| if a.is_empty() || a.contains(|c: char| c.is_whitespace() || "'\"$`\\;&|<>()*?".contains(c)) { format!("'{}'", a.replace('\'', "'\\''")) } else { a };
-    std::iter::once("neurocds".to_string()).chain(std::env::args().skip(1).map(quote)).collect::<Vec<_>>().join(" ")
+    std::iter::once("neurocds-lab".to_string()).chain(std::env::args().skip(1).map(quote)).collect::<Vec<_>>().join(" ")
 }
 
 /// The command: load, generate, predict, report, write.

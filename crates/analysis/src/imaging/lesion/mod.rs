@@ -46,7 +46,7 @@ pub use report::{Candidate, Finding, Rejection, ScopeReason, ScopeReport};
 use measure::{ENHANCING_Z, FLOW_VOID_Z};
 
 /// Names this lesion finder and its thresholds; recorded with every decision.
-pub const LESION_FINDING_VERSION: &str = "neurocds-lesion/2";
+pub const LESION_FINDING_VERSION: &str = "neurocds-lesion/3";
 
 /// Enhancing components smaller than this are noise; they are counted, not listed.
 const MIN_CANDIDATE_ML: f64 = 0.25;
