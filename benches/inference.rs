@@ -17,11 +17,11 @@
 
 use std::time::{Duration, Instant};
 
-use neurocds::{
-    cohort::{CohortSpec, generate_case},
+use neurocds_analysis::{
     imaging::preprocess::prepare,
     inference::{Engine, Manifest, ModelInput},
 };
+use neurocds_lab::cohort::{CohortSpec, generate_case};
 use tch::Device;
 
 const WARM_UP: usize = 5;
