@@ -112,8 +112,8 @@ pub struct Gauges {
 impl Gauges {
     /// Reads them now: the queue (every replica and worker; `None`, logged, when the database
     /// does not answer), this process's worker, and the ensemble's inference queue.
-    pub async fn measure(queue: &crate::queue::Queue, worker_running: usize, analyses_capacity: usize, engine: &neurocds_analysis::inference::Engine) -> Gauges {
-        let (inference_queue_depth, inference_queue_capacity) = engine.queue();
+    pub async fn measure(queue: &crate::queue::Queue, worker_running: usize, analyses_capacity: usize, engine: Option<&neurocds_analysis::inference::Engine>) -> Gauges {
+        let (inference_queue_depth, inference_queue_capacity) = engine.map_or((0, 0), |e| e.queue());
         let queue = queue.depth().await.map_err(|e| tracing::warn!(error = %e, "metrics: cannot measure the analysis queue")).ok();
         Gauges { queue, analyses_capacity, worker_running, inference_queue_depth, inference_queue_capacity }
     }

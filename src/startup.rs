@@ -34,7 +34,7 @@ use crate::{
 };
 use neurocds_analysis::{
     imaging::SeriesRules,
-    inference::{Engine, device::device_name, select_device},
+    inference::{Engine, Manifest, device::device_name, select_device},
 };
 
 /// A built, bound, not yet running service.
@@ -97,22 +97,39 @@ async fn checkpoint_periodically(db: Database, key: crate::audit::checkpoint::Si
     }
 }
 
-/// What both roles build: the database (migrated), the ensemble, the metrics, the egress policy,
-/// the queue with its wake-ups, and the analyser a worker runs.
+/// What both roles build: the database (migrated), the model's identity (its manifest), the
+/// metrics, the egress policy, the queue with its wake-ups — and, in a process that runs
+/// analyses (a worker, or `serve` with its embedded worker), the ensemble and the analyser.
 pub(crate) struct Core {
     pub settings: Arc<Settings>,
     pub db: Database,
-    pub engine: Engine,
-    pub device: tch::Device,
+    /// The ensemble's manifest: its name and version key every analysis, and `/readyz` shows it.
+    pub manifest: Arc<Manifest>,
+    /// `None` in a `serve` process whose analyses run in workers: no libtorch, no members.
+    pub analyses: Option<InProcess>,
     pub metrics: Metrics,
     pub egress: Arc<EgressPolicy>,
     pub queue: Queue,
+}
+
+/// What running analyses in this process takes: the ensemble on its device, and the analyser.
+pub(crate) struct InProcess {
+    pub engine: Engine,
+    pub device: tch::Device,
     pub analyser: Analyser,
 }
 
+/// Whether the process being built runs analyses itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Analyses {
+    InProcess,
+    InWorkers,
+}
+
 impl Core {
-    /// Applies pending migrations, loads the ensemble, and starts listening for queue wake-ups.
-    pub(crate) async fn build(settings: Settings) -> Result<Core, StartupError> {
+    /// Applies pending migrations, reads the manifest (and loads the ensemble when `analyses` run
+    /// here), and starts listening for queue wake-ups.
+    pub(crate) async fn build(settings: Settings, analyses: Analyses) -> Result<Core, StartupError> {
         // As the owner when configured: the service's own role cannot alter the schema.
         let url = settings.database.migration_url().to_owned();
         let applied = tokio::task::spawn_blocking(move || db::run_migrations(&url))
@@ -122,44 +139,63 @@ impl Core {
             tracing::info!(?applied, "applied database migrations");
         }
         let db = Database::connect(&settings.database)?;
-        let device = select_device(settings.model.device).map_err(StartupError::Device)?;
-        let spread = (settings.decision.max_member_spread > 0.0).then_some(settings.decision.max_member_spread);
-        let manifest = resolve(&settings.model.manifest);
-        let engine = Engine::start(&manifest, device, settings.model.queue_capacity, settings.model.threads, spread)?;
+        let manifest_path = resolve(&settings.model.manifest);
+        let engine = match analyses {
+            Analyses::InProcess => {
+                let device = select_device(settings.model.device).map_err(StartupError::Device)?;
+                let spread = (settings.decision.max_member_spread > 0.0).then_some(settings.decision.max_member_spread);
+                Some((Engine::start(&manifest_path, device, settings.model.queue_capacity, settings.model.threads, spread)?, device))
+            }
+            Analyses::InWorkers => None,
+        };
+        let manifest = match &engine {
+            Some((e, _)) => Arc::new(e.manifest().clone()),
+            None => Arc::new(Manifest::load(&manifest_path).map_err(neurocds_analysis::inference::InferenceError::from)?),
+        };
         // A model trained on one recipe must not be fed another (nor skip the scope gate).
-        let recipe = &engine.manifest().preprocessing_version;
+        let recipe = &manifest.preprocessing_version;
         if recipe != neurocds_analysis::imaging::preprocess::RECIPE_VERSION {
             return Err(StartupError::RecipeMismatch { manifest: recipe.clone(), service: neurocds_analysis::imaging::preprocess::RECIPE_VERSION });
         }
-        let device_label = device_name(device);
+        let device_label = engine.as_ref().map_or_else(|| NO_DEVICE.to_owned(), |(_, d)| device_name(*d));
         let metrics = Metrics::new(&ModelIdentity {
-            name: &engine.manifest().name,
-            version: &engine.manifest().version,
-            ensemble_sha256: &engine.manifest().ensemble_hash(),
-            preprocessing: &engine.manifest().preprocessing_version,
+            name: &manifest.name,
+            version: &manifest.version,
+            ensemble_sha256: &manifest.ensemble_hash(),
+            preprocessing: &manifest.preprocessing_version,
             device: &device_label,
         });
-        let batches = metrics.clone();
-        engine.observe_batches(Box::new(move |pass| batches.inference_batch(&device_label, pass.studies, pass.duration, &pass.waits)));
+        if let Some((engine, _)) = &engine {
+            let batches = metrics.clone();
+            engine.observe_batches(Box::new(move |pass| batches.inference_batch(&device_label, pass.studies, pass.duration, &pass.waits)));
+        }
         let writes = metrics.clone();
         db.observe_writes(Box::new(move |batch| writes.audit_write(batch.decisions, batch.lag)));
         let egress = Arc::new(EgressPolicy::from_settings(&settings).map_err(StartupError::Egress)?);
-        let dicomweb = DicomWebClient::new(&settings.dicomweb, egress.guard())?.with_metrics(metrics.clone());
-        let rules = SeriesRules::load(&settings.imaging.series_rules)?;
         let events = Events::new();
         tokio::spawn(events.clone().listen(settings.database.url.clone()));
         let queue = Queue::new(db.clone(), &settings.hooks, &settings.worker, events);
         let settings = Arc::new(settings);
-        let analyser = Analyser::new(engine.clone(), dicomweb, rules, settings.clone());
-        Ok(Core { settings, db, engine, device, metrics, egress, queue, analyser })
+        let analyses = match engine {
+            Some((engine, device)) => {
+                let dicomweb = DicomWebClient::new(&settings.dicomweb, egress.guard())?.with_metrics(metrics.clone());
+                let rules = SeriesRules::load(&settings.imaging.series_rules)?;
+                let analyser = Analyser::new(engine.clone(), dicomweb, rules, settings.clone());
+                Some(InProcess { engine, device, analyser })
+            }
+            None => None,
+        };
+        Ok(Core { settings, db, manifest, analyses, metrics, egress, queue })
     }
 
-    /// `name@version` of the loaded ensemble: part of every analysis's key.
+    /// `name@version` of the ensemble: part of every analysis's key.
     pub(crate) fn model_version(&self) -> String {
-        let m = self.engine.manifest();
-        format!("{}@{}", m.name, m.version)
+        format!("{}@{}", self.manifest.name, self.manifest.version)
     }
 }
+
+/// The device label of a process that runs no analyses.
+pub(crate) const NO_DEVICE: &str = "none (analyses run in workers)";
 
 impl Application {
     /// Applies pending migrations, loads the ensemble, binds the listener, and starts the
@@ -170,20 +206,25 @@ impl Application {
             Some((key, file)) => Some((crate::audit::checkpoint::SigningKey::load(&key)?, file)),
             None => None,
         };
-        let core = Core::build(settings).await?;
+        let analyses = if settings.worker.embedded { Analyses::InProcess } else { Analyses::InWorkers };
+        let core = Core::build(settings, analyses).await?;
         let settings = core.settings.clone();
-        let http = reqwest::Client::builder()
+        // Staff key sets and single sign-on go through the egress address guard like every
+        // other outbound request.
+        let http = core
+            .egress
+            .guard()
+            .http_client()
             .timeout(std::time::Duration::from_secs(settings.fhir.request_timeout_s))
-            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| StartupError::Http(e.to_string()))?;
         let staff = Arc::new(crate::web::staff::StaffAuth::new(&settings.staff, &settings.server.public_base_url, &http).await?);
-        let verifier = Arc::new(Verifier::new(&settings, http)?.with_metrics(core.metrics.clone()));
+        let verifier = Arc::new(Verifier::new(&settings)?.with_metrics(core.metrics.clone()));
         let launcher = Arc::new(crate::web::smart::Launcher::new(&settings, core.egress.clone()).map_err(StartupError::Http)?);
         let fhir = FhirClient::new(&settings.fhir, core.egress.guard()).map_err(|e| StartupError::Http(e.to_string()))?.with_metrics(core.metrics.clone());
         let runtime = tokio::runtime::Handle::current();
         let pipeline = Pipeline::new(core.queue.clone(), core.model_version(), settings.clone());
-        let worker = settings.worker.embedded.then(|| Worker::new(core.queue.clone(), core.analyser.clone(), settings.clone(), core.metrics.clone()));
+        let worker = core.analyses.as_ref().map(|a| Worker::new(core.queue.clone(), a.analyser.clone(), settings.clone(), core.metrics.clone()));
         if let Some(w) = &worker {
             runtime.spawn(w.clone().run());
         }
@@ -193,12 +234,13 @@ impl Application {
             Some(addr) => Some(TcpListener::bind(addr).map_err(|source| StartupError::Bind { addr: addr.to_string(), source })?),
             None => None,
         };
-        let device = core.device;
+        let device = core.analyses.as_ref().map_or_else(|| NO_DEVICE.to_owned(), |a| device_name(a.device));
         let state = AppState {
             brain_mri_codes: BrainMriCodes::new(&settings.hooks.extra_brain_mri_codes),
             settings,
             db: core.db,
-            engine: core.engine,
+            model: core.manifest,
+            engine: core.analyses.map(|a| a.engine),
             pipeline,
             worker,
             verifier,
@@ -225,7 +267,7 @@ impl Application {
             let interval = std::time::Duration::from_secs(state.settings.audit.checkpoint_interval_s);
             state.runtime.spawn(checkpoint_periodically(state.db.clone(), key, file, interval));
         }
-        tracing::info!(port, device = %device_name(device), embedded_worker = state.worker.is_some(), "neurocds listening");
+        tracing::info!(port, %device, embedded_worker = state.worker.is_some(), "neurocds listening");
         Ok(Application { port, metrics_port, server, state })
     }
 

@@ -6,7 +6,7 @@
 use std::{sync::Arc, time::Instant};
 
 use handlebars::Handlebars;
-use neurocds_analysis::inference::Engine;
+use neurocds_analysis::inference::{Engine, Manifest};
 
 use crate::{
     audit::Database,
@@ -25,7 +25,10 @@ use crate::{
 pub struct AppState {
     pub settings: Arc<Settings>,
     pub db: Database,
-    pub engine: Engine,
+    /// The ensemble's manifest (identity, operating points, model card).
+    pub model: Arc<Manifest>,
+    /// The loaded ensemble, when analyses run in this process; `None` when workers run apart.
+    pub engine: Option<Engine>,
     pub pipeline: Pipeline,
     /// The embedded analysis worker (`worker.embedded`); `None` when workers run apart.
     pub worker: Option<Worker>,

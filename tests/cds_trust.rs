@@ -182,17 +182,24 @@ impl KeyServer {
 
 /// Settings from `config/default.toml` with these `trust.clients`.
 fn settings(clients: Value) -> Settings {
+    // The key servers below listen on loopback.
+    settings_allowing(clients, &["127.0.0.0/8"])
+}
+
+/// Settings whose egress may reach only `networks` among internal addresses.
+fn settings_allowing(clients: Value, networks: &[&str]) -> Settings {
     let defaults = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/default.toml");
     Settings::from_figment(
         Figment::from(Toml::file_exact(defaults))
             .merge(Serialized::default("database.url", "postgres://unused@localhost/unused"))
+            .merge(Serialized::default("egress.allowed_networks", networks))
             .merge(Serialized::default("trust.clients", clients)),
     )
     .expect("test settings are valid")
 }
 
 fn verifier(clients: Value) -> Verifier {
-    Verifier::new(&settings(clients), reqwest::Client::new()).expect("verifier builds")
+    Verifier::new(&settings(clients)).expect("verifier builds")
 }
 
 /// A verifier trusting `ISS` with the EHR's published keys given inline.
@@ -252,6 +259,32 @@ async fn a_key_set_past_the_size_limit_is_refused_unread() {
 
     let e = refused(&verifier, &ehr.sign("rs384-a", DISCOVERY, &[]), DISCOVERY).await;
     assert!(matches!(&e, AuthError::KeyFetch { reason, .. } if reason.contains("larger than 262144 bytes")), "{e}");
+}
+
+/// Key sets are fetched through the egress address guard: a key URL on an internal address
+/// outside `egress.allowed_networks` stops start-up, naming the setting.
+#[test]
+fn a_key_url_on_an_internal_address_outside_the_allowed_networks_stops_start_up() {
+    let e = Verifier::new(&settings_allowing(json!([{ "iss": ISS, "jwks_url": "http://10.20.30.40/jwks.json" }]), &[])).err().map(|e| e.to_string());
+    assert!(e.as_deref().is_some_and(|e| e.contains("trust.clients[0].jwks_url") && e.contains("internal address")), "{e:?}");
+    let e = Verifier::new(&settings_allowing(json!([{ "iss": ISS, "allowed_jku": ["https://169.254.169.254/keys"] }]), &[])).err().map(|e| e.to_string());
+    assert!(e.as_deref().is_some_and(|e| e.contains("allowed_jku")), "{e:?}");
+    assert!(Verifier::new(&settings_allowing(json!([{ "iss": ISS, "jwks_url": "http://10.20.30.40/jwks.json" }]), &["10.20.30.0/24"])).is_ok());
+}
+
+/// …and a key URL whose name resolves only to such an address is refused when it is fetched,
+/// before any request leaves (DNS rebinding of an IdP's name gets nowhere).
+#[tokio::test]
+async fn a_key_url_whose_name_resolves_to_an_internal_address_is_never_fetched() {
+    let ehr = Ehr::with_keys(&[("rs384-a", "RS384")]);
+    let server = KeyServer::start();
+    server.publish("/jwks.json", ehr.jwks());
+    let url = format!("http://localhost:{}/jwks.json", server.addr.port());
+    let verifier = Verifier::new(&settings_allowing(json!([{ "iss": ISS, "jwks_url": url }]), &[])).expect("a name is checked when resolved");
+
+    let e = refused(&verifier, &ehr.sign("rs384-a", DISCOVERY, &[]), DISCOVERY).await;
+    assert!(matches!(&e, AuthError::KeyFetch { .. }), "{e}");
+    assert_eq!(server.fetches("/jwks.json"), 0, "no request reached the key server");
 }
 
 /// r205, r199: an RS384 JWT is checked against the JWK Set at the client's configured
@@ -616,7 +649,7 @@ fn bad_inline_key_set_stops_start_up_naming_the_client() {
     let ehr = Ehr::with_keys(&[("es384-a", "ES384")]);
     let good = json!({ "iss": ISS, "jwks": ehr.jwks() });
     let build = |second: Value| {
-        Verifier::new(&settings(json!([good, second])), reqwest::Client::new()).err().map(|e| e.to_string())
+        Verifier::new(&settings(json!([good, second]))).err().map(|e| e.to_string())
     };
 
     let e = build(json!({ "iss": "https://b.example.org", "jwks": "{not json" })).expect("garbage jwks refused");

@@ -36,6 +36,7 @@ use keys::{KeyFetcher, KeyMap, LookupError, PublicKey, RemoteJwks};
 use replay::ReplayCache;
 
 use crate::config::{Settings, TrustedClient};
+use crate::egress::AddressGuard;
 use crate::metrics::Metrics;
 
 /// An EHR whose token passed every check.
@@ -154,6 +155,8 @@ pub enum TrustError {
     DuplicateIssuer { index: usize, iss: String },
     #[error("configuration: `trust.clients[{index}].{key}`: {url:?} {reason}")]
     Url { index: usize, key: &'static str, url: String, reason: String },
+    #[error("cannot build the HTTP client that fetches key sets: {0}")]
+    HttpClient(String),
     #[error("configuration: `trust.clients[{index}]`: needs one of jwks, jwks_url or allowed_jku")]
     NoKeySource { index: usize },
 }
@@ -200,11 +203,19 @@ const REPLAY_CACHE_CAPACITY: usize = 100_000;
 impl Verifier {
     /// Parses every client's inline JWKS and key URLs now, so a bad configuration stops
     /// start-up instead of refusing the first real request.
-    pub fn new(settings: &Settings, http: reqwest::Client) -> Result<Verifier, TrustError> {
+    ///
+    /// Key sets are fetched like every other outbound request: through the egress address guard
+    /// (`egress.allowed_networks`), without following redirects. A key URL whose host is an
+    /// internal address outside the allowed networks stops start-up; a name that resolves to one
+    /// is refused when it is fetched.
+    pub fn new(settings: &Settings) -> Result<Verifier, TrustError> {
         let trust = &settings.trust;
+        // The settings have checked every network parses; an unparsable list allows nothing.
+        let guard = settings.egress.address_guard().unwrap_or_default();
+        let http = guard.http_client().build().map_err(|e| TrustError::HttpClient(e.to_string()))?;
         let mut clients = HashMap::new();
         for (index, config) in trust.clients.iter().enumerate() {
-            let client = Client::from_config(index, config, settings.cds_services_url())?;
+            let client = Client::from_config(index, config, settings.cds_services_url(), &guard)?;
             if clients.contains_key(&client.iss) {
                 return Err(TrustError::DuplicateIssuer { index, iss: client.iss });
             }
@@ -315,7 +326,7 @@ impl Verifier {
 }
 
 impl Client {
-    fn from_config(index: usize, config: &TrustedClient, endpoints: String) -> Result<Client, TrustError> {
+    fn from_config(index: usize, config: &TrustedClient, endpoints: String, guard: &AddressGuard) -> Result<Client, TrustError> {
         if config.jwks.is_none() && config.jwks_url.is_none() && config.allowed_jku.is_empty() {
             return Err(TrustError::NoKeySource { index });
         }
@@ -342,14 +353,14 @@ impl Client {
         };
         let jwks_url = match &config.jwks_url {
             None => None,
-            Some(url) => Some(Arc::new(RemoteJwks::new(checked_url(index, "jwks_url", url)?))),
+            Some(url) => Some(Arc::new(RemoteJwks::new(checked_url(index, "jwks_url", url, guard)?))),
         };
         let mut jku = HashMap::new();
         if let Some(remote) = &jwks_url {
             jku.insert(remote.url().to_string(), remote.clone());
         }
         for url in &config.allowed_jku {
-            let url = checked_url(index, "allowed_jku", url)?;
+            let url = checked_url(index, "allowed_jku", url, guard)?;
             jku.entry(url.clone()).or_insert_with(|| Arc::new(RemoteJwks::new(url)));
         }
         Ok(Client {
@@ -387,11 +398,14 @@ impl Client {
     }
 }
 
-fn checked_url(index: usize, key: &'static str, text: &str) -> Result<String, TrustError> {
+fn checked_url(index: usize, key: &'static str, text: &str, guard: &AddressGuard) -> Result<String, TrustError> {
     let bad = |reason: &str| TrustError::Url { index, key, url: text.to_string(), reason: reason.to_string() };
     let url = url::Url::parse(text).map_err(|e| bad(&format!("is not a URL: {e}")))?;
     if !matches!(url.scheme(), "https" | "http") {
         return Err(bad("must be an https:// URL"));
+    }
+    if guard.check_literal(&url).is_err() {
+        return Err(bad("is an internal address outside egress.allowed_networks"));
     }
     if url.scheme() == "http" && !url.host_str().is_some_and(is_loopback_host) {
         tracing::warn!(index, key, url = %text, "key set URL is plain http; use https outside local tests");

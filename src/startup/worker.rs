@@ -7,7 +7,7 @@ use std::net::TcpListener;
 use actix_web::{App, HttpResponse, HttpServer, dev::Server, web};
 use serde_json::json;
 
-use super::{Core, StartupError};
+use super::{Analyses, Core, StartupError};
 use crate::{metrics::Gauges, worker::Worker};
 use neurocds_analysis::inference::device::device_name;
 
@@ -28,13 +28,16 @@ struct Probe {
 impl WorkerProcess {
     /// Applies pending migrations, loads the ensemble, binds `worker.listen`, and starts claiming.
     pub async fn build(settings: crate::config::Settings) -> Result<WorkerProcess, StartupError> {
-        let core = Core::build(settings).await?;
-        let worker = Worker::new(core.queue.clone(), core.analyser.clone(), core.settings.clone(), core.metrics.clone());
+        let core = Core::build(settings, Analyses::InProcess).await?;
+        // Built in-process above, so always present; a typed error rather than a panic all the same.
+        let analyses = core.analyses.as_ref().ok_or_else(|| StartupError::Device("the worker has no ensemble loaded".into()))?;
+        let analyser = analyses.analyser.clone();
+        let worker = Worker::new(core.queue.clone(), analyser, core.settings.clone(), core.metrics.clone());
         let addr = core.settings.worker.listen;
         let listener = TcpListener::bind(addr).map_err(|source| StartupError::Bind { addr: addr.to_string(), source })?;
         let port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
         let grace = core.settings.server.shutdown_grace_s;
-        tracing::info!(port, device = %device_name(core.device), "neurocds worker: health and metrics listening");
+        tracing::info!(port, device = %device_name(analyses.device), "neurocds worker: health and metrics listening");
         let probe = web::Data::new(Probe { core: std::sync::Arc::new(core), worker: worker.clone() });
         let server = HttpServer::new(move || {
             App::new()
@@ -74,7 +77,7 @@ async fn readyz(probe: web::Data<Probe>) -> HttpResponse {
         "role": "worker",
         "database": if database { "ok" } else { "unreachable" },
         "migrations": if pending.is_empty() { json!("current") } else { json!({ "pending": pending }) },
-        "device": device_name(probe.core.device),
+        "device": probe.core.analyses.as_ref().map(|a| device_name(a.device)),
         "running": probe.worker.running(),
         "version": env!("CARGO_PKG_VERSION"),
     });
@@ -83,6 +86,6 @@ async fn readyz(probe: web::Data<Probe>) -> HttpResponse {
 
 async fn metrics(probe: web::Data<Probe>) -> HttpResponse {
     let core = &probe.core;
-    let gauges = Gauges::measure(&core.queue, probe.worker.running(), core.settings.hooks.max_pending_analyses, &core.engine).await;
+    let gauges = Gauges::measure(&core.queue, probe.worker.running(), core.settings.hooks.max_pending_analyses, core.analyses.as_ref().map(|a| &a.engine)).await;
     HttpResponse::Ok().content_type("text/plain; version=0.0.4; charset=utf-8").body(core.metrics.render(&gauges))
 }

@@ -1,5 +1,5 @@
 //! `/healthz` (the process answers) and `/readyz` (it can do its job: database reachable, schema
-//! current, ensemble loaded, and on which device).
+//! current, which ensemble, and on which device when analyses run in this process).
 
 use actix_web::{HttpResponse, web};
 use serde_json::json;
@@ -18,7 +18,7 @@ pub async fn healthz() -> HttpResponse {
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     let (answers, pending) = state.db.readiness().await;
     let database = if answers { json!("ok") } else { json!("unreachable") };
-    let manifest = state.engine.manifest();
+    let manifest = &state.model;
     let ready = database == "ok" && pending.is_empty();
     let body = json!({
         "status": if ready { "ready" } else { "not-ready" },
@@ -30,7 +30,8 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
             "members": manifest.members.len(),
             "ensemble_sha256": manifest.ensemble_hash(),
         },
-        "device": device_name(state.engine.device()),
+        "analyses": if state.engine.is_some() { "in-process" } else { "in-workers" },
+        "device": state.engine.as_ref().map(|e| device_name(e.device())),
         "version": env!("CARGO_PKG_VERSION"),
     });
     if ready { HttpResponse::Ok().json(body) } else { HttpResponse::ServiceUnavailable().json(body) }

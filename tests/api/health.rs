@@ -20,12 +20,34 @@ async fn readyz_reports_database_schema_model_and_device() {
     assert_eq!(body["migrations"], "current");
     assert_eq!(body["model"]["members"], 3);
     assert_eq!(body["device"], "cpu");
+    assert_eq!(body["analyses"], "in-process");
+}
+
+/// A `serve` replica whose analyses run in separate workers loads no ensemble: it reads the
+/// manifest for the model's identity and nothing else, so it starts (and is ready) even where
+/// the member files are absent, and keeps no libtorch memory.
+#[tokio::test]
+async fn a_serve_replica_without_an_embedded_worker_loads_no_ensemble() {
+    let only_manifest = tempfile::tempdir().unwrap();
+    std::fs::copy(crate::helpers::tiny_ensemble().join("manifest.json"), only_manifest.path().join("manifest.json")).unwrap();
+    let manifest = only_manifest.path().join("manifest.json");
+    let app = crate::helpers::spawn_app_with(serde_json::json!({ "worker": { "embedded": false }, "model": { "manifest": manifest } })).await;
+    assert!(app.app.engine.is_none());
+    let body: Value = reqwest::get(format!("{}/readyz", app.base)).await.unwrap().json().await.unwrap();
+    assert_eq!(body["status"], "ready");
+    assert_eq!(body["analyses"], "in-workers");
+    assert_eq!(body["device"], Value::Null);
+    assert_eq!(body["model"]["members"], 3, "the identity still comes from the manifest");
+
+    // The same settings with the embedded worker must load the members, and cannot.
+    let settings = crate::helpers::settings_on(crate::helpers::free_port(), serde_json::json!({ "worker": { "embedded": true }, "model": { "manifest": manifest } })).await;
+    assert!(neurocds::startup::Application::build(settings).await.is_err(), "an embedded worker needs the member files");
 }
 
 #[tokio::test]
 async fn the_tch_engine_runs_a_forward_pass_on_the_cpu() {
     let app = spawn_app().await;
-    let engine = app.app.engine;
+    let engine = app.app.engine.clone().expect("the embedded worker's ensemble");
     let [d, h, w] = engine.manifest().input.shape;
     let input = neurocds_analysis::inference::ModelInput { data: vec![0.5; 2 * d * h * w], lesion_volume_ml: 10.0, t1c_lesion_mean: 2.0 };
     let out = engine.predict(input).await.expect("forward pass");

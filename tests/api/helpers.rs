@@ -213,6 +213,17 @@ pub async fn spawn_app_with(overrides: Value) -> TestApp {
 pub async fn spawn_app_on(port: u16, overrides: Value) -> TestApp {
     neurocds::telemetry::init("warn");
     let base = format!("http://127.0.0.1:{port}");
+    let settings = settings_on(port, overrides).await;
+    let db_url = settings.database.url.clone();
+    let app = Application::build(settings).await.expect("the app starts");
+    let (state, server) = (app.state().clone(), app.handle());
+    tokio::spawn(app.run_until_stopped());
+    TestApp { base, db_url, http: reqwest::Client::new(), app: state, server }
+}
+
+/// The tests' settings for a service on `port`, on a fresh database, with `overrides` merged in.
+pub async fn settings_on(port: u16, overrides: Value) -> Settings {
+    let base = format!("http://127.0.0.1:{port}");
     let db_url = fresh_database().await;
     let mut config = json!({
         "server": { "listen": format!("127.0.0.1:{port}"), "public_base_url": base, "workers": 2 },
@@ -224,11 +235,7 @@ pub async fn spawn_app_on(port: u16, overrides: Value) -> TestApp {
     });
     merge(&mut config, overrides);
     let figment = Figment::new().merge(Toml::file_exact("config/default.toml")).merge(Serialized::defaults(config));
-    let settings = Settings::from_figment(figment).expect("test settings");
-    let app = Application::build(settings).await.expect("the app starts");
-    let (state, server) = (app.state().clone(), app.handle());
-    tokio::spawn(app.run_until_stopped());
-    TestApp { base, db_url, http: reqwest::Client::new(), app: state, server }
+    Settings::from_figment(figment).expect("test settings")
 }
 
 /// The trusted EHR's `trust.clients` entry: its JWKS, and any FHIR server or DICOMweb origin on

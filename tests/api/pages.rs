@@ -209,7 +209,7 @@ async fn in_a_browser_staff_sign_in_filter_the_decision_log_and_read_a_case_repo
 
     // The model card: the manifest's numbers, readable (no raw JSON in the summary).
     let models = &seen["models"];
-    let manifest = app.app.engine.manifest();
+    let manifest = &app.app.model;
     assert_eq!(models["h1"], format!("Model card: {} {}", manifest.name, manifest.version));
     assert_eq!(table(models, "members").len(), manifest.members.len());
     assert!(field(models, "Calibration").starts_with("Platt scaling"), "{}", field(models, "Calibration"));
