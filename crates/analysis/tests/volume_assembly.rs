@@ -249,3 +249,78 @@ fn a_compressed_frame_declaring_another_size_than_its_instance_is_refused_before
     let err = Volume::assemble(&s.series_uid, &objs).expect_err("size mismatch");
     assert!(matches!(err, VolumeError::CodestreamSize { columns: 32, rows: 32, declared: (64, 64), .. }), "{err}");
 }
+
+/// Replaces each instance's RLE fragments with what `spoil` makes of them.
+fn spoil_rle(spoil: impl Fn(&[u8]) -> Vec<u8>) -> (String, Vec<dicom_object::DefaultDicomObject>) {
+    let s = fixtures().series("rle");
+    let mut objs = read_files(&s.files);
+    for obj in &mut objs {
+        let pixel = obj.element(tags::PIXEL_DATA).expect("pixel data");
+        let fragments: Vec<Vec<u8>> = pixel.value().fragments().expect("encapsulated").iter().map(|f| spoil(f)).collect();
+        let value = dicom_core::value::Value::from(dicom_core::value::PixelFragmentSequence::new(Vec::<u32>::new(), fragments));
+        obj.put(DataElement::new(tags::PIXEL_DATA, VR::OB, value));
+    }
+    (s.series_uid.clone(), objs)
+}
+
+fn rle_refusal(spoil: impl Fn(&[u8]) -> Vec<u8>) -> VolumeError {
+    let (series_uid, objs) = spoil_rle(spoil);
+    let err = Volume::assemble(&series_uid, &objs).expect_err("a spoilt RLE frame is refused");
+    assert!(matches!(err, VolumeError::InvalidCodestream { .. }), "{err}");
+    err
+}
+
+/// Issue 15 (RLE decode budget): the RLE decoder trusts the segment count in a frame's header
+/// (it sized a table from it, and sliced past the fragment's end); such a frame is refused by
+/// name before any decoder runs.
+#[test]
+fn an_rle_frame_claiming_four_billion_segments_is_refused_before_decoding() {
+    let err = rle_refusal(|f| {
+        let mut f = f.to_vec();
+        f[..4].copy_from_slice(&u32::MAX.to_le_bytes());
+        f
+    });
+    assert!(err.to_string().contains("segments"), "{err}");
+}
+
+/// A frame too short to hold the 64-byte RLE header is refused, not sliced past its end.
+#[test]
+fn an_rle_frame_shorter_than_its_header_is_refused() {
+    rle_refusal(|f| f[..10].to_vec());
+}
+
+/// A segment that unpacks to fewer bytes than Rows x Columns made the decoder index past its
+/// buffer (a panic); it is refused from the PackBits run lengths, without unpacking.
+#[test]
+fn an_rle_segment_that_unpacks_to_fewer_pixels_than_the_frame_is_refused() {
+    rle_refusal(|f| {
+        // The same number of segments, each one literal run of one byte.
+        let segments = u32::from_le_bytes(f[..4].try_into().unwrap());
+        let mut header = vec![0u8; 64];
+        header[..4].copy_from_slice(&segments.to_le_bytes());
+        for k in 0..segments as usize {
+            header[4 + 4 * k..8 + 4 * k].copy_from_slice(&(64 + 2 * k as u32).to_le_bytes());
+        }
+        (0..segments).fold(header, |mut frame, _| {
+            frame.extend_from_slice(&[0x00, 0x07]);
+            frame
+        })
+    });
+}
+
+/// Segment offsets must lie inside the frame, in order.
+#[test]
+fn rle_segment_offsets_pointing_outside_the_frame_are_refused() {
+    rle_refusal(|f| {
+        let mut f = f.to_vec();
+        f[8..12].copy_from_slice(&u32::MAX.to_le_bytes());
+        f
+    });
+}
+
+/// The honest RLE series still decodes after the checks (same pixels as explicit little endian).
+#[test]
+fn an_rle_series_rebuilt_fragment_by_fragment_still_decodes() {
+    let (series_uid, objs) = spoil_rle(|f| f.to_vec());
+    assert_eq!(Volume::assemble(&series_uid, &objs).expect("honest RLE").data, assemble("explicit_le").data);
+}

@@ -4,6 +4,11 @@
 //! fragment declaring 60,000 × 60,000 samples would make it allocate gigabytes however small the
 //! DICOM Rows and Columns (which the volume budgets bound). So each codestream's declared size
 //! must equal the instance's Rows × Columns before decoding ([`super::volume`]).
+//!
+//! RLE frames carry no size of their own; the decoder trusts their header's segment count and
+//! offsets, and indexes past a segment that unpacks short (a panic). [`check_rle`] reads the
+//! header and the PackBits run lengths, without unpacking, so only a frame the decoder can
+//! fill exactly reaches it.
 
 /// `(width, height)` from the start of a JPEG (SOFn, including JPEG-LS SOF55) or JPEG 2000
 /// (SIZ) codestream; `None` for anything else (a continuation fragment, RLE, an unknown
@@ -49,6 +54,77 @@ fn jpeg(b: &[u8]) -> Option<(u32, u32)> {
     }
 }
 
+/// The RLE Lossless transfer syntax (PS3.5 annex G).
+pub const RLE_LOSSLESS: &str = "1.2.840.10008.1.2.5";
+
+/// The fixed RLE header: the segment count and fifteen offsets, each a little-endian u32.
+const RLE_HEADER: usize = 64;
+
+/// The shape an RLE frame must decode to: one segment per byte of each sample.
+#[derive(Debug, Clone, Copy)]
+pub struct RleFrame {
+    pub rows: u32,
+    pub columns: u32,
+    pub bits_allocated: u16,
+    pub samples_per_pixel: u16,
+}
+
+/// Checks one RLE frame (a fragment) against the image it must decode to: a whole header, one
+/// segment per sample byte, offsets inside the frame and in order, and every segment unpacking
+/// to at least Rows × Columns bytes and at most twice that (so a few bytes cannot unpack to
+/// gigabytes). The reason names what is wrong.
+pub fn check_rle(fragment: &[u8], frame: RleFrame) -> Result<(), String> {
+    if !matches!(frame.bits_allocated, 8 | 16) {
+        return Err(format!("RLE takes 8 or 16 bits allocated, not {}", frame.bits_allocated));
+    }
+    if fragment.len() < RLE_HEADER {
+        return Err(format!("{} bytes, shorter than the {RLE_HEADER}-byte RLE header", fragment.len()));
+    }
+    let le32 = |at: usize| u32::from_le_bytes([fragment[at], fragment[at + 1], fragment[at + 2], fragment[at + 3]]) as usize;
+    let segments = le32(0);
+    let needed = usize::from(frame.samples_per_pixel) * usize::from(frame.bits_allocated / 8);
+    if segments != needed {
+        return Err(format!("the RLE header declares {segments} segments where the image needs {needed}"));
+    }
+    let mut bounds: Vec<usize> = (0..segments).map(|k| le32(4 + 4 * k)).collect();
+    bounds.push(fragment.len());
+    if bounds[0] != RLE_HEADER || bounds.windows(2).any(|w| w[0] > w[1]) {
+        return Err(format!("RLE segment offsets {:?} do not lie inside the frame ({} bytes) in order", &bounds[..segments], fragment.len()));
+    }
+    let pixels = frame.rows as usize * frame.columns as usize;
+    for (k, range) in bounds.windows(2).enumerate() {
+        let unpacked = packbits_len(&fragment[range[0]..range[1]]);
+        if unpacked < pixels || unpacked > 2 * pixels {
+            return Err(format!("RLE segment {k} unpacks to {unpacked} bytes where the frame has {pixels} pixels"));
+        }
+    }
+    Ok(())
+}
+
+/// The number of bytes a PackBits segment unpacks to, counted from its run headers.
+fn packbits_len(segment: &[u8]) -> usize {
+    let (mut at, mut out) = (0, 0usize);
+    while let Some(&header) = segment.get(at) {
+        match header as i8 {
+            // A literal run of header + 1 bytes, as many as are there.
+            n @ 0..=127 => {
+                let run = (n as usize + 1).min(segment.len() - at - 1);
+                out += run;
+                at += 1 + run;
+            }
+            -128 => at += 1,
+            // One byte repeated 1 - header times, if the byte is there.
+            n => {
+                if at + 1 < segment.len() {
+                    out += (1 - n as isize) as usize;
+                }
+                at += 2;
+            }
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -70,6 +146,33 @@ mod tests {
         let mut ls = vec![0xFF, 0xD8, 0xFF, 0xF7, 0x00, 0x0B, 16, 0x00, 0x40, 0x00, 0x80, 1];
         ls.extend_from_slice(&[1, 0x11, 0]);
         assert_eq!(declared_size(&ls), Some((128, 64)));
+    }
+
+    #[test]
+    fn packbits_lengths_count_literals_repeats_and_no_ops_without_unpacking() {
+        // A literal of 3, a repeat of 5, a no-op, a literal cut short by the end.
+        assert_eq!(packbits_len(&[2, 1, 2, 3, 0xFC, 9, 0x80, 4, 1]), 3 + 5 + 1);
+        assert_eq!(packbits_len(&[]), 0);
+        assert_eq!(packbits_len(&[0x81]), 0);
+    }
+
+    #[test]
+    fn an_rle_frame_is_refused_by_what_is_wrong_with_it() {
+        let shape = RleFrame { rows: 2, columns: 2, bits_allocated: 16, samples_per_pixel: 1 };
+        let mut frame = vec![0u8; RLE_HEADER];
+        frame[0] = 2;
+        frame[4] = 64;
+        frame[8] = 66;
+        frame.extend_from_slice(&[0xFD, 7, 0xFD, 8]);
+        assert_eq!(check_rle(&frame, shape), Ok(()));
+        assert!(check_rle(&frame, RleFrame { bits_allocated: 12, ..shape }).unwrap_err().contains("8 or 16"));
+        assert!(check_rle(&frame, RleFrame { samples_per_pixel: 3, ..shape }).unwrap_err().contains("2 segments where the image needs 6"));
+        assert!(check_rle(&frame, RleFrame { rows: 3, ..shape }).unwrap_err().contains("unpacks to 4 bytes"));
+        assert!(check_rle(&frame, RleFrame { rows: 1, columns: 1, ..shape }).unwrap_err().contains("unpacks to 4 bytes"));
+        assert!(check_rle(&frame[..RLE_HEADER - 1], shape).unwrap_err().contains("header"));
+        let mut disordered = frame.clone();
+        disordered[8] = 63;
+        assert!(check_rle(&disordered, shape).unwrap_err().contains("in order"));
     }
 
     #[test]

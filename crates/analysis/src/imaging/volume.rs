@@ -72,6 +72,8 @@ pub enum VolumeError {
     ShortPixelData { series_uid: String, sop_uid: String, need: u64, have: u64 },
     #[error("series {series_uid}: instance {sop_uid}: a compressed frame declares {declared:?} (columns, rows) where the instance is {columns}x{rows}")]
     CodestreamSize { series_uid: String, sop_uid: String, columns: u32, rows: u32, declared: (u32, u32) },
+    #[error("series {series_uid}: instance {sop_uid}: frame {frame} is not a valid codestream: {reason}")]
+    InvalidCodestream { series_uid: String, sop_uid: String, frame: usize, reason: String },
     #[error("series {series_uid}: irregular slice spacing: {gap_mm:.3} mm between slices {slice} and {next} where the median is {median_mm:.3} mm (a missing slice, or two stacks in one series)")]
     IrregularSpacing { series_uid: String, slice: usize, next: usize, gap_mm: f64, median_mm: f64 },
     #[error("series {series_uid}: slice {slice} lies {offset_mm:.3} mm off the line through the other slice positions")]
@@ -345,6 +347,9 @@ fn collect_frames(series_uid: &str, instances: &[DefaultDicomObject]) -> Result<
             }
         }
         let fragments = obj.element_opt(tags::PIXEL_DATA).ok().flatten().and_then(|e| e.value().fragments()).unwrap_or_default();
+        if obj.meta().transfer_syntax().trim_end_matches(['\0', ' ']) == codestream::RLE_LOSSLESS {
+            check_rle_frames(series_uid, &sop_uid, obj, fragments, rows, columns, n_frames)?;
+        }
         for declared in fragments.iter().filter_map(|f| codestream::declared_size(f)) {
             if declared != (columns, rows) {
                 return Err(VolumeError::CodestreamSize { series_uid: series_uid.into(), sop_uid, columns, rows, declared });
@@ -352,6 +357,18 @@ fn collect_frames(series_uid: &str, instances: &[DefaultDicomObject]) -> Result<
         }
     }
     Ok(frames)
+}
+
+/// RLE frames are checked before the decoder sees them (see [`codestream::check_rle`]): one
+/// fragment per frame, each decoding to exactly this instance's image.
+fn check_rle_frames(series_uid: &str, sop_uid: &str, obj: &DefaultDicomObject, fragments: &[Vec<u8>], rows: u32, columns: u32, n_frames: u32) -> Result<(), VolumeError> {
+    let invalid = |frame: usize, reason: String| VolumeError::InvalidCodestream { series_uid: series_uid.into(), sop_uid: sop_uid.into(), frame, reason };
+    if fragments.len() != n_frames as usize {
+        return Err(invalid(0, format!("{} RLE fragments for {n_frames} frames (RLE has one fragment per frame)", fragments.len())));
+    }
+    let small = |tag, default: f64| values_f64(obj, tag).and_then(|v| v.first().copied()).unwrap_or(default).clamp(0.0, u16::MAX as f64) as u16;
+    let shape = codestream::RleFrame { rows, columns, bits_allocated: small(tags::BITS_ALLOCATED, 16.0), samples_per_pixel: small(tags::SAMPLES_PER_PIXEL, 1.0) };
+    fragments.iter().enumerate().try_for_each(|(frame, fragment)| codestream::check_rle(fragment, shape).map_err(|reason| invalid(frame, reason)))
 }
 
 /// Decodes each instance once (rescale slope/intercept applied, per frame for enhanced MR) and
