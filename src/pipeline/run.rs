@@ -81,7 +81,11 @@ impl Pipeline {
         match self.queue.enqueue(&key, study, priority).await? {
             Status::Done(v) | Status::Failed(v) => match read(v) {
                 Some(a) => Ok(Ticket::Ready(self.keep(key, &a))),
-                None => Ok(Ticket::Queued(key)),
+                // Written by another version (an upgrade): run it again with this one.
+                None => match self.queue.redo(&key, study, priority).await? {
+                    Status::Full(n) => Err(PipelineError::Overloaded(n)),
+                    _ => Ok(Ticket::Queued(key)),
+                },
             },
             Status::Pending => Ok(Ticket::Queued(key)),
             Status::Full(n) => Err(PipelineError::Overloaded(n)),

@@ -21,6 +21,10 @@ use crate::{
 };
 
 /// `WHERE` for one key; binds $1–$5.
+/// What queuing a job afresh resets: its clocks, attempts, result and claim.
+const AFRESH: &str = "queued_at = now(), run_after = now(), attempts = 0, result = NULL, finished_at = NULL, until_at = NULL, \
+                      started_at = NULL, lease_until = NULL, claim = NULL, worker = NULL, last_error = NULL";
+
 const KEY: &str = "patient_ref = $1 AND study_uid = $2 AND model_version = $3 AND client = $4 AND source = $5";
 
 macro_rules! bind_key {
@@ -221,9 +225,7 @@ impl Queue {
                  SELECT $1, $2, $3, $4, $5, 'queued', $6, $7, now(), now(), 0 \
                  WHERE (SELECT count(*) FROM analyses WHERE state IN ('queued', 'running')) < $8 \
                  ON CONFLICT (patient_ref, study_uid, model_version, client, source) DO UPDATE \
-                   SET state = 'queued', job = EXCLUDED.job, priority = EXCLUDED.priority, queued_at = now(), run_after = now(), \
-                       attempts = 0, result = NULL, finished_at = NULL, until_at = NULL, started_at = NULL, \
-                       lease_until = NULL, claim = NULL, worker = NULL, last_error = NULL \
+                   SET state = 'queued', job = EXCLUDED.job, priority = EXCLUDED.priority, {AFRESH} \
                    WHERE analyses.state IN ('done', 'dead') AND analyses.until_at IS NOT NULL AND analyses.until_at <= now()"
             )),
             key
@@ -252,6 +254,39 @@ impl Queue {
         .await
         .map_err(AuditError::query("reading an analysis"))?;
         Ok(rows.into_iter().next().map(StateRow::status).unwrap_or(Status::Full(bound)))
+    }
+
+    /// Queues `key` afresh although it has a stored result: one this build cannot read (it was
+    /// written by another version during an upgrade). Within the same bound as
+    /// [`Queue::enqueue`]; a job queued or running meanwhile is left as it is.
+    pub async fn redo(&self, key: &AnalysisKey, study: &PriorStudy, priority: Priority) -> Result<Status, AuditError> {
+        let job = serde_json::to_value(study).map_err(|e| AuditError::Append(format!("cannot serialise the job: {e}")))?;
+        let bound = if priority == Priority::Backfill { (self.rules.max_pending / 2).max(1) } else { self.rules.max_pending };
+        let mut conn = self.db.conn().await?;
+        let queued = bind_key!(
+            diesel::sql_query(format!(
+                "UPDATE analyses SET state = 'queued', job = $6, priority = $7, {AFRESH} \
+                 WHERE {KEY} AND result IS NOT NULL AND state <> 'running' \
+                   AND (SELECT count(*) FROM analyses WHERE state IN ('queued', 'running')) < $8"
+            )),
+            key
+        )
+        .bind::<Jsonb, _>(&job)
+        .bind::<SmallInt, _>(priority as i16)
+        .bind::<BigInt, _>(bound as i64)
+        .execute(&mut conn)
+        .await
+        .map_err(AuditError::query("queuing an analysis again"))?;
+        if queued == 0 {
+            drop(conn);
+            return Ok(match self.status(key).await? {
+                Some(Status::Pending) => Status::Pending,
+                _ => Status::Full(bound),
+            });
+        }
+        diesel::sql_query(format!("SELECT pg_notify('{}', '')", events::QUEUED)).execute(&mut conn).await.map_err(AuditError::query("announcing a queued analysis"))?;
+        self.events.publish(Event::Queued);
+        Ok(Status::Pending)
     }
 
     /// Where the job `key` stands; `None` when there is no such job.

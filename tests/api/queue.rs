@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use neurocds::{
     fhir::study::PriorStudy,
+    pipeline::run::Ticket,
     queue::{AnalysisKey, Finality, Priority, Queue, Status},
 };
 use serde_json::{Value, json};
@@ -192,4 +193,23 @@ async fn a_hook_waiting_on_one_replica_is_woken_when_a_worker_elsewhere_finishes
     let got = waiter.await.unwrap();
     assert_eq!(got, Some(Ok(result("recommended"))));
     assert!(started.elapsed() < Duration::from_secs(5), "woken by the notification, not by polling: {:?}", started.elapsed());
+}
+
+/// Issue 17: a result stored by another version (an upgrade changed its format) is not served
+/// as "did not finish" until it expires: the next hook queues the study again for this build.
+#[tokio::test]
+async fn a_stored_result_this_build_cannot_read_is_analysed_again_on_the_next_hook() {
+    let app = app_with(json!({})).await;
+    let (pipeline, q) = (&app.app.pipeline, queue(&app));
+    let (client, patient, s) = ("https://ehr.example", "Patient/p-queue", study("2.25.9"));
+    assert!(matches!(pipeline.request(client, patient, &s, Priority::Waiting).await.unwrap(), Ticket::Queued(_)));
+    let run = q.claim("worker-old").await.unwrap().expect("queued by the hook");
+    let from_another_version = json!({ "format": "from another version", "outcome": "recommended" });
+    assert!(q.finish(&run, Finality::Final, &from_another_version, None).await.unwrap());
+
+    assert!(matches!(pipeline.request(client, patient, &s, Priority::Waiting).await.unwrap(), Ticket::Queued(_)), "not servable, so queued");
+    let again = q.claim("worker-new").await.unwrap().expect("the study is analysed again");
+    assert_eq!((again.key, again.attempts), (key(&app, "2.25.9"), 0));
+    assert!(matches!(pipeline.request(client, patient, &s, Priority::Waiting).await.unwrap(), Ticket::Queued(_)), "once, while it runs");
+    assert!(q.claim("worker-other").await.unwrap().is_none(), "and claimed once");
 }
