@@ -113,6 +113,17 @@ if ! [ -f "$DEPLOY_VENV/.ok-1" ]; then
   touch "$DEPLOY_VENV/.ok-1"
 fi
 
+# The API contract checks (tests/api/openapi.rs): the OpenAPI validator and schemathesis, which
+# generates requests from /openapi.json and checks every answer against it. PyJWT signs the
+# EHR's tokens per request from its hooks file (tests/api/schemathesis_auth.py).
+API_VENV="$CACHE/api-venv"
+if ! [ -f "$API_VENV/.ok-1" ]; then
+  log "installing openapi-spec-validator and schemathesis into $API_VENV"
+  python3 -m venv "$API_VENV"
+  "$API_VENV/bin/pip" install -q --disable-pip-version-check "openapi-spec-validator==0.9.0" "schemathesis==4.32.5" "PyJWT[crypto]==2.10.1"
+  touch "$API_VENV/.ok-1"
+fi
+
 # Node: the EHR-side CDS Hooks client (@medplum/core) and the official R4 JSON Schema.
 NODE_DIR="$CACHE/node"
 if ! [ -f "$NODE_DIR/.ok-1" ]; then

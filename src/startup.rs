@@ -323,6 +323,7 @@ fn run(listener: TcpListener, state: AppState) -> Result<Server, StartupError> {
             .app_data(data.clone())
             .app_data(web::JsonConfig::default().limit(settings.server.max_request_bytes))
             .app_data(web::PayloadConfig::new(settings.server.max_request_bytes))
+            .app_data(web::QueryConfig::default().error_handler(|e, _| invalid_query(e)))
             .configure(pages::routes)
             .configure(crate::cds::routes)
             .configure(|cfg| {
@@ -337,6 +338,13 @@ fn run(listener: TcpListener, state: AppState) -> Result<Server, StartupError> {
     .map_err(|source| StartupError::Bind { addr, source })?
     .run();
     Ok(server)
+}
+
+/// A query string no handler could read: 400 with an OperationOutcome naming the problem, like
+/// every other refusal of the API (not actix's plain text).
+fn invalid_query(e: actix_web::error::QueryPayloadError) -> actix_web::Error {
+    let outcome = crate::cds::outcome::operation_outcome("invalid", &e.to_string());
+    actix_web::error::InternalError::from_response(e, actix_web::HttpResponse::BadRequest().json(outcome)).into()
 }
 
 /// The management listener: `/metrics` only, one worker.

@@ -40,7 +40,7 @@ pub struct Page {
 }
 
 /// Counts for the compliance summary.
-#[derive(Debug, Serialize, PartialEq)]
+#[derive(Debug, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct Summary {
     pub decisions: i64,
     pub recommended: i64,
@@ -52,7 +52,7 @@ pub struct Summary {
     pub by_recommendation: Vec<RecommendationSummary>,
 }
 
-#[derive(Debug, Serialize, PartialEq)]
+#[derive(Debug, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct RecommendationSummary {
     pub recommendation: String,
     pub decisions: i64,
@@ -60,6 +60,25 @@ pub struct RecommendationSummary {
     pub overridden: i64,
     /// Overridden / decisions with feedback (None when there is no feedback yet).
     pub override_rate: Option<f64>,
+}
+
+impl DecisionFilter {
+    /// Refuses what no decision could match and PostgreSQL cannot even compare: text holding a
+    /// NUL character. The reason names the field.
+    pub fn check(&self) -> Result<(), String> {
+        let fields = [
+            ("patient", &self.patient),
+            ("practitioner", &self.practitioner),
+            ("recommendation", &self.recommendation),
+            ("outcome", &self.outcome),
+            ("model_version", &self.model_version),
+            ("feedback", &self.feedback),
+        ];
+        match fields.iter().find(|(_, v)| v.as_deref().is_some_and(|v| v.contains('\0'))) {
+            Some((name, _)) => Err(format!("`{name}` must not contain a NUL character")),
+            None => Ok(()),
+        }
+    }
 }
 
 fn boxed(f: &DecisionFilter) -> decisions::BoxedQuery<'static, diesel::pg::Pg> {

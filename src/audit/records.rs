@@ -10,11 +10,12 @@ use uuid::Uuid;
 use super::schema::{decisions, feedback};
 
 /// One decision, as recorded. Field names are the column names (and the API's).
-#[derive(Debug, Clone, Serialize, Deserialize, Insertable, Queryable, Selectable, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, Insertable, Queryable, Selectable, PartialEq, utoipa::ToSchema)]
 #[diesel(table_name = decisions)]
 pub struct DecisionRecord {
     pub decision_id: Uuid,
     #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub recorded_at: OffsetDateTime,
     pub hook: String,
     pub hook_instance: String,
@@ -49,7 +50,7 @@ pub struct DecisionRecord {
 }
 
 /// A stored decision: the record plus its place in the chain.
-#[derive(Debug, Clone, Serialize, Queryable, Selectable)]
+#[derive(Debug, Clone, Serialize, Queryable, Selectable, utoipa::ToSchema)]
 #[diesel(table_name = decisions)]
 pub struct StoredDecision {
     pub seq: i64,

@@ -11,7 +11,7 @@
 //! Nothing is audited here (no decision is made); the queue records the job.
 
 use actix_web::{HttpRequest, HttpResponse, web};
-use serde_json::{Value, json};
+use serde_json::Value;
 use time::OffsetDateTime;
 
 use super::{hook::RequestError, outcome::CdsError, service::trust};
@@ -27,9 +27,15 @@ pub const PATH: &str = "/notifications/imaging-study";
 /// Studies one notification may name.
 const MAX_STUDIES: usize = 100;
 
+/// The answer to a notification: each study's fate.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub(crate) struct Arrivals {
+    studies: Vec<Arrival>,
+}
+
 /// What happened to one study of a notification.
-#[derive(Debug, serde::Serialize)]
-struct Arrival {
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub(crate) struct Arrival {
     #[serde(skip_serializing_if = "Option::is_none")]
     study_uid: Option<String>,
     /// `queued`, `ready` (analysed already) or `skipped`.
@@ -42,6 +48,17 @@ fn skipped(study_uid: Option<String>, reason: impl Into<String>) -> Arrival {
     Arrival { study_uid, status: "skipped", reason: Some(reason.into()) }
 }
 
+/// A study arrived at the PACS: queue its analysis at back-fill priority, so the hooks find it
+/// ready.
+#[utoipa::path(post, path = "/notifications/imaging-study", tag = "CDS Hooks", security(("ehr_jwt" = [])),
+    request_body(content = Object, description = "An ImagingStudy, or a Bundle of ImagingStudy resources with their Endpoints (what an R4 Subscription rest-hook sends)", content_type = "application/json"),
+    responses(
+        (status = 202, description = "Each study queued, ready or skipped, and why", body = Arrivals),
+        (status = 400, description = "Malformed body or a field the hook needs is missing or wrong; the OperationOutcome names it", body = crate::cds::outcome::OperationOutcome),
+        (status = 401, description = "No JWT, or one this service does not trust for this endpoint (no detail is given)", body = crate::cds::outcome::OperationOutcome),
+        (status = 413, description = "The body is over `server.max_request_bytes`", content_type = "text/plain"),
+        (status = 503, description = "Too many analyses queued, or the audit trail is unavailable (nothing is answered that is not recorded); `Retry-After` says when to try again", body = crate::cds::outcome::OperationOutcome),
+    ))]
 pub async fn notify(req: HttpRequest, body: web::Bytes, state: web::Data<AppState>) -> Result<HttpResponse, CdsError> {
     let endpoint = format!("{}{PATH}", state.settings.server.public_base_url.as_str().trim_end_matches('/'));
     let client = trust(&req, &state, &endpoint).await?;
@@ -85,7 +102,7 @@ pub async fn notify(req: HttpRequest, body: web::Bytes, state: web::Data<AppStat
     }
     let queued = answers.iter().filter(|a| a.status == "queued").count();
     tracing::info!(issuer = %client.iss, studies = answers.len(), queued, "study-arrival notification");
-    Ok(HttpResponse::Accepted().json(json!({ "studies": answers })))
+    Ok(HttpResponse::Accepted().json(Arrivals { studies: answers }))
 }
 
 /// The resources a notification carries: the ImagingStudy itself, or a Bundle's entries.
@@ -108,6 +125,7 @@ fn patient_of(study: &Value) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn the_patient_is_read_from_a_relative_or_absolute_subject_reference_and_nothing_else() {

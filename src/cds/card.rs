@@ -13,7 +13,7 @@ use neurocds_analysis::decision::{Outcome, Recommendation};
 use crate::pipeline::analysis::Analysis;
 
 /// `info` < `warning` < `critical`.
-#[derive(Debug, Clone, Copy, Serialize, PartialEq)]
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Indicator {
     Info,
@@ -21,14 +21,14 @@ pub enum Indicator {
     Critical,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct Coding {
     pub system: String,
     pub code: String,
     pub display: String,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Source {
     pub label: String,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -37,7 +37,7 @@ pub struct Source {
     pub topic: Option<Coding>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Action {
     #[serde(rename = "type")]
@@ -45,10 +45,11 @@ pub struct Action {
     pub description: String,
     /// The FHIR resource, serialised (the report's is stamped from pre-serialised parts).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
     pub resource: Option<Box<RawValue>>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Suggestion {
     pub label: String,
@@ -57,7 +58,7 @@ pub struct Suggestion {
     pub actions: Vec<Action>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Link {
     pub label: String,
@@ -68,7 +69,7 @@ pub struct Link {
     pub app_context: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Card {
     pub uuid: String,

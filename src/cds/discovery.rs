@@ -9,19 +9,31 @@ use serde_json::{Value, json};
 use super::hook::Hook;
 
 /// One entry of the discovery response (CDS Hooks 2.0 §Response).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ServiceDescription {
     pub hook: &'static str,
     pub title: &'static str,
     pub description: &'static str,
     pub id: &'static str,
+    /// Prefetch templates by key (FHIR queries with `{{context.patientId}}`).
+    #[schema(value_type = Object)]
     pub prefetch: Value,
     pub usage_requirements: &'static str,
 }
 
 pub const ORDER_SELECT_ID: &str = "neurocds-brain-mri-order-select";
 pub const ORDER_SIGN_ID: &str = "neurocds-brain-mri-order-sign";
+
+/// The service ids, as the OpenAPI document's enum for `{id}` (a test checks they are
+/// [`ORDER_SELECT_ID`] and [`ORDER_SIGN_ID`]).
+#[derive(Serialize, utoipa::ToSchema)]
+pub enum ServiceId {
+    #[serde(rename = "neurocds-brain-mri-order-select")]
+    OrderSelect,
+    #[serde(rename = "neurocds-brain-mri-order-sign")]
+    OrderSign,
+}
 
 /// Prefetch keys; tokens are `{{context.patientId}}` as the spec requires, and the queries stay
 /// within the spec's recommended subset (read; search by reference, token equality, `_sort`,
@@ -38,6 +50,12 @@ pub fn prefetch_templates() -> Value {
 
 const USAGE: &str = "Needs read access to the patient's Patient, ImagingStudy and Endpoint resources (prefetch or fhirAuthorization), \
 and a DICOMweb (WADO-RS) endpoint for the prior brain MR. Advisory only: neurocds never places or changes orders.";
+
+/// The discovery response: `{"services": [...]}`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Services {
+    pub services: Vec<ServiceDescription>,
+}
 
 pub fn services() -> Vec<ServiceDescription> {
     vec![

@@ -21,20 +21,33 @@ use crate::{
     state::AppState,
 };
 
-#[derive(Debug, Deserialize)]
-struct Body {
+/// The feedback request (CDS Hooks 2.0 §Feedback).
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[schema(as = FeedbackRequest)]
+pub(crate) struct Body {
     feedback: Vec<Item>,
 }
 
-#[derive(Debug, Deserialize)]
+/// What happened to one card.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
-struct Item {
+#[schema(as = Feedback)]
+pub(crate) struct Item {
+    /// The card's `uuid`.
+    #[schema(value_type = uuid::Uuid)]
     card: String,
+    /// `accepted` or `overridden`.
+    #[schema(example = "overridden")]
     outcome: String,
+    /// Required when accepted: `{"id": <suggestion uuid>}` each.
     #[serde(default)]
+    #[schema(value_type = Vec<Object>)]
     accepted_suggestions: Vec<Value>,
+    /// `{"reason": <one of the card's overrideReasons>, "userComment": "..."}`.
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     override_reason: Option<Value>,
+    #[schema(format = DateTime)]
     outcome_timestamp: String,
 }
 
@@ -42,6 +55,18 @@ fn bad(field: &'static str, problem: impl Into<String>) -> CdsError {
     CdsError::BadRequest(RequestError::Field { field, problem: problem.into() })
 }
 
+/// What the clinician did with a card this service gave this client.
+#[utoipa::path(post, path = "/cds-services/{id}/feedback", tag = "CDS Hooks", security(("ehr_jwt" = [])),
+    params(("id" = super::discovery::ServiceId, Path, description = "The service that gave the card")),
+    request_body(content = Body, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Stored (every item, or none)", body = Object),
+        (status = 400, description = "Malformed body or a field the hook needs is missing or wrong; the OperationOutcome names it", body = crate::cds::outcome::OperationOutcome),
+        (status = 401, description = "No JWT, or one this service does not trust for this endpoint (no detail is given)", body = crate::cds::outcome::OperationOutcome),
+        (status = 404, description = "No such service, or a card this service did not give this client (the two are answered alike)", body = super::outcome::OperationOutcome),
+        (status = 413, description = "The body is over `server.max_request_bytes`", content_type = "text/plain"),
+        (status = 503, description = "Too many analyses queued, or the audit trail is unavailable (nothing is answered that is not recorded); `Retry-After` says when to try again", body = crate::cds::outcome::OperationOutcome),
+    ))]
 pub async fn feedback(req: HttpRequest, path: web::Path<String>, body: web::Bytes, state: web::Data<AppState>) -> Result<HttpResponse, CdsError> {
     let service_id = path.into_inner();
     let endpoint = format!("{}/{}/feedback", state.settings.cds_services_url(), service_id);

@@ -19,7 +19,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 /// The two hooks neurocds answers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub enum Hook {
     #[serde(rename = "order-select")]
     OrderSelect,
@@ -46,8 +46,9 @@ impl Hook {
 
 /// The bearer token the EHR lends us for its FHIR server. Never stored, never logged: `Debug`
 /// prints only that a token is present.
-#[derive(Clone, Deserialize)]
+#[derive(Clone, Deserialize, utoipa::ToSchema)]
 pub struct FhirAuthorization {
+    #[schema(write_only)]
     pub access_token: String,
     pub token_type: String,
     #[serde(default)]
@@ -64,18 +65,28 @@ impl std::fmt::Debug for FhirAuthorization {
     }
 }
 
-/// The JSON body as sent, before checks.
-#[derive(Debug, Deserialize)]
+/// The JSON body as sent, before checks (also its schema in the OpenAPI document).
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
-struct RawRequest {
+#[schema(as = HookRequestBody)]
+pub(crate) struct RawRequest {
+    /// `order-select` or `order-sign`, matching the service invoked.
+    #[schema(value_type = Hook)]
     hook: String,
+    /// A UUID the EHR gives this invocation.
     hook_instance: String,
     #[serde(default)]
     fhir_server: Option<String>,
     #[serde(default)]
     fhir_authorization: Option<FhirAuthorization>,
+    /// `userId`, `patientId`, `encounterId`, `draftOrders` (a Bundle), and on order-select
+    /// `selections`.
+    #[schema(value_type = Object)]
     context: Value,
+    /// Prefetched resources by the keys of the discovery response; `null` when the EHR found
+    /// nothing.
     #[serde(default)]
+    #[schema(value_type = Option<HashMap<String, Value>>)]
     prefetch: Option<HashMap<String, Value>>,
 }
 

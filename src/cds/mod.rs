@@ -15,7 +15,6 @@ pub mod prefetch;
 pub mod service;
 
 use actix_web::{HttpRequest, HttpResponse, web};
-use serde_json::json;
 
 use crate::state::AppState;
 
@@ -27,7 +26,12 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 }
 
 /// `GET /cds-services`. Requires the EHR's JWT like every other CDS endpoint.
-async fn discover(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, outcome::CdsError> {
+#[utoipa::path(get, path = "/cds-services", tag = "CDS Hooks", security(("ehr_jwt" = [])),
+    responses(
+        (status = 200, description = "The services neurocds offers and what each asks the EHR to prefetch", body = discovery::Services),
+        (status = 401, description = "No JWT, or one this service does not trust for this endpoint (no detail is given)", body = outcome::OperationOutcome),
+    ))]
+pub(crate) async fn discover(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, outcome::CdsError> {
     service::trust(&req, &state, &state.settings.cds_services_url()).await?;
-    Ok(HttpResponse::Ok().json(json!({ "services": discovery::services() })))
+    Ok(HttpResponse::Ok().json(discovery::Services { services: discovery::services() }))
 }

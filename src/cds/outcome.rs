@@ -12,7 +12,6 @@
 //! Never a stack trace, never a token: the message is the error's `Display`, written for people.
 
 use actix_web::{HttpResponse, ResponseError, http::StatusCode};
-use serde_json::json;
 
 use super::hook::RequestError;
 
@@ -61,12 +60,30 @@ impl CdsError {
     }
 }
 
+/// A FHIR OperationOutcome: every refusal's body.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OperationOutcome {
+    /// Always `OperationOutcome`.
+    #[schema(example = "OperationOutcome")]
+    pub resource_type: &'static str,
+    pub issue: Vec<Issue>,
+}
+
+/// One issue of an [`OperationOutcome`].
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct Issue {
+    /// Always `error`.
+    pub severity: &'static str,
+    /// The FHIR issue type: `invalid`, `security`, `not-found`, `incomplete` or `transient`.
+    pub code: String,
+    /// What was wrong, for people (never a token or a stack trace).
+    pub diagnostics: String,
+}
+
 /// An OperationOutcome with one error issue.
-pub fn operation_outcome(code: &str, diagnostics: &str) -> serde_json::Value {
-    json!({
-        "resourceType": "OperationOutcome",
-        "issue": [{ "severity": "error", "code": code, "diagnostics": diagnostics }]
-    })
+pub fn operation_outcome(code: &str, diagnostics: &str) -> OperationOutcome {
+    OperationOutcome { resource_type: "OperationOutcome", issue: vec![Issue { severity: "error", code: code.to_owned(), diagnostics: diagnostics.to_owned() }] }
 }
 
 impl ResponseError for CdsError {

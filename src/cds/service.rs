@@ -61,8 +61,8 @@ pub async fn trust(req: &HttpRequest, state: &AppState, endpoint: &str) -> Resul
 }
 
 /// The CDS Hooks response body: `{"cards": [...]}`.
-#[derive(serde::Serialize)]
-struct Cards {
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub(crate) struct Cards {
     cards: Vec<Card>,
 }
 
@@ -70,6 +70,20 @@ fn cards(cards: Vec<Card>) -> HttpResponse {
     HttpResponse::Ok().json(Cards { cards })
 }
 
+/// A hook: order-select or order-sign on a brain MRI order. Answers the analysis's card (or none:
+/// the order is not a brain MRI, or the study is out of scope and the site silences those).
+#[utoipa::path(post, path = "/cds-services/{id}", tag = "CDS Hooks", security(("ehr_jwt" = [])),
+    params(("id" = super::discovery::ServiceId, Path, description = "A service id from `GET /cds-services`")),
+    request_body(content = super::hook::RawRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Cards; an empty list when there is nothing to advise", body = Cards),
+        (status = 400, description = "Malformed body or a field the hook needs is missing or wrong; the OperationOutcome names it", body = crate::cds::outcome::OperationOutcome),
+        (status = 401, description = "No JWT, or one this service does not trust for this endpoint (no detail is given)", body = crate::cds::outcome::OperationOutcome),
+        (status = 404, description = "No such service", body = super::outcome::OperationOutcome),
+        (status = 412, description = "The data the hook needs was neither prefetched nor fetchable from `fhirServer`", body = super::outcome::OperationOutcome),
+        (status = 413, description = "The body is over `server.max_request_bytes`", content_type = "text/plain"),
+        (status = 503, description = "Too many analyses queued, or the audit trail is unavailable (nothing is answered that is not recorded); `Retry-After` says when to try again", body = crate::cds::outcome::OperationOutcome),
+    ))]
 pub async fn invoke(req: HttpRequest, path: web::Path<String>, body: web::Bytes, state: web::Data<AppState>) -> Result<HttpResponse, CdsError> {
     let service_id = path.into_inner();
     let answered = answer(&req, &service_id, body, &state).await;

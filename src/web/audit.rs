@@ -24,16 +24,53 @@ pub struct ListQuery {
     pub format: Option<String>,
 }
 
+/// One page of the decision log, newest first.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct DecisionList {
+    pub decisions: Vec<StoredDecision>,
+    /// The next page's path (with its cursor), absent on the last page.
+    pub next: Option<String>,
+}
 
 fn unavailable(e: impl std::fmt::Display) -> HttpResponse {
     HttpResponse::ServiceUnavailable().json(operation_outcome("transient", &format!("the audit trail is unavailable: {e}")))
 }
 
+/// The decision log, newest first, filtered; `format=csv` or `format=fhir` (an AuditEvent Bundle)
+/// exports the page (compliance role only).
+#[utoipa::path(get, path = "/audit/decisions", tag = "Compliance", security(("staff_jwt" = [])),
+    params(
+        ("from" = Option<String>, Query, format = DateTime, description = "Recorded at or after (RFC 3339)"),
+        ("to" = Option<String>, Query, format = DateTime, description = "Recorded before (RFC 3339)"),
+        ("patient" = Option<String>, Query, description = "`Patient/{id}`"),
+        ("practitioner" = Option<String>, Query, description = "`Practitioner/{id}`"),
+        ("recommendation" = Option<String>, Query, description = "`biopsy`, `resection` or `tumour-board`"),
+        ("outcome" = Option<String>, Query, description = "`recommended`, `abstained`, `out-of-scope`, `unavailable`, `pending`"),
+        ("model_version" = Option<String>, Query),
+        ("feedback" = Option<String>, Query, description = "`accepted` or `overridden`: decisions with such feedback"),
+        ("cursor" = Option<String>, Query, description = "From a previous page's `next`"),
+        ("limit" = Option<i64>, Query, description = "Rows per page (1 to 1000; 100 by default)"),
+        ("format" = Option<String>, Query, description = "`csv` or `fhir` to export"),
+    ),
+    responses(
+        (status = 200, description = "A page of decisions", content(
+            (DecisionList = "application/json"),
+            (String = "text/csv"),
+            (Object = "application/fhir+json"),
+        )),
+        (status = 400, description = "A filter or cursor this API cannot read", body = crate::cds::outcome::OperationOutcome),
+        (status = 401, description = "No staff token (a browser is sent to sign in instead)", body = crate::cds::outcome::OperationOutcome),
+        (status = 403, description = "The staff role does not open this view", body = crate::cds::outcome::OperationOutcome),
+        (status = 503, description = "The audit trail is unavailable", body = crate::cds::outcome::OperationOutcome),
+    ))]
 pub async fn list(req: HttpRequest, q: web::Query<ListQuery>, state: web::Data<AppState>) -> HttpResponse {
     let view = if matches!(q.format.as_deref(), Some("csv" | "fhir")) { View::DecisionExport } else { View::DecisionLog };
     if let Err(e) = state.staff.authorize(&req, view).await {
         // The export links are followed in a browser: a refused one gets the pages' answers.
         return signin_or_deny(&req, &state, e);
+    }
+    if let Err(problem) = q.filter.check() {
+        return HttpResponse::BadRequest().json(operation_outcome("invalid", &problem));
     }
     let cursor = match q.cursor.as_deref().map(decode_cursor) {
         Some(None) => return HttpResponse::BadRequest().json(operation_outcome("invalid", "cursor is not one this API gave")),
@@ -50,16 +87,35 @@ pub async fn list(req: HttpRequest, q: web::Query<ListQuery>, state: web::Data<A
     match q.format.as_deref() {
         Some("csv") => HttpResponse::Ok().content_type("text/csv; charset=utf-8").insert_header(("Content-Disposition", "attachment; filename=\"decisions.csv\"")).body(to_csv(&page.decisions)),
         Some("fhir") => HttpResponse::Ok().content_type("application/fhir+json").json(audit_event_bundle(&page.decisions, &state)),
-        _ => HttpResponse::Ok().json(json!({
-            "decisions": page.decisions,
-            "next": page.next.as_ref().map(|c| format!("/audit/decisions?cursor={c}")),
-        })),
+        _ => HttpResponse::Ok().json(DecisionList { next: page.next.as_ref().map(|c| format!("/audit/decisions?cursor={c}")), decisions: page.decisions }),
     }
 }
 
+/// Counts of the decisions a filter selects, by outcome and recommendation, with feedback.
+#[utoipa::path(get, path = "/audit/summary", tag = "Compliance", security(("staff_jwt" = [])),
+    params(
+        ("from" = Option<String>, Query, format = DateTime),
+        ("to" = Option<String>, Query, format = DateTime),
+        ("patient" = Option<String>, Query),
+        ("practitioner" = Option<String>, Query),
+        ("recommendation" = Option<String>, Query),
+        ("outcome" = Option<String>, Query),
+        ("model_version" = Option<String>, Query),
+        ("feedback" = Option<String>, Query),
+    ),
+    responses(
+        (status = 200, description = "The counts", body = crate::audit::query::Summary),
+        (status = 400, description = "A filter this API cannot read", body = crate::cds::outcome::OperationOutcome),
+        (status = 401, description = "No staff token (a browser is sent to sign in instead)", body = crate::cds::outcome::OperationOutcome),
+        (status = 403, description = "The staff role does not open this view", body = crate::cds::outcome::OperationOutcome),
+        (status = 503, description = "The audit trail is unavailable", body = crate::cds::outcome::OperationOutcome),
+    ))]
 pub async fn summary(req: HttpRequest, q: web::Query<DecisionFilter>, state: web::Data<AppState>) -> HttpResponse {
     if let Err(e) = state.staff.authorize(&req, View::DecisionLog).await {
         return signin_or_deny(&req, &state, e);
+    }
+    if let Err(problem) = q.check() {
+        return HttpResponse::BadRequest().json(operation_outcome("invalid", &problem));
     }
     match state.db.summary(&q).await {
         Ok(s) => HttpResponse::Ok().json(s),

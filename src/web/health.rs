@@ -10,11 +10,16 @@ use crate::state::AppState;
 
 /// Liveness: 200 while the process serves HTTP. Touches nothing else, so a slow database never
 /// gets the process killed.
+#[utoipa::path(get, path = "/healthz", tag = "Operations", responses((status = 200, description = "The process serves HTTP", body = Object, example = json!({"status": "ok"}))))]
 pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(json!({ "status": "ok" }))
 }
 
 /// Readiness: 200 `{"status":"ready", …}` or 503 with what is missing.
+#[utoipa::path(get, path = "/readyz", tag = "Operations", responses(
+    (status = 200, description = "Ready: database reachable, migrations current; which ensemble, where analyses run", body = Object),
+    (status = 503, description = "Not ready, and why", body = Object),
+))]
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     let (answers, pending) = state.db.readiness().await;
     let database = if answers { json!("ok") } else { json!("unreachable") };

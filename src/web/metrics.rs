@@ -17,6 +17,9 @@ use actix_web::{
 use crate::{metrics::Gauges, state::AppState};
 
 /// The Prometheus text exposition.
+#[utoipa::path(get, path = "/metrics", tag = "Operations", responses(
+    (status = 200, description = "The Prometheus text exposition (unless `metrics.listen` moves it to a management port)", body = String, content_type = "text/plain"),
+))]
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     let running = state.worker.as_ref().map_or(0, |w| w.running());
     let gauges = Gauges::measure(state.pipeline.queue(), running, state.settings.hooks.max_pending_analyses, state.engine.as_ref()).await;

@@ -7,6 +7,7 @@ pub mod health;
 pub mod launch;
 pub mod metrics;
 pub mod model_card;
+pub mod openapi;
 pub mod pages;
 pub mod queue;
 pub mod refusal;
@@ -22,6 +23,7 @@ use actix_web::web;
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/healthz", web::get().to(health::healthz))
         .route("/readyz", web::get().to(health::readyz))
+        .route("/openapi.json", web::get().to(openapi::openapi_json))
         .route("/audit/decisions", web::get().to(audit::list))
         .route("/audit/summary", web::get().to(audit::summary))
         .route("/audit", web::get().to(pages::audit))

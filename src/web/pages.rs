@@ -177,7 +177,7 @@ impl RawFilter {
             time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).map(Some).map_err(|_| format!("`{name}` must be an RFC 3339 date-time"))
         };
         let some = |s: &String| (!s.is_empty()).then(|| s.clone());
-        Ok(DecisionFilter {
+        let filter = DecisionFilter {
             from: time(&self.from, "from")?,
             to: time(&self.to, "to")?,
             patient: some(&self.patient),
@@ -186,7 +186,8 @@ impl RawFilter {
             outcome: some(&self.outcome),
             model_version: some(&self.model_version),
             feedback: some(&self.feedback),
-        })
+        };
+        filter.check().map(|()| filter)
     }
 
     fn query_string(&self) -> String {

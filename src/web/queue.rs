@@ -44,6 +44,15 @@ pub async fn page_view(req: HttpRequest, state: web::Data<AppState>) -> HttpResp
     }
 }
 
+/// The analysis queue: depth by state, oldest wait, and the latest dead letters with their last
+/// error.
+#[utoipa::path(get, path = "/audit/queue", tag = "Compliance", security(("staff_jwt" = [])),
+    responses(
+        (status = 200, description = "The queue now", body = Object),
+        (status = 401, description = "No staff token (a browser is sent to sign in instead)", body = crate::cds::outcome::OperationOutcome),
+        (status = 403, description = "The staff role does not open this view", body = crate::cds::outcome::OperationOutcome),
+        (status = 503, description = "The queue is unavailable", body = crate::cds::outcome::OperationOutcome),
+    ))]
 pub async fn api(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
     if let Err(e) = state.staff.authorize(&req, View::Queue).await {
         return signin_or_deny(&req, &state, e);
