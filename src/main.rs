@@ -38,6 +38,25 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// The analysis queue: `queue requeue` sends dead letters back to the workers.
+    Queue {
+        #[command(subcommand)]
+        command: QueueCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum QueueCommand {
+    /// Queue dead-lettered analyses again now, attempts reset (after fixing what made them
+    /// fail; `/queue` and `GET /audit/queue` list them with their last error).
+    Requeue {
+        /// Only this study's (its StudyInstanceUID).
+        #[arg(long, conflicts_with = "all", required_unless_present = "all")]
+        study: Option<String>,
+        /// Every dead letter.
+        #[arg(long)]
+        all: bool,
+    },
 }
 
 /// The laboratory's commands, which moved to their own binary (`neurocds-lab`) so that the
@@ -196,6 +215,17 @@ fn run(command: Command) -> anyhow::Result<()> {
             let (private, public) = checkpoint::SigningKey::generate(&out)?;
             println!("signing key: {} (keep it off the database host)\npublic key:  {}", private.display(), public.display());
             Ok(())
+        }
+        Command::Queue { command: QueueCommand::Requeue { study, all: _ } } => {
+            let settings = Settings::load()?;
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            runtime.block_on(async {
+                let db = neurocds::audit::Database::connect(&settings.database)?;
+                let queue = neurocds::queue::Queue::new(db, &settings.hooks, &settings.worker, neurocds::queue::Events::new());
+                let n = queue.requeue_dead(study.as_deref()).await?;
+                println!("{n} dead-lettered analysis(es) queued again");
+                Ok(())
+            })
         }
         Command::Migrate => {
             let settings = Settings::load()?;

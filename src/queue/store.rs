@@ -289,6 +289,26 @@ impl Queue {
         Ok(Status::Pending)
     }
 
+    /// The operator's hand on the dead letter (`neurocds queue requeue`): queues the dead jobs
+    /// again now, with their attempts reset — those of one study (`Some(uid)`), or all — once the
+    /// cause (a PACS down, a bad series rule) is fixed. Returns how many were queued. Outside
+    /// `hooks.max_pending_analyses` on purpose: an operator asked for exactly these.
+    pub async fn requeue_dead(&self, study_uid: Option<&str>) -> Result<usize, AuditError> {
+        let mut conn = self.db.conn().await?;
+        let n = diesel::sql_query(format!(
+            "UPDATE analyses SET state = 'queued', {AFRESH} WHERE state = 'dead' AND ($1::text IS NULL OR study_uid = $1)"
+        ))
+        .bind::<Nullable<Text>, _>(study_uid)
+        .execute(&mut conn)
+        .await
+        .map_err(AuditError::query("queuing dead letters again"))?;
+        if n > 0 {
+            diesel::sql_query(format!("SELECT pg_notify('{}', '')", events::QUEUED)).execute(&mut conn).await.map_err(AuditError::query("announcing a queued analysis"))?;
+            self.events.publish(Event::Queued);
+        }
+        Ok(n)
+    }
+
     /// Where the job `key` stands; `None` when there is no such job.
     pub async fn status(&self, key: &AnalysisKey) -> Result<Option<Status>, AuditError> {
         let mut conn = self.db.conn().await?;

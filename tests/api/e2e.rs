@@ -58,6 +58,8 @@ fn synth(name: &str, args: &[&str]) -> Cohort {
         #[command(flatten)]
         args: neurocds_lab::cohort::cli::SynthArgs,
     }
+    static SWEPT: std::sync::Once = std::sync::Once::new();
+    SWEPT.call_once(remove_stale_cohorts);
     let dir = std::env::temp_dir().join(format!("neurocds-e2e-{name}-{}", std::process::id()));
     let argv = ["synth", "--quiet", "--out", dir.to_str().expect("a UTF-8 temp dir")].into_iter().chain(args.iter().copied());
     let parsed = <Synth as clap::Parser>::try_parse_from(argv).expect("synth arguments");
@@ -65,6 +67,19 @@ fn synth(name: &str, args: &[&str]) -> Cohort {
     let manifest: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("manifest.json")).unwrap()).unwrap();
     let rows = manifest.get("patients").cloned().unwrap_or(manifest).as_array().cloned().unwrap();
     Cohort { dir, rows }
+}
+
+/// Removes the cohorts of earlier test runs whose process has ended: each run writes ~200 MB per
+/// cohort, and nothing else removes them (they live in statics, which are never dropped).
+fn remove_stale_cohorts() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else { return };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name.strip_prefix("neurocds-e2e-").and_then(|rest| rest.rsplit('-').next()).and_then(|p| p.parse::<u32>().ok()) else { continue };
+        if pid != std::process::id() && !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
 }
 
 pub fn pick(label: &str, phenotype: &str, nth: usize) -> Value {

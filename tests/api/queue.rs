@@ -213,3 +213,28 @@ async fn a_stored_result_this_build_cannot_read_is_analysed_again_on_the_next_ho
     assert!(matches!(pipeline.request(client, patient, &s, Priority::Waiting).await.unwrap(), Ticket::Queued(_)), "once, while it runs");
     assert!(q.claim("worker-other").await.unwrap().is_none(), "and claimed once");
 }
+
+/// Issue 17: once the cause of a dead letter is fixed, an operator sends it back to the workers
+/// (`neurocds queue requeue --study UID`), attempts reset; other dead letters stay where they are.
+#[tokio::test]
+async fn an_operator_requeues_a_dead_letter_by_hand() {
+    let app = app_with(json!({})).await;
+    let q = queue(&app);
+    for uid in ["2.25.11", "2.25.12"] {
+        q.enqueue(&key(&app, uid), &study(uid), Priority::Waiting).await.unwrap();
+        let run = q.claim("worker-a").await.unwrap().unwrap();
+        assert!(q.dead_letter(&run, &result("unavailable"), "the PACS was down").await.unwrap());
+    }
+    assert_eq!(q.depth().await.unwrap().dead, 2);
+
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_neurocds")).args(["queue", "requeue", "--study", "2.25.11"]).env("DATABASE_URL", &app.db_url).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("1 dead-lettered"), "{}", String::from_utf8_lossy(&out.stdout));
+    let again = q.claim("worker-b").await.unwrap().expect("the requeued study is claimed");
+    assert_eq!((again.key, again.attempts), (key(&app, "2.25.11"), 0));
+    assert!(q.claim("worker-b").await.unwrap().is_none(), "the other dead letter stays dead");
+    assert_eq!(q.depth().await.unwrap().dead, 1);
+
+    let none = std::process::Command::new(env!("CARGO_BIN_EXE_neurocds")).args(["queue", "requeue"]).env("DATABASE_URL", &app.db_url).output().unwrap();
+    assert!(!none.status.success(), "a study or --all must be named");
+}
