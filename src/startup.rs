@@ -157,7 +157,7 @@ impl Core {
         if recipe != neurocds_analysis::imaging::preprocess::RECIPE_VERSION {
             return Err(StartupError::RecipeMismatch { manifest: recipe.clone(), service: neurocds_analysis::imaging::preprocess::RECIPE_VERSION });
         }
-        let device_label = engine.as_ref().map_or_else(|| NO_DEVICE.to_owned(), |(_, d)| device_name(*d));
+        let device_label = engine.as_ref().map_or_else(|| crate::state::NO_DEVICE.to_owned(), |(_, d)| device_name(*d));
         let metrics = Metrics::new(&ModelIdentity {
             name: &manifest.name,
             version: &manifest.version,
@@ -194,12 +194,10 @@ impl Core {
     }
 }
 
-/// The device label of a process that runs no analyses.
-pub(crate) const NO_DEVICE: &str = "none (analyses run in workers)";
-
 impl Application {
-    /// Applies pending migrations, loads the ensemble, binds the listener, and starts the
-    /// embedded worker unless `worker.embedded` is off. Port 0 picks a free one.
+    /// Applies pending migrations, binds the listener, and — unless `worker.embedded` is off —
+    /// loads the ensemble and starts the embedded worker (otherwise only the manifest is read).
+    /// Port 0 picks a free one.
     pub async fn build(settings: Settings) -> Result<Application, StartupError> {
         // A bad key stops start-up: a site that asked for checkpoints must not silently lack them.
         let checkpoints = match settings.audit.checkpointing() {
@@ -234,7 +232,7 @@ impl Application {
             Some(addr) => Some(TcpListener::bind(addr).map_err(|source| StartupError::Bind { addr: addr.to_string(), source })?),
             None => None,
         };
-        let device = core.analyses.as_ref().map_or_else(|| NO_DEVICE.to_owned(), |a| device_name(a.device));
+        let device = core.analyses.as_ref().map_or_else(|| crate::state::NO_DEVICE.to_owned(), |a| device_name(a.device));
         let state = AppState {
             brain_mri_codes: BrainMriCodes::new(&settings.hooks.extra_brain_mri_codes),
             settings,

@@ -20,6 +20,9 @@ use crate::{
     worker::Worker,
 };
 
+/// The device label (metrics, logs, the model card) of a process that runs no analyses.
+pub const NO_DEVICE: &str = "none (analyses run in workers)";
+
 /// What every request handler can reach. Cloned into each actix worker.
 #[derive(Clone)]
 pub struct AppState {

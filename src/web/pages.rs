@@ -264,7 +264,7 @@ pub async fn models(req: HttpRequest, state: web::Data<AppState>) -> HttpRespons
         Ok(user) => user,
         Err(e) => return signin_or_deny(&req, &state, e),
     };
-    let device = state.engine.as_ref().map_or_else(|| "none here: analyses run in separate worker processes".to_owned(), |e| neurocds_analysis::inference::device::device_name(e.device()));
+    let device = state.engine.as_ref().map_or_else(|| crate::state::NO_DEVICE.to_owned(), |e| neurocds_analysis::inference::device::device_name(e.device()));
     page(&state, "models", Some(&user), super::model_card::view(&state.model, &device))
 }
 
