@@ -33,6 +33,7 @@ pub struct Settings {
     pub model: ModelSettings,
     pub decision: DecisionSettings,
     pub metrics: MetricsSettings,
+    pub monitoring: MonitoringSettings,
     pub worker: WorkerSettings,
 }
 
@@ -45,6 +46,29 @@ pub struct MetricsSettings {
     /// Serve it on this address only (a management port), not on `server.listen`.
     #[serde(default)]
     pub listen: Option<SocketAddr>,
+}
+
+/// Model monitoring (see [`crate::monitoring`]).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MonitoringSettings {
+    /// The loaded ensemble's evaluation (`neurocds-lab evaluate`): its held-out studies are the
+    /// validation cohort outputs are compared with.
+    pub reference: PathBuf,
+    /// The window watched, in days back from now.
+    pub window_days: u32,
+    /// The period before the window that inputs and outcomes without a validation reference
+    /// are compared with, in days.
+    pub baseline_days: u32,
+    /// A population stability index above this, on any quantity, turns `/readyz` to
+    /// "degraded" (never unready) and is logged.
+    pub psi_alert: f64,
+    /// Fewer analyses than this on either side, and a quantity is not judged (too noisy).
+    pub min_analyses: usize,
+    /// How often each replica recomputes the figures (for `/metrics` and `/readyz`), seconds.
+    pub refresh_s: u64,
+    /// Most analyses read per computation (the newest).
+    pub max_analyses: i64,
 }
 
 #[derive(Debug, Clone, Deserialize)]

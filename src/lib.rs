@@ -24,6 +24,7 @@
 //!            ├─► neurocds_analysis  (the core crate: series, volumes, preprocessing, scope gate, ensemble, policy)
 //!            └─► audit              (the hash-chained decision and feedback logs in PostgreSQL)
 //!          web (health, compliance API and the pages for people)
+//!          monitoring (model drift: recent analyses against the validation cohort, read from audit)
 //!
 //!          below them all: state (what handlers receive), config, offload (large input parsed
 //!          off the runtime), templates, telemetry (logs), metrics (Prometheus)
@@ -42,6 +43,7 @@ pub mod dicomweb;
 pub mod egress;
 pub mod fhir;
 pub mod metrics;
+pub mod monitoring;
 pub mod offload;
 pub mod pipeline;
 pub mod queue;

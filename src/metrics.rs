@@ -20,6 +20,11 @@
 //! | `neurocds_inference_batch_size`, `neurocds_inference_batch_duration_seconds` | `device` | forward passes of the ensemble |
 //! | `neurocds_feedback_total` | `outcome` | feedback on cards: `accepted`, `overridden` (the override rate) |
 //! | `neurocds_model_info` | `model`, `model_version`, `ensemble_sha256`, `preprocessing`, `device` | 1, with the loaded ensemble's identity |
+//! | `neurocds_model_window_analyses` | `model_version` | analyses in the monitoring window (`crate::monitoring`) |
+//! | `neurocds_model_drift_psi` | `model_version`, `quantity`, `against` | population stability index of a watched quantity against the validation cohort or the baseline period |
+//! | `neurocds_model_drift_alerts` | `model_version` | watched quantities drifting above `monitoring.psi_alert` |
+//! | `neurocds_model_outcome_ratio` | `model_version`, `outcome` | share of the window's analyses by outcome (the abstention rate is `abstained`) |
+//! | `neurocds_model_override_ratio` | `model_version`, `recommendation` | overridden / cards with feedback in the window |
 //!
 //! No label ever holds a patient, a study, a user, a URL or a token: label values come from
 //! closed sets the code names (routes, outcomes, stages, peers), so a scrape carries no PHI and
@@ -29,7 +34,7 @@
 
 use std::{sync::Arc, time::Duration};
 
-use prometheus::{Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
+use prometheus::{Encoder, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
 
 /// The OpenTelemetry default buckets for `*.duration` histograms, in seconds.
 pub const OTEL_DURATION_BUCKETS: [f64; 14] = [0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0];
@@ -87,6 +92,11 @@ struct Families {
     queue_wait: HistogramVec,
     audit_batch: Histogram,
     audit_lag: Histogram,
+    window_analyses: IntGaugeVec,
+    drift_psi: GaugeVec,
+    drift_alerts: IntGaugeVec,
+    outcome_ratio: GaugeVec,
+    override_ratio: GaugeVec,
 }
 
 /// What the model info metric says about the loaded ensemble.
@@ -135,6 +145,12 @@ fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntC
     let c = IntCounterVec::new(Opts::new(name, help), labels).expect("a valid counter definition");
     registry.register(Box::new(c.clone())).expect("each metric is registered once");
     c
+}
+
+fn gauge_vec<P: prometheus::core::Atomic + 'static>(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> prometheus::core::GenericGaugeVec<P> {
+    let g = prometheus::core::GenericGaugeVec::<P>::new(Opts::new(name, help), labels).expect("a valid gauge definition");
+    registry.register(Box::new(g.clone())).expect("each metric is registered once");
+    g
 }
 
 fn gauge<P: prometheus::core::Atomic + 'static>(registry: &Registry, name: &str, help: &str) -> prometheus::core::GenericGauge<P> {
@@ -204,6 +220,16 @@ impl Metrics {
                 "From a batch's oldest decision being queued to its commit (what a hook waits for its audit row).",
                 &OTEL_DURATION_BUCKETS,
             ),
+            window_analyses: gauge_vec(r, "neurocds_model_window_analyses", "Analyses in the model monitoring window.", &["model_version"]),
+            drift_psi: gauge_vec(
+                r,
+                "neurocds_model_drift_psi",
+                "Population stability index of a watched quantity in the monitoring window, against the validation cohort or the baseline period.",
+                &["model_version", "quantity", "against"],
+            ),
+            drift_alerts: gauge_vec(r, "neurocds_model_drift_alerts", "Watched quantities drifting above monitoring.psi_alert.", &["model_version"]),
+            outcome_ratio: gauge_vec(r, "neurocds_model_outcome_ratio", "Share of the monitoring window's analyses by outcome.", &["model_version", "outcome"]),
+            override_ratio: gauge_vec(r, "neurocds_model_override_ratio", "Overridden cards among cards with feedback in the monitoring window, by recommendation.", &["model_version", "recommendation"]),
             registry,
         };
         Metrics { inner: Arc::new(families) }
@@ -252,6 +278,34 @@ impl Metrics {
     /// One feedback entry: `accepted` or `overridden`.
     pub fn feedback(&self, outcome: &str) {
         self.inner.feedback.with_label_values(&[outcome]).inc();
+    }
+
+    /// The model monitoring figures, replacing the last ones (versions leave the window).
+    pub fn monitoring(&self, snapshot: &crate::monitoring::Snapshot) {
+        let f = &self.inner;
+        for g in [&f.drift_psi, &f.outcome_ratio, &f.override_ratio] {
+            g.reset();
+        }
+        f.window_analyses.reset();
+        f.drift_alerts.reset();
+        for v in &snapshot.versions {
+            let version = v.model_version.as_str();
+            f.window_analyses.with_label_values(&[version]).set(v.analyses as i64);
+            f.drift_alerts.with_label_values(&[version]).set(v.quantities.iter().filter(|q| q.status == "drift").count() as i64);
+            for q in &v.quantities {
+                if let Some(psi) = q.psi {
+                    f.drift_psi.with_label_values(&[version, q.name, q.against.as_str()]).set(psi);
+                }
+            }
+            for (outcome, share) in [("recommended", v.recommended), ("abstained", v.abstained), ("out-of-scope", v.out_of_scope), ("unavailable", v.unavailable)] {
+                f.outcome_ratio.with_label_values(&[version, outcome]).set(share);
+            }
+            for o in &v.overrides {
+                if let Some(rate) = o.override_rate {
+                    f.override_ratio.with_label_values(&[version, &o.recommendation]).set(rate);
+                }
+            }
+        }
     }
 
     /// The exposition (text format 0.0.4), with the gauges read now.
@@ -313,5 +367,50 @@ mod tests {
         let text = m.render(&Gauges { queue: None, worker_running: 0, analyses_capacity: 1, inference_queue_depth: 0, inference_queue_capacity: 1 });
         assert!(text.contains(r#"neurocds_analysis_stage_duration_seconds_bucket{stage="inference",le="0.075"} 1"#), "{text}");
         assert!(text.contains(r#"neurocds_analyses_total{outcome="recommended",reason="none"} 1"#), "{text}");
+    }
+
+    /// Every metric the Grafana dashboard (`deploy/grafana/neurocds.json`) queries is one this
+    /// service exposes, once each family has a sample.
+    #[test]
+    fn the_grafana_dashboard_refers_only_to_metrics_that_exist() {
+        use crate::monitoring::{
+            Snapshot,
+            report::{Against, Judging, QuantityReport, VersionReport},
+        };
+        let m = metrics();
+        m.http_server_request("GET", "/healthz", 200, Duration::from_millis(1));
+        m.http_client_request(Peer::Fhir, "GET", "200", Duration::from_millis(1));
+        m.hook("neurocds-brain-mri-order-sign", "order-sign", "recommended", true);
+        m.analysis("recommended", "none", &std::collections::BTreeMap::from([("inference".to_string(), 5u64)]));
+        m.inference_batch("cpu", 1, Duration::from_millis(5), &[Duration::from_millis(1)]);
+        m.audit_write(1, Duration::from_millis(1));
+        m.feedback("overridden");
+        let quantity = QuantityReport { name: "calibrated_probability", title: "", against: Against::Validation, bins: Vec::new(), reference_n: 1, live_n: 1, psi: Some(0.1), ks: None, outside_training_range: None, status: "stable" };
+        let overridden = crate::audit::query::RecommendationSummary { recommendation: "biopsy".into(), decisions: 1, with_feedback: 1, overridden: 1, override_rate: Some(1.0) };
+        let version = VersionReport { model_version: "m@1".into(), loaded: true, analyses: 1, baseline_analyses: 0, recommended: 1.0, abstained: 0.0, out_of_scope: 0.0, unavailable: 0.0, quantities: vec![quantity], overrides: vec![overridden] };
+        let epoch = time::OffsetDateTime::UNIX_EPOCH;
+        m.monitoring(&Snapshot { computed_at: epoch, window_from: epoch, baseline_from: epoch, window_days: 30, baseline_days: 90, judging: Judging { psi_alert: 0.25, min_analyses: 50 }, validation_studies: None, versions: vec![version], alerts: Vec::new() });
+        let text = m.render(&Gauges { queue: Some(crate::queue::Depth { queued: 0, running: 0, dead: 0, oldest_wait_s: 0.0 }), worker_running: 0, analyses_capacity: 1, inference_queue_depth: 0, inference_queue_capacity: 1 });
+        let mut exposed = std::collections::HashSet::new();
+        for line in text.lines().filter_map(|l| l.strip_prefix("# TYPE ")) {
+            let (name, kind) = line.split_once(' ').expect("# TYPE name kind");
+            exposed.insert(name.to_owned());
+            if kind == "histogram" {
+                exposed.extend(["_bucket", "_sum", "_count"].map(|s| format!("{name}{s}")));
+            }
+        }
+        let dashboard: serde_json::Value = serde_json::from_str(include_str!("../deploy/grafana/neurocds.json")).expect("the dashboard is JSON");
+        let mut queried = 0;
+        for panel in dashboard["panels"].as_array().expect("panels").iter().filter(|p| p["type"] != "row") {
+            let targets = panel["targets"].as_array().filter(|t| !t.is_empty()).unwrap_or_else(|| panic!("panel {} queries nothing", panel["title"]));
+            for expr in targets.iter().map(|t| t["expr"].as_str().expect("an expr")) {
+                let names = expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == ':')).filter(|t| t.starts_with("neurocds_") || t.starts_with("http_server_request_duration") || t.starts_with("http_client_request_duration"));
+                for name in names {
+                    assert!(exposed.contains(name), "panel {}: {name} is not a metric neurocds exposes", panel["title"]);
+                    queried += 1;
+                }
+            }
+        }
+        assert!(queried > 20, "{queried}");
     }
 }

@@ -233,6 +233,8 @@ impl Application {
             None => None,
         };
         let device = core.analyses.as_ref().map_or_else(|| crate::state::NO_DEVICE.to_owned(), |a| device_name(a.device));
+        let thresholds = neurocds_analysis::decision::effective_thresholds(&settings.decision, &core.manifest.thresholds);
+        let monitor = Arc::new(crate::monitoring::Monitor::new(settings.monitoring.clone(), &core.manifest, &thresholds));
         let state = AppState {
             brain_mri_codes: BrainMriCodes::new(&settings.hooks.extra_brain_mri_codes),
             settings,
@@ -251,7 +253,9 @@ impl Application {
             runtime,
             started: Instant::now(),
             metrics: core.metrics,
+            monitor,
         };
+        state.monitor.clone().spawn(state.db.clone());
         let server = run(listener, state.clone())?;
         let metrics_port = match metrics_listener {
             Some(l) => {

@@ -15,6 +15,7 @@ use crate::{
     egress::EgressPolicy,
     fhir::client::FhirClient,
     metrics::Metrics,
+    monitoring::Monitor,
     pipeline::Pipeline,
     web::{smart::Launcher, staff::StaffAuth},
     worker::Worker,
@@ -52,4 +53,6 @@ pub struct AppState {
     pub started: Instant,
     /// Prometheus metric families (`/metrics`).
     pub metrics: Metrics,
+    /// Model monitoring: the latest drift figures (`/monitoring`, `/readyz`, gauges).
+    pub monitor: Arc<Monitor>,
 }

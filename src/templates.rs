@@ -16,6 +16,7 @@ const HTML: &[(&str, &str)] = &[
     ("audit", include_str!("../templates/pages/audit.html.hbs")),
     ("models", include_str!("../templates/pages/models.html.hbs")),
     ("queue", include_str!("../templates/pages/queue.html.hbs")),
+    ("monitoring", include_str!("../templates/pages/monitoring.html.hbs")),
     ("login", include_str!("../templates/pages/login.html.hbs")),
     ("forbidden", include_str!("../templates/pages/forbidden.html.hbs")),
     ("signin-failed", include_str!("../templates/pages/signin-failed.html.hbs")),

@@ -19,6 +19,7 @@ pub mod content;
 pub mod db;
 pub mod error;
 pub mod log;
+pub mod monitoring;
 pub mod query;
 pub mod records;
 pub mod schema;

@@ -52,7 +52,7 @@ pub struct Summary {
     pub by_recommendation: Vec<RecommendationSummary>,
 }
 
-#[derive(Debug, Serialize, PartialEq, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct RecommendationSummary {
     pub recommendation: String,
     pub decisions: i64,

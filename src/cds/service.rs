@@ -272,8 +272,8 @@ fn card_context<'a>(state: &'a AppState, record: &DecisionRecord, request: &'a H
 /// What the hooks on one analysis share, made once and kept on it ([`Analysis::shared`]).
 struct Shared {
     /// Stored once in the audit trail and named by every decision: the series used and every
-    /// verdict, the scope gate's answer with every lesion candidate, and the report before its
-    /// per-decision identifiers.
+    /// verdict, the scope gate's answer with every lesion candidate, the report before its
+    /// per-decision identifiers, and what model monitoring watches.
     content: Arc<DecisionContent>,
     /// That report, serialised for cards (`None` when there is no report).
     card_report: Option<report::CardReport>,
@@ -289,7 +289,9 @@ impl Shared {
         let template = report::template(a, patient_ref, templates);
         let card_report = template.as_ref().and_then(report::CardReport::new);
         let report = template.map(report::ReportBundle::into_value);
-        Shared { content: Arc::new(DecisionContent::new(json!({ "series": series, "report": report }))), card_report }
+        // What model monitoring reads back (`audit::monitoring`): the inputs and the reason class.
+        let monitoring = json!({ "inputs": a.inputs, "reason_class": a.reason_class() });
+        Shared { content: Arc::new(DecisionContent::new(json!({ "series": series, "report": report, "monitoring": monitoring }))), card_report }
     }
 }
 

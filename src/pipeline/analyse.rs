@@ -8,14 +8,14 @@
 
 use std::{collections::BTreeMap, sync::Arc, time::Instant};
 
-use super::analysis::{Analysis, ModelInfo, UsedSeries};
+use super::analysis::{Analysis, InputProfile, ModelInfo, UsedSeries};
 use crate::{config::Settings, dicomweb::DicomWebClient, fhir::study::PriorStudy};
 use neurocds_analysis::{
     decision::{Outcome, effective_thresholds, recommend},
     imaging::{
         Volume,
         preprocess::{self, Recipe},
-        series::{SeriesRules, select_series},
+        series::{SeriesRules, SeriesSelection, recognition_path, select_series},
     },
     inference::{Engine, InferenceError, ModelInput},
 };
@@ -73,6 +73,7 @@ impl Analyser {
             stage_timings_ms: timings,
             key_images: None,
             scope: None,
+            inputs: None,
             shared: Default::default(),
         }
     }
@@ -100,11 +101,14 @@ impl Analyser {
             uid.as_ref().and_then(|u| metadata.iter().find(|m| &m.series_uid == u)).map(|m| UsedSeries { series_uid: m.series_uid.clone(), description: m.description.clone(), instances: m.instance_count })
         };
         let (t1c_used, t2_used) = (used(&selection.t1c), used(&selection.t2));
+        let mut inputs = input_profile(&selection, &metadata);
+        let series_inputs = inputs.clone();
         lap("series_selection", &mut timings);
         let with_series = |mut a: Analysis| {
             a.series_verdicts = verdicts.clone();
             a.t1c = t1c_used.clone();
             a.t2 = t2_used.clone();
+            a.inputs = Some(series_inputs.clone());
             a
         };
         let (Some(t1c_uid), Some(t2_uid)) = (selection.t1c.clone(), selection.t2.clone()) else {
@@ -161,6 +165,8 @@ impl Analyser {
         let key_images = crate::pipeline::analysis::KeyImages::from(&prepared.key_images);
         let scope = prepared.scope;
         let lesion_volume_ml = prepared.lesion_volume_ml;
+        inputs.lesion_volume_ml = Some(lesion_volume_ml);
+        inputs.t1c_lesion_mean = Some(prepared.t1c_lesion_mean);
         let input = ModelInput { data: prepared.data, lesion_volume_ml, t1c_lesion_mean: prepared.t1c_lesion_mean };
         let output = match self.engine.predict(input).await {
             Ok(o) => o,
@@ -190,7 +196,27 @@ impl Analyser {
             stage_timings_ms: timings,
             key_images: Some(key_images),
             scope: Some(scope),
+            inputs: Some(inputs),
             shared: Default::default(),
         }
+    }
+}
+
+/// The inputs model monitoring watches that the series headers give: the T1c's scanner and
+/// acquisition, and how each chosen series was recognised.
+fn input_profile(selection: &SeriesSelection, metadata: &[neurocds_analysis::imaging::SeriesMetadata]) -> InputProfile {
+    let header = |uid: &Option<String>| uid.as_ref().and_then(|u| metadata.iter().find(|m| &m.series_uid == u));
+    let path = |uid: &Option<String>| {
+        let v = selection.verdicts.iter().find(|v| Some(&v.series_uid) == uid.as_ref())?;
+        Some(recognition_path(v.class, &v.reason).to_owned())
+    };
+    let t1c = header(&selection.t1c);
+    InputProfile {
+        manufacturer: t1c.and_then(|m| m.manufacturer.as_deref()).map(|m| m.trim().to_owned()).filter(|m| !m.is_empty()),
+        t1c_acquisition: t1c.and_then(|m| m.mr_acquisition_type.as_deref()).map(|a| a.trim().to_ascii_uppercase()).filter(|a| !a.is_empty()),
+        t1c_recognition: path(&selection.t1c),
+        t2_recognition: path(&selection.t2),
+        lesion_volume_ml: None,
+        t1c_lesion_mean: None,
     }
 }

@@ -23,6 +23,24 @@ pub struct ModelInfo {
     pub preprocessing_version: String,
 }
 
+/// What the model was given, in the terms the model card describes its inputs: what model
+/// monitoring compares with the validation cohort and with earlier weeks (`crate::monitoring`).
+/// Absent where the analysis stopped before the series were chosen.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct InputProfile {
+    /// The T1c's Manufacturer (0008,0070), as the scanner writes it.
+    pub manufacturer: Option<String>,
+    /// The T1c's MRAcquisitionType: `2D` or `3D`.
+    pub t1c_acquisition: Option<String>,
+    /// How the T1c and the T2 were recognised ([`neurocds_analysis::imaging::recognition_path`]).
+    pub t1c_recognition: Option<String>,
+    pub t2_recognition: Option<String>,
+    /// The kept lesion's enhancing volume and its mean normalised T1c intensity (after the
+    /// scope gate: the two inputs whose training range the ensemble checks).
+    pub lesion_volume_ml: Option<f64>,
+    pub t1c_lesion_mean: Option<f64>,
+}
+
 /// A series the analysis used.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct UsedSeries {
@@ -57,6 +75,10 @@ pub struct Analysis {
     /// (when out of scope) the study's reason. `None` when the analysis stopped before it.
     #[serde(default)]
     pub scope: Option<ScopeReport>,
+    /// The inputs model monitoring watches. Absent in results stored before it, and where the
+    /// analysis stopped before the series were chosen.
+    #[serde(default)]
+    pub inputs: Option<InputProfile>,
     /// What every decision on this analysis shares, made by the first hook that records one.
     #[serde(skip)]
     pub shared: SharedContent,
@@ -130,6 +152,7 @@ impl Analysis {
             stage_timings_ms: BTreeMap::new(),
             key_images: None,
             scope: None,
+            inputs: None,
             shared: SharedContent::default(),
         }
     }

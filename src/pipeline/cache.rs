@@ -98,6 +98,7 @@ mod tests {
             stage_timings_ms: BTreeMap::new(),
             key_images: Some(KeyImages { t1c_png_base64: "AAAA".into(), t2_png_base64: "BBBB".into() }),
             scope: None,
+            inputs: None,
             shared: Default::default(),
         }
     }

@@ -23,6 +23,9 @@ use crate::{metrics::Gauges, state::AppState};
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     let running = state.worker.as_ref().map_or(0, |w| w.running());
     let gauges = Gauges::measure(state.pipeline.queue(), running, state.settings.hooks.max_pending_analyses, state.engine.as_ref()).await;
+    if let Some(snapshot) = state.monitor.latest() {
+        state.metrics.monitoring(&snapshot);
+    }
     HttpResponse::Ok().content_type("text/plain; version=0.0.4; charset=utf-8").body(state.metrics.render(&gauges))
 }
 

@@ -1,5 +1,5 @@
 //! What people and operators reach over HTTP besides the CDS Hooks API: liveness and readiness,
-//! the compliance API, the server-rendered pages (case report, decision log, model card, analysis queue), and
+//! the compliance API, the server-rendered pages (case report, decision log, model card, analysis queue, model monitoring), and
 //! staff sign-in.
 
 pub mod audit;
@@ -7,6 +7,7 @@ pub mod health;
 pub mod launch;
 pub mod metrics;
 pub mod model_card;
+pub mod monitoring;
 pub mod openapi;
 pub mod pages;
 pub mod queue;
@@ -31,6 +32,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/models", web::get().to(pages::models))
         .route("/queue", web::get().to(queue::page_view))
         .route("/audit/queue", web::get().to(queue::api))
+        .route("/monitoring", web::get().to(monitoring::page_view))
+        .route("/audit/monitoring", web::get().to(monitoring::api))
         .route("/login", web::get().to(signin::login))
         .route("/login", web::post().to(pages::login))
         .route(sso::CALLBACK_PATH, web::get().to(signin::callback))

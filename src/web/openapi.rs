@@ -4,7 +4,7 @@
 //! so it cannot drift from the code. `tests/api/openapi.rs` checks it with
 //! openapi-spec-validator and runs schemathesis against the live service with it.
 //!
-//! The pages (case report, decision log, model card, queue) and the sign-in and SMART launch
+//! The pages (case report, decision log, model card, queue, monitoring) and the sign-in and SMART launch
 //! redirects are for browsers, and are not part of the contract.
 
 use actix_web::HttpResponse;
@@ -28,6 +28,7 @@ from the patient's prior brain MR and advises biopsy, resection planning or tumo
         super::audit::list,
         super::audit::summary,
         super::queue::api,
+        super::monitoring::api,
         super::health::healthz,
         super::health::readyz,
         super::metrics::metrics,
@@ -38,7 +39,7 @@ from the patient's prior brain MR and advises biopsy, resection planning or tumo
     modifiers(&Security),
     tags(
         (name = "CDS Hooks", description = "Called by the EHR with its signed JWT (`aud` is the endpoint invoked)"),
-        (name = "Compliance", description = "The decision log and the queue, for staff (bearer JWT from the hospital's identity provider)"),
+        (name = "Compliance", description = "The decision log, the queue and model monitoring, for staff (bearer JWT from the hospital's identity provider)"),
         (name = "Operations", description = "Health, readiness, metrics and this document: no token"),
     )
 )]

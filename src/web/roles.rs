@@ -34,12 +34,14 @@ pub enum View {
     ModelCard,
     /// `/queue` and `GET /audit/queue`: the analysis queue's depth and its dead letters.
     Queue,
+    /// `/monitoring` and `GET /audit/monitoring`: model drift and override rates.
+    Monitoring,
 }
 
 impl View {
     pub fn allows(self, role: Role) -> bool {
         match self {
-            View::CaseReport | View::DecisionLog | View::ModelCard | View::Queue => true,
+            View::CaseReport | View::DecisionLog | View::ModelCard | View::Queue | View::Monitoring => true,
             View::DecisionExport => role == Role::Compliance,
         }
     }
@@ -51,6 +53,7 @@ impl View {
             View::DecisionExport => "the decision log export",
             View::ModelCard => "the model card",
             View::Queue => "the analysis queue",
+            View::Monitoring => "model monitoring",
         }
     }
 }
@@ -61,7 +64,7 @@ mod tests {
 
     #[test]
     fn only_compliance_exports_the_log_and_both_roles_open_the_rest() {
-        for view in [View::CaseReport, View::DecisionLog, View::ModelCard, View::Queue] {
+        for view in [View::CaseReport, View::DecisionLog, View::ModelCard, View::Queue, View::Monitoring] {
             assert!(view.allows(Role::Compliance) && view.allows(Role::NeuroOncology), "{view:?}");
         }
         assert!(View::DecisionExport.allows(Role::Compliance));

@@ -17,6 +17,7 @@ mod helpers;
 mod hooks;
 mod hostile_peers;
 mod metrics;
+mod monitoring;
 mod openapi;
 mod pages;
 mod processes;

@@ -167,3 +167,26 @@ async fn a_real_prometheus_scrapes_the_service() {
     }
     assert!(!scrapes.is_empty(), "its own scrapes are counted too");
 }
+
+/// The Grafana dashboard's queries parse as PromQL: `promtool check rules` reads each as a
+/// recording rule. (The unit test `metrics::tests::the_grafana_dashboard_refers_only_to_metrics_that_exist`
+/// checks the metric names.)
+#[test]
+fn the_grafana_dashboard_queries_are_valid_promql() {
+    let dashboard: Value = serde_json::from_str(&std::fs::read_to_string("deploy/grafana/neurocds.json").expect("deploy/grafana/neurocds.json")).expect("the dashboard is JSON");
+    let exprs: Vec<&str> = dashboard["panels"]
+        .as_array()
+        .expect("panels")
+        .iter()
+        .flat_map(|p| p["targets"].as_array().into_iter().flatten())
+        .filter_map(|t| t["expr"].as_str())
+        .collect();
+    assert!(exprs.len() > 15, "{exprs:?}");
+    let rules: Vec<Value> = exprs.iter().enumerate().map(|(i, e)| json!({ "record": format!("neurocds:dashboard_query_{i}"), "expr": e })).collect();
+    let file = std::env::temp_dir().join(format!("neurocds-dashboard-rules-{}.yml", uuid::Uuid::new_v4().simple()));
+    // JSON is YAML: promtool reads it as a rules file.
+    std::fs::write(&file, json!({ "groups": [{ "name": "dashboard", "rules": rules }] }).to_string()).expect("write the rules file");
+    let out = Command::new("promtool").args(["check", "rules"]).arg(&file).output().expect("promtool (Debian package prometheus)");
+    let _ = std::fs::remove_file(&file);
+    assert!(out.status.success(), "promtool check rules:\n{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+}

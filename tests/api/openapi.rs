@@ -39,6 +39,7 @@ async fn the_openapi_document_is_valid_openapi_3_1_and_names_every_api_endpoint(
         ("/audit/decisions", "get"),
         ("/audit/summary", "get"),
         ("/audit/queue", "get"),
+        ("/audit/monitoring", "get"),
         ("/healthz", "get"),
         ("/readyz", "get"),
         ("/metrics", "get"),

@@ -1,7 +1,7 @@
 //! The pages as a member of staff sees them: Debian's headless Chromium, driven by npm
 //! puppeteer-core (`tests/support/pages_browser.mjs`) with JavaScript switched off in the pages,
 //! signs in with a staff token, filters the decision log through its form, opens a case report
-//! from a row and the model card from the header. The script only reports what the browser shows;
+//! from a row, the model card and model monitoring from the header. The script only reports what the browser shows;
 //! the assertions are here. Full-page screenshots are kept in [`artefacts_dir`]:
 //! `case-report.png` (checked here), `decision-log.png` and `model-card.png`.
 
@@ -222,8 +222,42 @@ async fn in_a_browser_staff_sign_in_filter_the_decision_log_and_read_a_case_repo
     let external = table(models, "metrics").iter().find(|r| r["col0"] == "External").expect("an external-validation row");
     assert_eq!(external["AUC"], format!("{} ({}–{})", sig3("estimate"), sig3("lower"), sig3("upper")));
 
+    // Model monitoring: the two analyses (the order with no prior imaging is no analysis),
+    // their outputs against the validation cohort and their inputs as recorded by the analyses;
+    // too few to judge, so no alert. The override shows in the feedback table.
+    let monitoring = &seen["monitoring"];
+    assert_eq!(monitoring["h1"], "Model monitoring");
+    let version = format!("{}@{}", manifest.name, manifest.version);
+    assert!(monitoring["text"].as_str().unwrap_or_default().contains(&format!("{version} (loaded)")), "{}", monitoring["text"]);
+    assert_eq!(column(table(monitoring, "outcomes-0"), "Analyses in the window"), ["2"]);
+    let drift = table(monitoring, "drift-0");
+    let row = |title: &str| drift.iter().find(|r| r["Quantity"] == title).unwrap_or_else(|| panic!("no {title} row in {drift:?}"));
+    let probability = row("Calibrated probability of lymphoma");
+    assert_eq!((probability["Compared with"].as_str(), probability["Window values"].as_str(), probability["Status"].as_str()), (Some("validation cohort"), Some("2"), Some("too-few")));
+    assert_eq!(probability["Reference values"], "761", "every held-out study of the evaluation");
+    for title in ["How the T1c was recognised", "How the T2 was recognised", "Scanner vendor (T1c)", "Enhancing lesion volume"] {
+        assert_eq!(row(title)["Window values"], "2", "{title}: recorded by both analyses");
+        assert_eq!(row(title)["Compared with"], "baseline period");
+    }
+    let feedback_rows = table(monitoring, "overrides-0");
+    let biopsy = feedback_rows.iter().find(|r| r["Recommendation"] == "biopsy").expect("a biopsy row");
+    assert_eq!([&biopsy["Cards"], &biopsy["Overridden"], &biopsy["Override rate"]], ["1", "1", "100 %"]);
+    // One plot per watched quantity, drawn on the page; the probability plot's window bars
+    // hold the two estimates.
+    let plots = monitoring["plots"].as_array().expect("plots");
+    assert_eq!(plots.len(), 10, "{plots:?}");
+    for plot in plots {
+        assert!(plot["shown_width"].as_u64() > Some(300), "the plot is on screen: {plot}");
+        assert!(plot["label"].as_str().unwrap_or_default().contains("this window (blue, "), "{plot}");
+    }
+    let probability_plot = plots.iter().find(|p| p["quantity"] == "calibrated_probability").expect("the probability plot");
+    assert_eq!(probability_plot["reference_bars"], 10);
+    let drawn: Vec<&str> = probability_plot["live_bars"].as_array().expect("bars").iter().filter(|b| b["height"].as_f64() > Some(0.0)).filter_map(|b| b["title"].as_str()).collect();
+    assert!(!drawn.is_empty() && drawn.len() <= 2, "{drawn:?}");
+    assert_eq!(drawn.iter().map(|t| t.rsplit_once('(').map_or(0, |(_, n)| n.trim_end_matches(')').parse::<u32>().unwrap_or(0))).sum::<u32>(), 2, "{drawn:?}");
+
     // The pages work without JavaScript (the browser ran them with it off) and ship none.
-    for page in [&seen["before_signin"], log, recommended, report, models] {
+    for page in [&seen["before_signin"], log, recommended, report, models, monitoring] {
         assert_eq!(page["scripts"], 0, "{} has script elements", page["url"]);
     }
 }

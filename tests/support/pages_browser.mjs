@@ -10,9 +10,10 @@
 //   - on the decision log, applies each filter in turn through the form (fields not named are
 //     set back to "any"/empty) and reads the rows shown;
 //   - follows the first row's "report" link, reads the case report;
-//   - opens the model card from the header link.
+//   - opens the model card from the header link;
+//   - opens model monitoring from the header link, reads its tables and plots.
 // Full-page screenshots land in `artefacts`: decision-log.png (unfiltered), case-report.png,
-// model-card.png.
+// model-card.png, monitoring.png.
 import { createRequire } from 'node:module';
 
 // The package lives in the bootstrap cache, not in the checkout: resolve it from NODE_PATH.
@@ -125,6 +126,24 @@ try {
   await Promise.all([page.waitForNavigation({ waitUntil: 'load' }), page.click('header a[href="/models"]')]);
   out.models = await readPage(page);
   await page.screenshot({ path: `${scenario.artefacts}/model-card.png`, fullPage: true });
+
+  // Model monitoring, from the header: its tables, and what each plot draws.
+  await Promise.all([page.waitForNavigation({ waitUntil: 'load' }), page.click('header a[href="/monitoring"]')]);
+  out.monitoring = await readPage(page);
+  out.monitoring.plots = await page.$$eval('figure.quantity', (figs) =>
+    figs.map((f) => {
+      const svg = f.querySelector('svg');
+      const box = svg?.getBoundingClientRect();
+      return {
+        quantity: f.dataset.quantity,
+        caption: f.querySelector('figcaption')?.innerText.trim() ?? null,
+        label: svg?.getAttribute('aria-label') ?? null,
+        shown_width: box ? Math.round(box.width) : 0,
+        reference_bars: f.querySelectorAll('rect.reference').length,
+        live_bars: [...f.querySelectorAll('rect.live')].map((r) => ({ height: Number(r.getAttribute('height')), title: r.querySelector('title')?.textContent ?? '' })),
+      };
+    }));
+  await page.screenshot({ path: `${scenario.artefacts}/monitoring.png`, fullPage: true });
 } finally {
   await browser.close();
 }

@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use neurocds_analysis::imaging::{SeriesClass, SeriesMetadata, SeriesRules, SeriesRulesError, select_series};
+use neurocds_analysis::imaging::{SeriesClass, SeriesMetadata, SeriesRules, SeriesRulesError, recognition_path, select_series};
 
 /// The shipped rules file (the workspace's `config/`).
 const RULES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../config/series-rules.toml");
@@ -272,4 +272,25 @@ fn a_missing_rules_file_is_refused_naming_the_path() {
     let err = SeriesRules::load(concat!(env!("CARGO_MANIFEST_DIR"), "/../../config/no-such-rules.toml")).expect_err("missing");
     assert!(matches!(err, SeriesRulesError::Read { .. }), "{err}");
     assert!(err.to_string().contains("no-such-rules.toml"), "{err}");
+}
+
+#[test]
+fn each_chosen_series_names_how_it_was_recognised_for_model_monitoring() {
+    let path = |series: &[SeriesMetadata], uid: &str| {
+        let sel = select_series(&SeriesRules::default(), series);
+        let v = sel.verdicts.iter().find(|v| v.series_uid == uid).expect("a verdict");
+        recognition_path(v.class, &v.reason)
+    };
+    let agent = row("GE MEDICAL SYSTEMS", "Sag 3D BRAVO", Some(8.2), Some(3.2), Some(450.0), "GR\\IR", "Gadavist", "", "3D", SAGITTAL, 176, T1PostContrast);
+    assert_eq!(path(&[meta("1", &agent)], "1"), "T1 timing + contrast agent");
+    let keyword = row("SIEMENS", "t1_mprage_tra_post", Some(2300.0), Some(2.3), Some(900.0), "GR\\IR", "", "", "3D", AXIAL, 176, T1PostContrast);
+    assert_eq!(path(&[meta("2", &keyword)], "2"), "T1 timing + post-contrast keyword");
+    let t1 = || row("SIEMENS", "t1_mprage_tra", Some(2300.0), Some(2.32), Some(900.0), "GR\\IR", "", "", "3D", AXIAL, 176, T1Pre);
+    assert_eq!(path(&[timed("3.1", t1(), 2, "100500"), timed("3.2", t1(), 9, "103000")], "3.2"), "T1 timing + acquisition order");
+    let untimed = row("SIEMENS", "AX T1 POST", None, None, None, "", "", "", "2D", AXIAL, 24, T1PostContrast);
+    assert_eq!(path(&[meta("4", &untimed)], "4"), "T1 description + post-contrast keyword");
+    let t2 = row("SIEMENS", "t2_tse_tra", Some(5000.0), Some(100.0), None, "SE", "", "", "2D", AXIAL, 24, T2);
+    assert_eq!(path(&[meta("5", &t2)], "5"), "T2 timing");
+    let untimed_t2 = row("SIEMENS", "AX T2", None, None, None, "", "", "", "2D", AXIAL, 24, T2);
+    assert_eq!(path(&[meta("6", &untimed_t2)], "6"), "T2 description");
 }

@@ -238,6 +238,33 @@ pub fn select_series(rules: &SeriesRules, series: &[SeriesMetadata]) -> SeriesSe
     SeriesSelection { t1c: t1c.map(|i| series[i].series_uid.clone()), t2: t2.map(|i| series[i].series_uid.clone()), verdicts }
 }
 
+/// How a chosen series was recognised, as a label from a closed set (model monitoring counts
+/// them: a site whose scanners stop recording the contrast agent shows up as a shift from
+/// `T1 timing + contrast agent` to `T1 timing + acquisition order`). Read from the verdict's
+/// reason, whose wording this file writes; `other` for any reason it did not.
+pub fn recognition_path(class: SeriesClass, reason: &str) -> &'static str {
+    let timing = !reason.contains("no TR/TE");
+    match class {
+        SeriesClass::T2 if timing => "T2 timing",
+        SeriesClass::T2 => "T2 description",
+        SeriesClass::T1PostContrast => {
+            let by_agent = reason.contains("ContrastBolusAgent");
+            let by_order = reason.contains("acquired after post-contrast series") || reason.contains("repeats the protocol of earlier T1");
+            let by_keyword = reason.contains("description matches post-contrast pattern");
+            match (timing, by_agent, by_keyword, by_order) {
+                (true, true, ..) => "T1 timing + contrast agent",
+                (true, _, true, _) => "T1 timing + post-contrast keyword",
+                (true, _, _, true) => "T1 timing + acquisition order",
+                (false, true, ..) => "T1 description + contrast agent",
+                (false, _, true, _) => "T1 description + post-contrast keyword",
+                (false, _, _, true) => "T1 description + acquisition order",
+                _ => "other",
+            }
+        }
+        _ => "other",
+    }
+}
+
 fn describe_geometry(rules: &SeriesRules, m: &SeriesMetadata) -> String {
     let plane = Plane::of(m, rules.plane_min_cosine).map_or("unknown plane", Plane::name);
     let res = m.pixel_spacing.map_or_else(|| "unknown resolution".into(), |p| format!("{:.2}x{:.2} mm", p[0], p[1]));
