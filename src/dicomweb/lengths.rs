@@ -7,9 +7,17 @@
 //! nested sequence items, is checked against that first; a part that lies is refused with the
 //! element it lies in, and the parser never sees it.
 //!
+//! Values the parser would read differently from this walk are refused too, since from there
+//! the two disagree on where every later header stands: an undefined length on anything but a
+//! sequence or encapsulated Pixel Data, and a binary value (US, UL, FD, OW…; in implicit VR, by
+//! the dictionary's VR) that is not a whole number of values.
+//!
 //! The walk reads headers only (tag, VR, length) and never allocates. A deflated data set is
 //! inflated first, counting against a budget and refused as soon as it passes it (a deflate
 //! bomb), and the inflated bytes are walked the same way.
+
+use dicom_core::dictionary::{DataDictionary, VirtualVr};
+use dicom_dictionary_std::StandardDataDictionary;
 
 /// Deepest sequence nesting walked; real objects stay in single digits.
 const MAX_DEPTH: usize = 32;
@@ -51,6 +59,24 @@ pub fn check_declared_lengths(buf: &[u8], inflate_budget: u64) -> Result<u64, St
         _ => Encoding::ExplicitLittle,
     };
     walker.elements(data_set, buf.len(), 0).map(|_| 0)
+}
+
+/// The VR the standard dictionary gives `tag`, when it gives exactly one.
+fn dictionary_vr(tag: (u16, u16)) -> Option<[u8; 2]> {
+    match StandardDataDictionary.by_tag(dicom_core::Tag(tag.0, tag.1))?.vr {
+        VirtualVr::Exact(vr) => vr.to_string().as_bytes().try_into().ok(),
+        _ => None,
+    }
+}
+
+/// The size of one value of a binary VR (PS3.5 6.2); `None` for text, sequences, OB and UN.
+fn value_size(vr: &[u8; 2]) -> Option<u32> {
+    match vr {
+        b"US" | b"SS" | b"OW" => Some(2),
+        b"UL" | b"SL" | b"FL" | b"AT" | b"OL" | b"OF" => Some(4),
+        b"FD" | b"SV" | b"UV" | b"OD" | b"OV" => Some(8),
+        _ => None,
+    }
 }
 
 /// Deflated Explicit VR Little Endian: the data set after the meta group is one deflate stream.
@@ -170,12 +196,31 @@ impl Walker<'_> {
             }
             let is_sequence = h.vr == Some(*b"SQ") || (h.vr.is_none() && h.tag != PIXEL_DATA && self.starts_an_item(h.value_at));
             at = if h.length == UNDEFINED {
-                let fragments = h.tag == PIXEL_DATA || matches!(h.vr.as_ref(), Some(b"OB" | b"OW"));
+                // Only a sequence (SQ; UN or no VR holding an implicit-VR one) and encapsulated
+                // Pixel Data may leave their length undefined. The parser reads any other value
+                // with an undefined length as a 4 GiB one, sizing its buffer first (the memory
+                // benchmark found an OW element of 6 KiB that made it touch 1 GiB).
+                if h.tag != PIXEL_DATA && !matches!(h.vr.as_ref(), None | Some(b"SQ" | b"UN")) {
+                    let vr = h.vr.map(|v| String::from_utf8_lossy(&v).into_owned()).unwrap_or_default();
+                    return Err(format!("element ({:04X},{:04X}) {vr} declares an undefined length, which only sequences and encapsulated Pixel Data may", h.tag.0, h.tag.1));
+                }
+                let fragments = h.tag == PIXEL_DATA;
                 match self.items(h.value_at, end, depth + 1, !fragments)? {
                     Some(after) => after,
                     None => return Ok(Stop::End),
                 }
             } else {
+                // A binary value must hold whole values: the parser reads a UL of 26 bytes as
+                // six, then takes the two left over for the next header, and from there reads
+                // lengths this walk never saw (the memory benchmark found one touching 738 MiB).
+                // In implicit VR the parser takes the VR from the dictionary; so does this check.
+                let vr = h.vr.or_else(|| if self.encoding == Encoding::ImplicitLittle { dictionary_vr(h.tag) } else { None });
+                if let Some(unit) = vr.as_ref().and_then(value_size) {
+                    if h.length % unit != 0 {
+                        let vr = vr.map(|v| String::from_utf8_lossy(&v).into_owned()).unwrap_or_default();
+                        return Err(format!("element ({:04X},{:04X}) {vr} declares {} bytes, not a whole number of {unit}-byte values", h.tag.0, h.tag.1, h.length));
+                    }
+                }
                 let value_end = self.value_end(&h)?.min(end);
                 if is_sequence {
                     self.items(h.value_at, value_end, depth + 1, true)?;
@@ -386,5 +431,43 @@ mod tests {
     fn what_is_not_a_part10_file_is_left_to_the_parser() {
         assert_eq!(check_declared_lengths(b"not dicom", 0), Ok(0));
         assert_eq!(check_declared_lengths(&[], 0), Ok(0));
+    }
+
+    /// Found by `benches/multipart_memory.rs` (FUZZING.md finding 7): Pixel Data's tag spoilt
+    /// into (7FE0,6D10) kept its OW VR and undefined length; the parser read that as a 4 GiB value.
+    #[test]
+    fn an_undefined_length_outside_sequences_and_pixel_data_is_refused() {
+        let mut spoilt = explicit(0x7FE0, 0x6D10, b"OW", &[], Some(UNDEFINED));
+        spoilt.extend_from_slice(&[0xFE, 0xFF, 0x00, 0xE0, 0, 0, 0, 0, 0xFE, 0xFF, 0xDD, 0xE0, 0, 0, 0, 0]);
+        let e = check_declared_lengths(&part10("1.2.840.10008.1.2.4.90", &spoilt), 0).unwrap_err();
+        assert_eq!(e, "element (7FE0,6D10) OW declares an undefined length, which only sequences and encapsulated Pixel Data may");
+        // The same bytes under Pixel Data's own tag are encapsulated fragments, and pass.
+        let mut pixels = explicit(0x7FE0, 0x0010, b"OB", &[], Some(UNDEFINED));
+        pixels.extend_from_slice(&spoilt[12..]);
+        assert_eq!(check_declared_lengths(&part10("1.2.840.10008.1.2.4.90", &pixels), 0), Ok(0));
+        // A UN with an undefined length is an implicit-VR sequence (PS3.5 6.2.2), and passes.
+        let mut un = explicit(0x0009, 0x1010, b"UN", &[], Some(UNDEFINED));
+        un.extend_from_slice(&[0xFE, 0xFF, 0xDD, 0xE0, 0, 0, 0, 0]);
+        assert_eq!(check_declared_lengths(&part10("1.2.840.10008.1.2.1", &un), 0), Ok(0));
+    }
+
+    /// FUZZING.md finding 8: SOP Class UID's VR spoilt from UI to UL, 26 bytes long.
+    #[test]
+    fn a_binary_value_that_is_not_a_whole_number_of_values_is_refused() {
+        let spoilt = explicit(0x0008, 0x0016, b"UL", b"1.2.840.10008.5.1.4.1.1.4\0", None);
+        let e = check_declared_lengths(&part10("1.2.840.10008.1.2.1", &spoilt), 0).unwrap_err();
+        assert_eq!(e, "element (0008,0016) UL declares 26 bytes, not a whole number of 4-byte values");
+        let whole = explicit(0x0028, 0x0010, b"US", &[0, 1], None);
+        assert_eq!(check_declared_lengths(&part10("1.2.840.10008.1.2.1", &whole), 0), Ok(0));
+    }
+
+    #[test]
+    fn in_implicit_vr_the_dictionary_says_what_a_whole_value_is() {
+        // (0028,0010) Rows is US: three bytes are not a whole number of values.
+        let mut rows = vec![0x28, 0x00, 0x10, 0x00];
+        rows.extend_from_slice(&3u32.to_le_bytes());
+        rows.extend_from_slice(&[1, 0, 0]);
+        let e = check_declared_lengths(&part10("1.2.840.10008.1.2", &rows), 0).unwrap_err();
+        assert_eq!(e, "element (0028,0010) US declares 3 bytes, not a whole number of 2-byte values");
     }
 }

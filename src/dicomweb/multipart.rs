@@ -184,12 +184,32 @@ mod tests {
 
     /// Fuzzer finding 5 (part10_volume): a 27 KiB implicit-VR instance that cost the parser
     /// 2 s and 4.3 GB before it failed. After the pixel data, an undefined-length element holds
-    /// an element header where an item must stand; refused from the headers now, at once.
+    /// an element header where an item must stand; refused from the headers now, at once. Since
+    /// finding 8 the walk stops earlier in this input, at a group length (UL) of 231 bytes; the
+    /// item rule itself is `lengths::tests::what_is_neither_an_item_nor_a_delimiter_inside_a_sequence_is_refused`.
     #[test]
     fn fuzz_finding_an_element_where_an_item_must_be_is_refused_from_the_headers() {
         let part = include_bytes!("../../tests/fixtures/fuzz/part10-element-where-an-item-must-be.dcm");
         let e = parse_part(part, 8 << 20).map(|_| ()).unwrap_err();
-        assert!(e.contains("(FFFF,FFFF) stands where a sequence item or delimiter must"), "{e}");
+        assert_eq!(e, "element (0000,0000) UL declares 231 bytes, not a whole number of 4-byte values");
+    }
+
+    /// FUZZING.md findings 7 and 8: a JPEG 2000 part whose Pixel Data tag was spoilt to
+    /// (7FE0,6D10), and a T2 part whose SOP Class UID became a UL of 26 bytes; the parser touched
+    /// 1 GiB and 738 MiB for them before giving up.
+    #[tokio::test]
+    async fn memory_benchmark_findings_values_the_parser_would_misread_are_refused_from_the_headers() {
+        let cases: [(&'static [u8], &str); 2] = [
+            (include_bytes!("../../tests/fixtures/fuzz/multipart-ow-undefined-length.bin"), "part 0 is not a DICOM instance: element (7FE0,6D10) OW declares an undefined length"),
+            (include_bytes!("../../tests/fixtures/fuzz/multipart-ul-of-26-bytes.bin"), "part 1 is not a DICOM instance: element (0008,0016) UL declares 26 bytes, not a whole number of 4-byte values"),
+        ];
+        for (body, refusal) in cases {
+            let stream = futures_util::stream::iter(vec![Ok::<_, std::io::Error>(bytes::Bytes::from_static(body))]);
+            let limits = Limits { max_instances: 64, max_bytes: 8 << 20 };
+            let ct = "multipart/related; type=\"application/dicom\"; boundary=fuzz";
+            let e = read_multipart(ct, None, stream, "http://pacs/series", &limits).await.unwrap_err().to_string();
+            assert!(e.contains(refusal), "{e}");
+        }
     }
 
     #[test]
