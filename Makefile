@@ -1,7 +1,7 @@
 # neurocds: the two commands (see README.md).
 #   make demo   install what is missing, start the peers and the service, play an EHR
 #   make test   install what is missing, start the peers, run every test
-.PHONY: demo test build stop bench bench-imaging bench-inference bench-workers fuzz
+.PHONY: demo test build stop bench bench-imaging bench-inference bench-workers bench-memory fuzz
 
 demo:
 	@scripts/demo.sh
@@ -27,6 +27,13 @@ bench-workers:
 # Ensemble inference for one study through the service's engine (figures: BENCHMARKS.md).
 bench-inference:
 	@scripts/bootstrap.sh service && . scripts/env.sh && cargo bench --locked --bench inference
+
+# Resident memory over 400,000 spoilt WADO-RS answers through the service's reader (FUZZING.md
+# findings 4, 7, 8; figures: BENCHMARKS.md). Writes the DICOM fixtures it spoils when missing.
+bench-memory:
+	@scripts/bootstrap.sh && . scripts/env.sh && \
+	  { [ -f "$$NEUROCDS_CACHE/fuzz/fixtures/manifest.json" ] || "$$NEUROCDS_CACHE/tools-venv/bin/python" scripts/testdata/make_dicom_fixtures.py "$$NEUROCDS_CACHE/fuzz/fixtures" >/dev/null; } && \
+	  cargo bench --locked --bench multipart_memory -- --iterations 400000 --runtime multi --save "$$NEUROCDS_CACHE/bench-memory"
 
 # Coverage-guided fuzzing of every parser that reads outside input (FUZZING.md).
 fuzz:

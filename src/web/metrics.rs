@@ -34,7 +34,9 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
 /// route, `unmatched`, so a scanner cannot grow the series.
 pub async fn record(req: ServiceRequest, next: Next<impl MessageBody>) -> Result<ServiceResponse<impl MessageBody>, Error> {
     let started = Instant::now();
-    let metrics = req.app_data::<web::Data<AppState>>().map(|s| s.metrics.clone());
+    // Off (`metrics.enabled = false`): nothing is recorded, so the cost of instrumentation can be
+    // measured against a service without it.
+    let metrics = req.app_data::<web::Data<AppState>>().filter(|s| s.settings.metrics.enabled).map(|s| s.metrics.clone());
     // Methods outside the standard set count as one (OpenTelemetry's `_OTHER`).
     let method = match req.method().as_str() {
         m @ ("GET" | "HEAD" | "POST" | "PUT" | "DELETE" | "CONNECT" | "OPTIONS" | "TRACE" | "PATCH") => m.to_owned(),

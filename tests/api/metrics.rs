@@ -96,6 +96,11 @@ async fn metrics_on_a_management_port_are_not_served_on_the_service_port() {
 async fn metrics_can_be_turned_off() {
     let app = spawn_app_with(json!({ "metrics": { "enabled": false } })).await;
     assert_eq!(reqwest::get(format!("{}/metrics", app.base)).await.unwrap().status(), 404);
+    reqwest::get(format!("{}/healthz", app.base)).await.unwrap();
+    // Off means off: requests are not timed either (what `make bench` compares against).
+    let gauges = neurocds::metrics::Gauges { queue: None, worker_running: 0, analyses_capacity: 0, inference_queue_depth: 0, inference_queue_capacity: 0 };
+    let text = app.app.metrics.render(&gauges);
+    assert!(!text.contains("http_server_request_duration_seconds_count"), "{text}");
 }
 
 /// A Prometheus server, killed when dropped.
