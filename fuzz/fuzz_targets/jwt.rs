@@ -22,8 +22,7 @@ fn verifier() -> &'static (tokio::runtime::Runtime, Verifier) {
         let figment = Figment::new().merge(Toml::file_exact(concat!(env!("CARGO_MANIFEST_DIR"), "/../config/default.toml"))).merge(Serialized::defaults(overrides));
         let settings = Settings::from_figment(figment).expect("fuzz settings");
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        let http = reqwest::Client::builder().build().unwrap();
-        let verifier = Verifier::new(&settings, http).expect("verifier");
+        let verifier = Verifier::new(&settings).expect("verifier");
         (runtime, verifier)
     })
 }

@@ -4,10 +4,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use neurocds::{
-    dicomweb::multipart::parse_part,
-    imaging::{preprocess, volume::Volume},
-};
+use neurocds::dicomweb::multipart::parse_part;
+use neurocds_analysis::imaging::{preprocess, volume::Volume};
 
 fuzz_target!(|data: &[u8]| {
     let Ok((obj, _)) = parse_part(data, 8 << 20) else {
