@@ -61,6 +61,11 @@ pub fn check_declared_lengths(buf: &[u8], inflate_budget: u64) -> Result<u64, St
     walker.elements(data_set, buf.len(), 0).map(|_| 0)
 }
 
+/// A VR for a message (empty when the element has none).
+fn vr_text(vr: Option<[u8; 2]>) -> String {
+    vr.map(|v| String::from_utf8_lossy(&v).into_owned()).unwrap_or_default()
+}
+
 /// The VR the standard dictionary gives `tag`, when it gives exactly one.
 fn dictionary_vr(tag: (u16, u16)) -> Option<[u8; 2]> {
     match StandardDataDictionary.by_tag(dicom_core::Tag(tag.0, tag.1))?.vr {
@@ -201,7 +206,7 @@ impl Walker<'_> {
                 // with an undefined length as a 4 GiB one, sizing its buffer first (the memory
                 // benchmark found an OW element of 6 KiB that made it touch 1 GiB).
                 if h.tag != PIXEL_DATA && !matches!(h.vr.as_ref(), None | Some(b"SQ" | b"UN")) {
-                    let vr = h.vr.map(|v| String::from_utf8_lossy(&v).into_owned()).unwrap_or_default();
+                    let vr = vr_text(h.vr);
                     return Err(format!("element ({:04X},{:04X}) {vr} declares an undefined length, which only sequences and encapsulated Pixel Data may", h.tag.0, h.tag.1));
                 }
                 let fragments = h.tag == PIXEL_DATA;
@@ -217,7 +222,7 @@ impl Walker<'_> {
                 let vr = h.vr.or_else(|| if self.encoding == Encoding::ImplicitLittle { dictionary_vr(h.tag) } else { None });
                 if let Some(unit) = vr.as_ref().and_then(value_size) {
                     if h.length % unit != 0 {
-                        let vr = vr.map(|v| String::from_utf8_lossy(&v).into_owned()).unwrap_or_default();
+                        let vr = vr_text(vr);
                         return Err(format!("element ({:04X},{:04X}) {vr} declares {} bytes, not a whole number of {unit}-byte values", h.tag.0, h.tag.1, h.length));
                     }
                 }

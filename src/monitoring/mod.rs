@@ -66,6 +66,11 @@ impl Snapshot {
     pub fn status(&self) -> &'static str {
         if self.alerts.is_empty() { "ok" } else { "degraded" }
     }
+
+    /// When the figures were computed, as RFC 3339 text.
+    pub fn computed_at_rfc3339(&self) -> String {
+        self.computed_at.format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
+    }
 }
 
 /// Computes the figures and keeps the latest.

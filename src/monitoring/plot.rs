@@ -3,7 +3,9 @@
 
 use std::fmt::Write;
 
-use super::report::{Against, QuantityReport};
+use handlebars::html_escape as escape;
+
+use super::report::QuantityReport;
 
 const WIDTH: f64 = 640.0;
 const HEIGHT: f64 = 240.0;
@@ -11,17 +13,9 @@ const LEFT: f64 = 80.0;
 const BOTTOM: f64 = 78.0;
 const TOP: f64 = 14.0;
 
-/// Text for an SVG element or attribute.
-fn escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;").replace('\'', "&#39;")
-}
-
 /// The bars of one quantity, scaled to the larger share of either side.
 pub fn bars(q: &QuantityReport) -> String {
-    let against = match q.against {
-        Against::Validation => "validation cohort",
-        Against::Baseline => "baseline period",
-    };
+    let against = q.against.label();
     let mut svg = String::new();
     let _ = write!(
         svg,
@@ -70,7 +64,7 @@ pub fn bars(q: &QuantityReport) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::monitoring::drift::Bin;
+    use crate::monitoring::{drift::Bin, report::Against};
 
     #[test]
     fn each_bin_has_a_reference_and_a_live_bar_and_labels_are_escaped() {

@@ -48,6 +48,14 @@ impl Against {
             Against::Baseline => "baseline",
         }
     }
+
+    /// For people: `validation cohort` or `baseline period`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Against::Validation => "validation cohort",
+            Against::Baseline => "baseline period",
+        }
+    }
 }
 
 const TENTHS: &[f64] = &[0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0];
@@ -306,13 +314,7 @@ pub fn alerts(v: &VersionReport, judging: Judging) -> Vec<String> {
     v.quantities
         .iter()
         .filter(|q| q.status == "drift")
-        .map(|q| {
-            let against = match q.against {
-                Against::Validation => "the validation cohort",
-                Against::Baseline => "the baseline period",
-            };
-            format!("{}: {} PSI {:.2} against {against} (alert above {})", v.model_version, q.name, q.psi.unwrap_or_default(), judging.psi_alert)
-        })
+        .map(|q| format!("{}: {} PSI {:.2} against the {} (alert above {})", v.model_version, q.name, q.psi.unwrap_or_default(), q.against.label(), judging.psi_alert))
         .collect()
 }
 

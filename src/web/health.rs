@@ -44,7 +44,7 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
         "device": state.engine.as_ref().map(|e| device_name(e.device())),
         "version": env!("CARGO_PKG_VERSION"),
         "monitoring": match &monitoring {
-            Some(m) => json!({ "status": m.status(), "alerts": m.alerts, "computed_at": m.computed_at.format(&time::format_description::well_known::Rfc3339).ok() }),
+            Some(m) => json!({ "status": m.status(), "alerts": m.alerts, "computed_at": m.computed_at_rfc3339() }),
             None => json!({ "status": "not-computed-yet" }),
         },
     });

@@ -27,7 +27,7 @@ fn page_data(snapshot: &crate::monitoring::Snapshot) -> Value {
                     json!({
                         "name": q.name,
                         "title": q.title,
-                        "against": match q.against { crate::monitoring::report::Against::Validation => "validation cohort", _ => "baseline period" },
+                        "against": q.against.label(),
                         "reference_n": q.reference_n,
                         "live_n": q.live_n,
                         "psi": q.psi.map(|p| format!("{p:.3}")),
@@ -60,7 +60,7 @@ fn page_data(snapshot: &crate::monitoring::Snapshot) -> Value {
     json!({
         "status": snapshot.status(),
         "alerts": snapshot.alerts,
-        "computed_at": snapshot.computed_at.format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
+        "computed_at": snapshot.computed_at_rfc3339(),
         "window_from": day(snapshot.window_from),
         "baseline_from": day(snapshot.baseline_from),
         "window_days": snapshot.window_days,
