@@ -233,7 +233,12 @@ fn fake_qido(answer: impl Fn(usize) -> (Vec<&'static str>, bool) + Send + 'stati
             let target = request_line.split_whitespace().nth(1).unwrap_or("").to_string();
             let query = target.split_once('?').map(|(_, q)| q.to_string()).unwrap_or_default();
             let offset = query.split('&').find_map(|kv| kv.strip_prefix("offset=")).and_then(|v| v.parse().ok()).unwrap_or(0);
-            seen.lock().expect("lock").push(query);
+            // Paging is what these tests read; the `includefield`s are checked once, below.
+            let paging: Vec<&str> = query.split('&').filter(|kv| !kv.starts_with("includefield=")).collect();
+            seen.lock().expect("lock").push(paging.join("&"));
+            if !query.split('&').any(|kv| kv == "includefield=00180080") {
+                seen.lock().expect("lock").push(format!("no includefield in {query}"));
+            }
             let (uids, more) = answer(offset);
             let items: Vec<String> = uids.iter().map(|u| format!(r#"{{"0020000E":{{"vr":"UI","Value":["{u}"]}},"00080060":{{"vr":"CS","Value":["CT"]}}}}"#)).collect();
             let body = format!("[{}]", items.join(","));

@@ -72,6 +72,24 @@ struct JsonArray {
     more_results: bool,
 }
 
+/// A series as the study's QIDO-RS search found it.
+#[derive(Debug, Clone)]
+pub struct FoundSeries {
+    /// Recognition's fields as the archive read them from one of the series' instances.
+    pub header: SeriesMetadata,
+    /// The QIDO-RS answer: the series attributes that a full header falls back on.
+    qido: Value,
+}
+
+impl FoundSeries {
+    /// The header of the series from its retrieved instances (all of them, so the same as
+    /// [`DicomWebClient::full_header`] would give, without asking the archive again).
+    pub fn header_of(&self, instances: &[DefaultDicomObject]) -> Result<SeriesMetadata, serde_json::Error> {
+        let objects: Vec<&dicom_object::InMemDicomObject> = instances.iter().map(|o| &**o).collect();
+        metadata::from_objects(&self.header.series_uid, &self.qido, &objects)
+    }
+}
+
 /// A URL as errors may show it: no user info, no query.
 fn shown(url: &Url) -> String {
     let mut u = url.clone();
@@ -247,7 +265,7 @@ impl DicomWebClient {
         .await
     }
 
-    /// Every series of a study (QIDO-RS), read in pages of `qido_page_size` (`limit` and
+    /// Every series of a study (QIDO-RS, with `includefield` for what recognition reads), read in pages of `qido_page_size` (`limit` and
     /// `offset`): the next page is asked for while a page comes back full or the server warns
     /// that more results can be requested. A page that brings no new series ends the search, so
     /// a server that ignores `offset` and repeats itself costs one request more, not a loop.
@@ -259,7 +277,13 @@ impl DicomWebClient {
         let mut offset = 0usize;
         loop {
             let mut url = search.clone();
-            url.query_pairs_mut().append_pair("limit", &page_size).append_pair("offset", &offset.to_string());
+            {
+                let mut query = url.query_pairs_mut();
+                query.append_pair("limit", &page_size).append_pair("offset", &offset.to_string());
+                for field in metadata::RECOGNITION_FIELDS {
+                    query.append_pair("includefield", field);
+                }
+            }
             let page = self.get_json_array(Step::SearchSeries, &url).await?;
             let received = page.items.len();
             let before = found.len();
@@ -282,6 +306,26 @@ impl DicomWebClient {
                 return Ok(found);
             }
         }
+    }
+
+    /// Every series of a study as its QIDO-RS search describes it: recognition's fields as the
+    /// archive read them from one instance of each ([`metadata::from_qido`]). One search (a
+    /// request per page); which series then need all their instances is recognition's call.
+    pub async fn find_series(&self, base: &str, study_uid: &str) -> Result<Vec<FoundSeries>, DicomWebError> {
+        let base = normalise_base(base)?;
+        let study_uid = check_uid("StudyInstanceUID", study_uid)?;
+        let found = self.search_series(&base, study_uid).await?;
+        Ok(found.into_iter().map(|(uid, qido)| FoundSeries { header: metadata::from_qido(&uid, &qido), qido }).collect())
+    }
+
+    /// The header of one series from the WADO-RS metadata of all its instances.
+    pub async fn full_header(&self, base: &str, study_uid: &str, series: &FoundSeries) -> Result<SeriesMetadata, DicomWebError> {
+        let base = normalise_base(base)?;
+        let study_uid = check_uid("StudyInstanceUID", study_uid)?;
+        let uid = &series.header.series_uid;
+        let url = join(&base, &["studies", study_uid, "series", uid, "metadata"]);
+        let instances = self.get_json_array(Step::SeriesMetadata, &url).await?;
+        Ok(metadata::from_instances(uid, &series.qido, &instances.items))
     }
 
     /// The header fields of every series of a study: QIDO-RS for the list (every page), then

@@ -6,8 +6,9 @@
 //! series or touch pixels (that is `imaging`), and it never logs or prints credentials.
 //!
 //! ```text
-//!  series_metadata:  GET {base}/studies/{study}/series?limit=&offset=      (QIDO-RS, dicom+json, every page)
-//!                    GET {base}/studies/{study}/series/{series}/metadata   (WADO-RS, dicom+json)
+//!  find_series:      GET {base}/studies/{study}/series?limit=&offset=&includefield=…  (QIDO-RS, every page)
+//!  full_header:      GET {base}/studies/{study}/series/{series}/metadata   (WADO-RS, dicom+json)
+//!  series_metadata:  both: the search, then every MR series' metadata (the reference path)
 //!  retrieve_series:  GET {base}/studies/{study}/series/{series}            (WADO-RS, multipart/related)
 //! ```
 
@@ -15,7 +16,7 @@ mod client;
 mod lengths;
 pub mod multipart;
 
-pub use client::DicomWebClient;
+pub use client::{DicomWebClient, FoundSeries};
 pub use neurocds_analysis::imaging::SeriesMetadata;
 
 /// The request a DICOMweb error happened in.

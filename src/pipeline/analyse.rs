@@ -6,16 +6,16 @@
 //! `out-of-scope` (the scope gate: no enhancing intra-axial mass to ask about) or `unavailable`
 //! (something was down or full; the queue retries it).
 
-use std::{collections::BTreeMap, sync::Arc, time::Instant};
+use std::{collections::BTreeMap, sync::Arc};
 
-use super::analysis::{Analysis, InputProfile, ModelInfo, UsedSeries};
+use super::analysis::{Analysis, InputProfile, ModelInfo, Stopwatch, UsedSeries};
 use crate::{config::Settings, dicomweb::DicomWebClient, fhir::study::PriorStudy};
 use neurocds_analysis::{
     decision::{Outcome, effective_thresholds, recommend},
     imaging::{
         Volume,
         preprocess::{self, Recipe},
-        series::{SeriesRules, SeriesSelection, recognition_path, select_series},
+        series::{SeriesRules, SeriesSelection, recognition_path},
     },
     inference::{Engine, InferenceError, ModelInput},
 };
@@ -81,21 +81,15 @@ impl Analyser {
     /// study → series → volumes → preprocessing → ensemble → recommendation. `hold` goes with
     /// every piece of blocking work, which outlives an aborted task.
     pub async fn analyse(&self, study: &PriorStudy, hold: Hold) -> Analysis {
-        let mut timings = BTreeMap::new();
-        let mut clock = Instant::now();
-        let mut lap = |name: &str, timings: &mut BTreeMap<String, u64>| {
-            timings.insert(name.to_owned(), clock.elapsed().as_millis() as u64);
-            clock = Instant::now();
-        };
+        let mut watch = Stopwatch::start();
         let Some(base) = study.dicomweb.clone().or_else(|| study.series_dicomweb.values().next().cloned()) else {
-            return self.failed(study, "series_metadata", Outcome::Unavailable, "no DICOMweb endpoint for the study".into(), timings);
+            return self.failed(study, "series_metadata", Outcome::Unavailable, "no DICOMweb endpoint for the study".into(), watch.timings);
         };
-        let metadata = match self.dicomweb.series_metadata(&base, &study.study_uid).await {
-            Ok(m) => m,
-            Err(e) => return self.failed(study, "series_metadata", Outcome::Unavailable, e.to_string(), timings),
+        let found = super::discover::discover(&self.dicomweb, &self.rules, study, &base, &mut watch).await;
+        let super::discover::Discovered { metadata, selection, instances } = match found {
+            Ok(d) => d,
+            Err(super::discover::DiscoveryFailed(e)) => return self.failed(study, "series_metadata", Outcome::Unavailable, e.to_string(), watch.timings),
         };
-        lap("series_metadata", &mut timings);
-        let selection = select_series(&self.rules, &metadata);
         let verdicts = serde_json::to_value(&selection.verdicts).unwrap_or_default();
         let used = |uid: &Option<String>| {
             uid.as_ref().and_then(|u| metadata.iter().find(|m| &m.series_uid == u)).map(|m| UsedSeries { series_uid: m.series_uid.clone(), description: m.description.clone(), instances: m.instance_count })
@@ -103,7 +97,7 @@ impl Analyser {
         let (t1c_used, t2_used) = (used(&selection.t1c), used(&selection.t2));
         let mut inputs = input_profile(&selection, &metadata);
         let series_inputs = inputs.clone();
-        lap("series_selection", &mut timings);
+        watch.lap("series_selection");
         let with_series = |mut a: Analysis| {
             a.series_verdicts = verdicts.clone();
             a.t1c = t1c_used.clone();
@@ -111,21 +105,14 @@ impl Analyser {
             a.inputs = Some(series_inputs.clone());
             a
         };
-        let (Some(t1c_uid), Some(t2_uid)) = (selection.t1c.clone(), selection.t2.clone()) else {
+        let (Some(t1c_uid), Some(t2_uid), Some(instances)) = (selection.t1c.clone(), selection.t2.clone(), instances) else {
             let missing = if selection.t1c.is_none() { "no T1 post-contrast series" } else { "no T2-weighted series" };
-            return with_series(self.failed(study, "series_selection", Outcome::Abstained, format!("series missing: {missing} in the prior study"), timings));
+            return with_series(self.failed(study, "series_selection", Outcome::Abstained, format!("series missing: {missing} in the prior study"), watch.timings));
         };
-        let t1c_base = study.dicomweb_for(&t1c_uid).unwrap_or(&base).to_owned();
-        let t2_base = study.dicomweb_for(&t2_uid).unwrap_or(&base).to_owned();
-        let (t1c_objs, t2_objs) = tokio::join!(
-            self.dicomweb.retrieve_series(&t1c_base, &study.study_uid, &t1c_uid),
-            self.dicomweb.retrieve_series(&t2_base, &study.study_uid, &t2_uid)
-        );
-        let (t1c_objs, t2_objs) = match (t1c_objs, t2_objs) {
-            (Ok(a), Ok(b)) => (a, b),
-            (Err(e), _) | (_, Err(e)) => return with_series(self.failed(study, "retrieval", Outcome::Unavailable, e.to_string(), timings)),
+        let (t1c_objs, t2_objs) = match instances {
+            Ok(both) => both,
+            Err(e) => return with_series(self.failed(study, "retrieval", Outcome::Unavailable, e.to_string(), watch.timings)),
         };
-        lap("retrieval", &mut timings);
         let held = hold.clone();
         let assembled = tokio::task::spawn_blocking(move || {
             let _held = held;
@@ -137,10 +124,10 @@ impl Analyser {
         .await;
         let (t1c, t2) = match assembled {
             Ok((Ok(a), Ok(b))) => (a, b),
-            Ok((Err(e), _)) | Ok((_, Err(e))) => return with_series(self.failed(study, "assembly", Outcome::Abstained, e.to_string(), timings)),
-            Err(e) => return with_series(self.failed(study, "assembly", Outcome::Unavailable, format!("volume assembly stopped: {e}"), timings)),
+            Ok((Err(e), _)) | Ok((_, Err(e))) => return with_series(self.failed(study, "assembly", Outcome::Abstained, e.to_string(), watch.timings)),
+            Err(e) => return with_series(self.failed(study, "assembly", Outcome::Unavailable, format!("volume assembly stopped: {e}"), watch.timings)),
         };
-        lap("assembly", &mut timings);
+        watch.lap("assembly");
         let m = self.engine.manifest();
         let recipe = Recipe { shape: m.input.shape, spacing_mm: m.input.spacing_mm };
         let held = hold.clone();
@@ -154,14 +141,14 @@ impl Analyser {
             Ok(Err(abstention)) if abstention.kind.is_out_of_scope() => {
                 // The scope gate: no enhancing intra-axial mass to ask about. No input is built,
                 // the ensemble never runs, and no recommendation can follow.
-                let mut a = with_series(self.failed(study, "scope", Outcome::OutOfScope, abstention.reason, timings));
+                let mut a = with_series(self.failed(study, "scope", Outcome::OutOfScope, abstention.reason, watch.timings));
                 a.scope = abstention.scope;
                 return a;
             }
-            Ok(Err(abstention)) => return with_series(self.failed(study, "preprocessing", Outcome::Abstained, abstention.reason, timings)),
-            Err(e) => return with_series(self.failed(study, "preprocessing", Outcome::Unavailable, format!("preprocessing stopped: {e}"), timings)),
+            Ok(Err(abstention)) => return with_series(self.failed(study, "preprocessing", Outcome::Abstained, abstention.reason, watch.timings)),
+            Err(e) => return with_series(self.failed(study, "preprocessing", Outcome::Unavailable, format!("preprocessing stopped: {e}"), watch.timings)),
         };
-        lap("preprocessing", &mut timings);
+        watch.lap("preprocessing");
         let key_images = crate::pipeline::analysis::KeyImages::from(&prepared.key_images);
         let scope = prepared.scope;
         let lesion_volume_ml = prepared.lesion_volume_ml;
@@ -170,10 +157,10 @@ impl Analyser {
         let input = ModelInput { data: prepared.data, lesion_volume_ml, t1c_lesion_mean: prepared.t1c_lesion_mean };
         let output = match self.engine.predict(input).await {
             Ok(o) => o,
-            Err(e @ (InferenceError::Overloaded | InferenceError::WorkerGone)) => return with_series(self.failed(study, "inference", Outcome::Unavailable, e.to_string(), timings)),
-            Err(e) => return with_series(self.failed(study, "inference", Outcome::Abstained, e.to_string(), timings)),
+            Err(e @ (InferenceError::Overloaded | InferenceError::WorkerGone)) => return with_series(self.failed(study, "inference", Outcome::Unavailable, e.to_string(), watch.timings)),
+            Err(e) => return with_series(self.failed(study, "inference", Outcome::Abstained, e.to_string(), watch.timings)),
         };
-        lap("inference", &mut timings);
+        watch.lap("inference");
         let thresholds = effective_thresholds(&self.settings.decision, &m.thresholds);
         let (outcome, recommendation, reason) = match &output.abstain_reason {
             Some(r) => (Outcome::Abstained, None, Some(r.clone())),
@@ -193,7 +180,7 @@ impl Analyser {
             recommendation,
             reason,
             failed_stage: None,
-            stage_timings_ms: timings,
+            stage_timings_ms: watch.timings,
             key_images: Some(key_images),
             scope: Some(scope),
             inputs: Some(inputs),

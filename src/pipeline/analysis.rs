@@ -5,6 +5,7 @@
 use std::{
     collections::BTreeMap,
     sync::{Arc, OnceLock},
+    time::Instant,
 };
 
 use serde::{Deserialize, Serialize};
@@ -181,5 +182,23 @@ impl From<&neurocds_analysis::imaging::keyimage::KeyImages> for KeyImages {
         use base64::Engine;
         let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
         KeyImages { t1c_png_base64: b64(&k.t1c_png), t2_png_base64: b64(&k.t2_png) }
+    }
+}
+
+/// Each stage's wall time, in milliseconds, as the analysis records it (`stage_timings_ms`).
+pub struct Stopwatch {
+    clock: Instant,
+    pub timings: BTreeMap<String, u64>,
+}
+
+impl Stopwatch {
+    pub fn start() -> Stopwatch {
+        Stopwatch { clock: Instant::now(), timings: BTreeMap::new() }
+    }
+
+    /// Records the time since the last lap as stage `name`.
+    pub fn lap(&mut self, name: &str) {
+        self.timings.insert(name.to_owned(), self.clock.elapsed().as_millis() as u64);
+        self.clock = Instant::now();
     }
 }

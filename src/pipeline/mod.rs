@@ -5,11 +5,13 @@
 //! - [`analyse`]: a worker's side. One analysis — study → series → volumes → preprocessing →
 //!   scope gate → ensemble → policy — each stage timed, every failure a clinician-safe result.
 //!
-//! [`analysis`] is the result both sides share; [`cache`] keeps the final ones in memory.
+//! [`analysis`] is the result both sides share; [`cache`] keeps the final ones in memory;
+//! [`discover`] is the analysis's first stage: which series, fetched how.
 
 pub mod analyse;
 pub mod analysis;
 pub mod cache;
+pub mod discover;
 pub mod run;
 
 pub use run::{Pipeline, PipelineError, Ticket};

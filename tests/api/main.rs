@@ -19,6 +19,7 @@ mod hostile_peers;
 mod metrics;
 mod monitoring;
 mod openapi;
+mod pacs_requests;
 mod pages;
 mod processes;
 mod queue;

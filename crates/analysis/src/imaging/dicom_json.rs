@@ -79,18 +79,43 @@ pub(crate) fn number(obj: &Value, tag: &str) -> Option<f64> {
     numbers(obj, tag).first().copied()
 }
 
-/// A series known only from its QIDO-RS answer (not an MR series, so its metadata is not
-/// worth fetching).
+/// What series recognition reads, as QIDO-RS `includefield` values: asked with the series
+/// search, an archive answers them from one instance of each series ([`from_qido`]).
+/// Enhanced multi-frame timing lives in functional groups, which archives do not return at the
+/// series level; such a series is read again from all its instances
+/// ([`crate::imaging::series::needs_all_instances`]).
+pub const RECOGNITION_FIELDS: &[&str] = &[
+    MODALITY,
+    SERIES_DESCRIPTION,
+    SERIES_NUMBER,
+    "00080070", // Manufacturer
+    "00180080", // RepetitionTime
+    "00180081", // EchoTime
+    "00180082", // InversionTime
+    "00180020", // ScanningSequence
+    "00180021", // SequenceVariant
+    "00180010", // ContrastBolusAgent
+    "00080008", // ImageType
+    "00180023", // MRAcquisitionType
+    "00200037", // ImageOrientationPatient
+    "00280030", // PixelSpacing
+    "00180050", // SliceThickness
+    "00280010", // Rows
+    "00280011", // Columns
+    NUMBER_OF_FRAMES,
+    "00201209", // NumberOfSeriesRelatedInstances
+    "00080032", // AcquisitionTime
+    "00080031", // SeriesTime
+    "00200052", // FrameOfReferenceUID
+];
+
+/// A series as its QIDO-RS answer describes it: the series attributes, and whatever
+/// [`RECOGNITION_FIELDS`] the archive read from one of its instances. Slices are the related
+/// instances times that instance's frames.
 pub fn from_qido(series_uid: &str, qido: &Value) -> SeriesMetadata {
-    SeriesMetadata {
-        series_uid: series_uid.to_string(),
-        modality: text(qido, MODALITY),
-        description: text(qido, SERIES_DESCRIPTION),
-        series_number: number(qido, SERIES_NUMBER).map(|n| n as i64),
-        instance_count: number(qido, "00201209").map_or(0, |n| n as usize),
-        slice_count: number(qido, "00201209").map_or(0, |n| n as usize),
-        ..SeriesMetadata::default()
-    }
+    let instances = number(qido, "00201209").map_or(0, |n| n.max(0.0) as usize);
+    let frames = number(qido, NUMBER_OF_FRAMES).map_or(1, |n| n.max(1.0) as usize);
+    header(series_uid, qido, qido, text(qido, "00180010"), instances, instances.saturating_mul(frames))
 }
 
 /// The series header from the DICOM JSON of all its instances (the WADO-RS series metadata).
@@ -101,6 +126,18 @@ pub fn from_instances(series_uid: &str, qido: &Value, instances: &[Value]) -> Se
     let Some(first) = first else {
         return from_qido(series_uid, qido);
     };
+    // Any instance that records an agent makes the series contrast-enhanced; enhanced MR may
+    // instead say so in the Contrast/Bolus Usage functional group.
+    let contrast_bolus_agent = instances.iter().find_map(|i| text(i, "00180010")).or_else(|| {
+        (text(first, "00189342").as_deref() == Some("YES")).then(|| "administered (ContrastBolusUsageSequence)".to_string())
+    });
+    let slices = instances.iter().map(|i| number(i, NUMBER_OF_FRAMES).map_or(1, |n| n.max(1.0) as usize)).sum();
+    header(series_uid, first, qido, contrast_bolus_agent, instances.len(), slices)
+}
+
+/// The header read from `first` (an instance, or a QIDO-RS answer), with the series attributes
+/// `qido` gives as fallbacks.
+fn header(series_uid: &str, first: &Value, qido: &Value, contrast_bolus_agent: Option<String>, instance_count: usize, slice_count: usize) -> SeriesMetadata {
     let either = |tag: &str| text(first, tag).or_else(|| text(qido, tag));
     let six = numbers(first, "00200037");
     let two = numbers(first, "00280030");
@@ -118,11 +155,6 @@ pub fn from_instances(series_uid: &str, qido: &Value, instances: &[Value]) -> Se
             scanning_sequence.push("IR".into());
         }
     }
-    // Any instance that records an agent makes the series contrast-enhanced; enhanced MR may
-    // instead say so in the Contrast/Bolus Usage functional group.
-    let contrast_bolus_agent = instances.iter().find_map(|i| text(i, "00180010")).or_else(|| {
-        (text(first, "00189342").as_deref() == Some("YES")).then(|| "administered (ContrastBolusUsageSequence)".to_string())
-    });
 
     SeriesMetadata {
         series_uid: series_uid.to_string(),
@@ -144,20 +176,27 @@ pub fn from_instances(series_uid: &str, qido: &Value, instances: &[Value]) -> Se
         slice_thickness: number(first, "00180050"),
         rows: number(first, "00280010").map(|n| n as u32),
         columns: number(first, "00280011").map(|n| n as u32),
-        instance_count: instances.len(),
-        slice_count: instances.iter().map(|i| number(i, NUMBER_OF_FRAMES).map_or(1, |n| n.max(1.0) as usize)).sum(),
+        instance_count,
+        slice_count,
         acquisition_time: text(first, "00080032"),
         series_time: text(first, "00080031").or_else(|| text(qido, "00080031")),
         frame_of_reference_uid: text(first, "00200052"),
     }
 }
 
-/// The series header from parsed DICOM objects (headers of files on disk; pixel data may be
-/// absent): each object goes through DICOM JSON and then [`from_instances`], exactly as a
-/// WADO-RS metadata answer would.
-pub fn from_objects(series_uid: &str, instances: &[&InMemDicomObject]) -> Result<SeriesMetadata, serde_json::Error> {
-    let json = instances.iter().map(|obj| ::dicom_json::to_value(*obj)).collect::<Result<Vec<Value>, _>>()?;
-    Ok(from_instances(series_uid, &Value::Object(Default::default()), &json))
+/// The series header from parsed DICOM objects (headers of files on disk, or instances
+/// retrieved over WADO-RS): each object's header — everything but the pixel data, which is
+/// neither read nor copied — goes through DICOM JSON and then [`from_instances`], exactly as a
+/// WADO-RS metadata answer would. `qido` gives the series attributes as fallbacks (`{}` if none).
+pub fn from_objects(series_uid: &str, qido: &Value, instances: &[&InMemDicomObject]) -> Result<SeriesMetadata, serde_json::Error> {
+    let json = instances
+        .iter()
+        .map(|obj| {
+            let header = InMemDicomObject::from_element_iter(obj.iter().filter(|e| e.header().tag.group() != 0x7FE0).cloned());
+            ::dicom_json::to_value(&header)
+        })
+        .collect::<Result<Vec<Value>, _>>()?;
+    Ok(from_instances(series_uid, qido, &json))
 }
 
 #[cfg(test)]

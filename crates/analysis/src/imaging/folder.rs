@@ -161,7 +161,7 @@ pub fn load_study(series: &StudyFiles, rules: &SeriesRules) -> Result<StudyVolum
             .map(|path| open_header(path).map_err(|reason| StudyError::Unreadable { path: path.clone(), reason }))
             .collect::<Result<Vec<_>, _>>()?;
         let refs: Vec<&dicom_object::InMemDicomObject> = headers.iter().map(|h| &**h).collect();
-        let meta = dicom_json::from_objects(series_uid, &refs).map_err(|e| StudyError::Header { series_uid: series_uid.clone(), reason: e.to_string() })?;
+        let meta = dicom_json::from_objects(series_uid, &serde_json::Value::Object(Default::default()), &refs).map_err(|e| StudyError::Header { series_uid: series_uid.clone(), reason: e.to_string() })?;
         metadata.push(meta);
     }
     let selection = select_series(rules, &metadata);

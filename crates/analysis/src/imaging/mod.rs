@@ -16,5 +16,5 @@ pub mod preprocess;
 pub mod series;
 pub mod volume;
 
-pub use series::{SeriesClass, SeriesMetadata, SeriesRules, SeriesRulesError, SeriesSelection, SeriesVerdict, recognition_path, select_series};
+pub use series::{SeriesClass, SeriesMetadata, SeriesRules, SeriesRulesError, SeriesSelection, SeriesVerdict, needs_all_instances, recognition_path, select_series};
 pub use volume::{StackPlan, Volume, VolumeError};

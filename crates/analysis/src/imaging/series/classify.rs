@@ -238,6 +238,37 @@ pub fn select_series(rules: &SeriesRules, series: &[SeriesMetadata]) -> SeriesSe
     SeriesSelection { t1c: t1c.map(|i| series[i].series_uid.clone()), t2: t2.map(|i| series[i].series_uid.clone()), verdicts }
 }
 
+/// Which series' verdicts the headers of all their instances could change, given `series` as
+/// one instance each describes them (a QIDO-RS answer with
+/// [`crate::imaging::dicom_json::RECOGNITION_FIELDS`]). Those need their full metadata (or
+/// their instances) before a choice is final; the others are settled by protocol fields that
+/// every instance of a series repeats (description, ImageType, ScanningSequence, TR/TE/TI).
+///
+/// A series needs all its instances when:
+/// - it may be a T1 or a T2 (the choice compares slice counts and acquisition times, and a
+///   contrast agent recorded in any instance makes a T1 post-contrast);
+/// - it would be a T1 or a T2 but for its slice count (frames may be more than instances);
+/// - it was judged without TR and TE (the archive may not have returned them: enhanced MR keeps
+///   them in functional groups);
+/// - it records a contrast agent (acquisition order counts it).
+///
+/// What is left unread errs on the safe side only: a settled series (a FLAIR, a perfusion run)
+/// whose agent or earliest acquisition time sits in another instance can only make fewer T1s
+/// count as post-contrast by acquisition order — a missing T1c abstains, it never advises.
+pub fn needs_all_instances(rules: &SeriesRules, series: &[SeriesMetadata]) -> Vec<bool> {
+    series
+        .iter()
+        .map(|m| {
+            // Judged as if it had the slices a volume needs: frames may be more than instances.
+            let counted = SeriesMetadata { slice_count: m.slice_count.max(rules.min_slices), ..m.clone() };
+            matches!(rules.judge(&counted).class, SeriesClass::T1PostContrast | SeriesClass::T1Pre | SeriesClass::T2)
+                || m.repetition_time_ms.is_none()
+                || m.echo_time_ms.is_none()
+                || rules.agent_given(m).is_some()
+        })
+        .collect()
+}
+
 /// How a chosen series was recognised, as a label from a closed set (model monitoring counts
 /// them: a site whose scanners stop recording the contrast agent shows up as a shift from
 /// `T1 timing + contrast agent` to `T1 timing + acquisition order`). Read from the verdict's
@@ -309,5 +340,55 @@ mod tests {
         assert_eq!(seconds_of_day("101530.5"), Some(36930.5));
         assert_eq!(seconds_of_day("10:15:30"), Some(36930.0));
         assert_eq!(seconds_of_day("xx"), None);
+    }
+
+    /// A header as a QIDO-RS answer with `includefield` would give it.
+    fn series(uid: &str, desc: &str, tr: f64, te: f64, agent: Option<&str>) -> SeriesMetadata {
+        SeriesMetadata {
+            series_uid: uid.into(),
+            modality: Some("MR".into()),
+            description: Some(desc.into()),
+            repetition_time_ms: Some(tr),
+            echo_time_ms: Some(te),
+            scanning_sequence: vec!["SE".into()],
+            image_type: vec!["ORIGINAL".into(), "PRIMARY".into()],
+            image_orientation: Some([1.0, 0.0, 0.0, 0.0, 1.0, 0.0]),
+            pixel_spacing: Some([0.9, 0.9]),
+            contrast_bolus_agent: agent.map(Into::into),
+            instance_count: 26,
+            slice_count: 26,
+            ..SeriesMetadata::default()
+        }
+    }
+
+    #[test]
+    fn only_series_that_could_be_chosen_need_all_their_instances() {
+        let rules = SeriesRules::default();
+        let mut localizer = series("1", "LOC", 6.0, 2.0, None);
+        localizer.image_type.push("LOCALIZER".into());
+        localizer.slice_count = 3;
+        localizer.instance_count = 3;
+        let mut flair = series("5", "AX FLAIR", 8800.0, 120.0, None);
+        flair.inversion_time_ms = Some(2200.0);
+        flair.scanning_sequence.push("IR".into());
+        let study = [localizer, series("2", "AX T1", 480.0, 10.0, None), series("3", "AX T1 POST", 480.0, 10.0, Some("GADAVIST")), series("4", "AX T2", 4800.0, 100.0, None), flair];
+        let needs = needs_all_instances(&rules, &study);
+        assert_eq!(needs, [false, true, true, true, false]);
+    }
+
+    #[test]
+    fn a_t1_or_t2_with_too_few_instances_needs_all_of_them_for_its_frames() {
+        let mut enhanced = series("1", "AX T2", 4800.0, 100.0, None);
+        (enhanced.instance_count, enhanced.slice_count) = (1, 1);
+        assert_eq!(needs_all_instances(&SeriesRules::default(), &[enhanced]), [true]);
+    }
+
+    #[test]
+    fn a_series_judged_without_timing_needs_all_its_instances() {
+        let rules = SeriesRules::default();
+        let mut enhanced = series("1", "AX FLAIR", 0.0, 0.0, None);
+        enhanced.repetition_time_ms = None;
+        enhanced.echo_time_ms = None;
+        assert_eq!(needs_all_instances(&rules, &[enhanced]), [true]);
     }
 }

@@ -15,6 +15,6 @@ pub mod classify;
 pub mod metadata;
 pub mod rules;
 
-pub use classify::{recognition_path, select_series};
+pub use classify::{needs_all_instances, recognition_path, select_series};
 pub use metadata::{SeriesClass, SeriesMetadata, SeriesSelection, SeriesVerdict};
 pub use rules::{SeriesRules, SeriesRulesError};
