@@ -324,3 +324,40 @@ fn an_rle_series_rebuilt_fragment_by_fragment_still_decodes() {
     let (series_uid, objs) = spoil_rle(|f| f.to_vec());
     assert_eq!(Volume::assemble(&series_uid, &objs).expect("honest RLE").data, assemble("explicit_le").data);
 }
+
+/// Issue 18: the direct path for native 16-bit single-frame instances gives dicom-pixeldata's
+/// numbers bit for bit — with rescale, with BitsStored below 16 and garbage in the high bits,
+/// and for signed pixels — and the instances it does not take (enhanced multi-frame) still
+/// decode the general way.
+#[test]
+fn the_direct_decoding_path_gives_the_general_decoders_numbers_bit_for_bit() {
+    use neurocds_analysis::imaging::StackPlan;
+    let same = |name: &str, objs: &[dicom_object::DefaultDicomObject], uid: &str| {
+        let direct = StackPlan::new(uid, objs).expect("plan").decode().expect("direct");
+        let general = StackPlan::new(uid, objs).expect("plan").decode_generically().expect("general");
+        assert_eq!(direct.data.shape(), general.data.shape(), "{name}");
+        let differ = direct.data.iter().zip(general.data.iter()).filter(|(a, b)| a.to_bits() != b.to_bits()).count();
+        assert_eq!(differ, 0, "{name}: {differ} voxels differ");
+    };
+    for name in ["t1c_axial", "t2_axial", "flair", "explicit_le", "implicit_le", "t1c_enhanced_sag"] {
+        let s = fixtures().series(name);
+        same(name, &read_files(&s.files), &s.series_uid);
+    }
+    let s = fixtures().series("t2_axial");
+    let spoil = |bits_stored: u16, signed: bool| {
+        let mut objs = read_files(&s.files);
+        for obj in &mut objs {
+            set_us(obj, tags::BITS_STORED, bits_stored);
+            set_us(obj, tags::HIGH_BIT, bits_stored - 1);
+            set_us(obj, tags::PIXEL_REPRESENTATION, signed as u16);
+            set_ds(obj, tags::RESCALE_SLOPE, &[2.5]);
+            set_ds(obj, tags::RESCALE_INTERCEPT, &[-1024.0]);
+            let pixels: Vec<u16> = obj.element(tags::PIXEL_DATA).unwrap().to_multi_int::<u16>().unwrap().iter().enumerate().map(|(i, p)| p | ((i as u16 % 7) << 13)).collect();
+            obj.put(DataElement::new(tags::PIXEL_DATA, VR::OW, PrimitiveValue::U16(pixels.into())));
+        }
+        objs
+    };
+    same("12 bits stored, garbage above", &spoil(12, false), &s.series_uid);
+    same("signed, 12 bits stored", &spoil(12, true), &s.series_uid);
+    same("signed, 16 bits stored", &spoil(16, true), &s.series_uid);
+}

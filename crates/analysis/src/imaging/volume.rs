@@ -261,7 +261,18 @@ impl<'a> StackPlan<'a> {
 
     /// Decodes the pixels into the sorted grid: the second half of [`Volume::assemble`].
     pub fn decode(self) -> Result<Volume, VolumeError> {
-        let data = decode_stack(self.series_uid, self.instances, &self.frames, &self.order, self.rows, self.cols)?;
+        self.decode_from(None)
+    }
+
+    /// Decodes every instance with dicom-pixeldata's general decoder, none by the direct path:
+    /// the reference the direct path is tested against (it gives the same numbers, slower).
+    #[doc(hidden)]
+    pub fn decode_generically(self) -> Result<Volume, VolumeError> {
+        self.decode_from(Some(0))
+    }
+
+    fn decode_from(self, generic_from: Option<usize>) -> Result<Volume, VolumeError> {
+        let data = decode_stack(self.series_uid, self.instances, &self.frames, &self.order, self.rows, self.cols, generic_from)?;
         Ok(Volume {
             data,
             affine: self.affine,
@@ -373,7 +384,19 @@ fn check_rle_frames(series_uid: &str, sop_uid: &str, obj: &DefaultDicomObject, f
 
 /// Decodes each instance once (rescale slope/intercept applied, per frame for enhanced MR) and
 /// writes its frames into their sorted slots.
-fn decode_stack(series_uid: &str, instances: &[DefaultDicomObject], frames: &[Frame], order: &[(f64, usize)], rows: usize, cols: usize) -> Result<Array3<f32>, VolumeError> {
+///
+/// Single-frame, uncompressed 16-bit grey-scale instances — most MR series — take a direct path
+/// ([`native_single_frame`]); every other instance, and every instance at or after
+/// `generic_from`, goes through dicom-pixeldata's decoder.
+fn decode_stack(
+    series_uid: &str,
+    instances: &[DefaultDicomObject],
+    frames: &[Frame],
+    order: &[(f64, usize)],
+    rows: usize,
+    cols: usize,
+    generic_from: Option<usize>,
+) -> Result<Array3<f32>, VolumeError> {
     let mut slot_of = vec![0usize; frames.len()];
     for (k, &(_, fi)) in order.iter().enumerate() {
         slot_of[fi] = k;
@@ -385,6 +408,15 @@ fn decode_stack(series_uid: &str, instances: &[DefaultDicomObject], frames: &[Fr
         let sop_uid = frames.iter().find(|f| f.instance == idx).map(|f| f.sop_uid.clone()).unwrap_or_default();
         check_decodable(series_uid, &sop_uid, obj)?;
         let decode_err = |reason: String| VolumeError::Decode { series_uid: series_uid.into(), sop_uid: sop_uid.clone(), reason };
+        if fi < frames.len() && frames[fi].instance == idx && generic_from.is_none_or(|from| idx < from) {
+            let mut dst = data.index_axis_mut(Axis(0), slot_of[fi]);
+            if let Some(dst) = dst.as_slice_mut()
+                && native_single_frame(obj, dst)
+            {
+                fi += 1;
+                continue;
+            }
+        }
         let decoded = obj.decode_pixel_data().map_err(|e| decode_err(e.to_string()))?;
         while fi < frames.len() && frames[fi].instance == idx {
             let pixels: Vec<f32> = decoded.to_vec_frame(frames[fi].frame).map_err(|e| decode_err(format!("frame {}: {e}", frames[fi].frame)))?;
@@ -397,6 +429,44 @@ fn decode_stack(series_uid: &str, instances: &[DefaultDicomObject], frames: &[Fr
         }
     }
     Ok(data)
+}
+
+/// Writes the one frame of `obj` into `dst` (rows × columns, row-major) when its pixel data is
+/// native little-endian 16-bit grey-scale with no per-frame functional groups, with exactly the
+/// numbers dicom-pixeldata's decoder gives (its modality LUT: the sample masked to BitsStored,
+/// sign-extended when PixelRepresentation is 1, then `slope × x + intercept` in f64, as f32) but
+/// without its copies and without building a 2^BitsStored-entry table per frame. Returns
+/// `false`, having written nothing, for anything else; the caller then decodes it the general way.
+fn native_single_frame(obj: &DefaultDicomObject, dst: &mut [f32]) -> bool {
+    use dicom_core::value::PrimitiveValue;
+    const NATIVE_LITTLE_ENDIAN: [&str; 2] = ["1.2.840.10008.1.2", "1.2.840.10008.1.2.1"];
+    if !NATIVE_LITTLE_ENDIAN.contains(&obj.meta().transfer_syntax().trim_end_matches(['\0', ' '])) {
+        return false;
+    }
+    let int = |tag| obj.element_opt(tag).ok().flatten().and_then(|e| e.to_int::<u32>().ok());
+    let frames = int(tags::NUMBER_OF_FRAMES).unwrap_or(1);
+    let grouped = [tags::SHARED_FUNCTIONAL_GROUPS_SEQUENCE, tags::PER_FRAME_FUNCTIONAL_GROUPS_SEQUENCE].iter().any(|t| obj.element_opt(*t).ok().flatten().is_some());
+    let (Some(16), Some(stored @ 1..=16), Some(representation @ 0..=1), Some(1)) = (int(tags::BITS_ALLOCATED), int(tags::BITS_STORED), int(tags::PIXEL_REPRESENTATION), int(tags::SAMPLES_PER_PIXEL)) else {
+        return false;
+    };
+    if frames != 1 || grouped || !text(obj, tags::PHOTOMETRIC_INTERPRETATION).is_some_and(|p| p.starts_with("MONOCHROME")) {
+        return false;
+    }
+    let factor = |tag, default: f64| obj.element_opt(tag).ok().flatten().and_then(|e| e.to_finite_float64().ok()).unwrap_or(default);
+    let (slope, intercept) = (factor(tags::RESCALE_SLOPE, 1.0), factor(tags::RESCALE_INTERCEPT, 0.0));
+    let size = 1u32 << stored;
+    let value = |sample: u16| {
+        let i = sample as u32 & (size - 1);
+        let x = if representation == 1 && i >= size / 2 { i as f64 - size as f64 } else { i as f64 };
+        (slope * x + intercept) as f32
+    };
+    let Ok(element) = obj.element(tags::PIXEL_DATA) else { return false };
+    match element.value().primitive() {
+        Some(PrimitiveValue::U16(samples)) if samples.len() == dst.len() => dst.iter_mut().zip(samples.iter()).for_each(|(d, &s)| *d = value(s)),
+        Some(PrimitiveValue::U8(bytes)) if bytes.len() == 2 * dst.len() => dst.iter_mut().zip(bytes.chunks_exact(2)).for_each(|(d, b)| *d = value(u16::from_le_bytes([b[0], b[1]]))),
+        _ => return false,
+    }
+    true
 }
 
 /// Refuses, with the transfer syntax's UID and name, an instance whose pixel data this build
