@@ -202,3 +202,25 @@ fn a_series_with_zero_spacing_is_refused() {
     let ph = Phantom { spacing: [0.0, 1.0, 1.0], ..Phantom::head() };
     assert_eq!(kind_of(&ph.volume(true), &ph.volume(false)), AbstentionKind::ImplausibleGeometry);
 }
+
+/// FNV-1a over the bits of every value: any change to one number changes it.
+fn fingerprint(values: &[f32]) -> u64 {
+    values.iter().flat_map(|v| v.to_bits().to_le_bytes()).fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x0100_0000_01b3))
+}
+
+/// Issue 18: preprocessing made faster gives the model the same numbers, bit for bit. The
+/// fingerprints are those of `neurocds-prep/2` as of commit 8690bac (before the quantiles were
+/// taken from one copy and the statistics and the crop ran in parallel); a change to the recipe
+/// must change them here, on purpose, with a new `RECIPE_VERSION`.
+#[test]
+fn the_model_input_of_a_phantom_is_the_same_bit_for_bit() {
+    let ph = Phantom::head();
+    let p = prepare(&ph.volume(true), &ph.volume(false), &RECIPE).unwrap();
+    let full = Phantom { dims: (176, 256, 256), anatomy_dims: (176, 256, 256), spacing: [0.9, 0.9, 1.0], lesion: Some(([150.0, 100.0, 100.0], 12.0)), ..Phantom::head() };
+    let q = prepare(&full.volume(true), &full.volume(false), &RECIPE).unwrap();
+    let got = (fingerprint(&p.data), p.lesion_volume_ml.to_bits(), fingerprint(&q.data), q.lesion_volume_ml.to_bits());
+    println!("fingerprints: {got:?}");
+    assert_eq!(got, EXPECTED_FINGERPRINTS);
+}
+
+const EXPECTED_FINGERPRINTS: (u64, u64, u64, u64) = (15_001_629_361_597_573_722, 4_615_252_869_332_265_337, 1_759_711_630_730_615_175, 4_620_242_857_719_391_847);
