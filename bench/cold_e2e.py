@@ -5,7 +5,7 @@ order-select (which starts the analysis and answers at once), then order-sign (w
 the result within its budget), and reports the wall time from order-select sent to order-sign
 answered, plus the per-stage timings the service recorded in the audit trail for that decision.
 
-  python bench/cold_e2e.py LOADED_JSONL SERVICE_BASE KEYS_DIR ISS FHIR_BASE DATABASE_URL
+  python bench/cold_e2e.py LOADED_JSONL SERVICE_BASE KEYS_DIR ISS FHIR_BASE DATABASE_URL [RESULTS_JSON]
 
 LOADED_JSONL is what `scripts/demo_ehr.py load` printed for the patients to use.
 """
@@ -70,3 +70,9 @@ for patient, status, t_select, wall, stages, summary in rows:
     print(f"| {patient} | {status} in {t_select * 1000:.0f} ms | {wall * 1000:.0f} ms | {cells} | {summary[:60]} |")
 if walls:
     print(f"\ncold order-select → decision over {len(walls)} studies: median {statistics.median(walls) * 1000:.0f} ms, max {max(walls) * 1000:.0f} ms")
+if len(sys.argv) > 7 and walls:
+    # Figures for bench/compare.py, merged into the results file scripts/bench.sh started.
+    out = Path(sys.argv[7])
+    results = json.loads(out.read_text()) if out.exists() else {"metrics": {}}
+    results["metrics"]["cold_e2e_median_ms"] = {"value": statistics.median(walls) * 1000, "better": "lower", "unit": "ms"}
+    out.write_text(json.dumps(results, indent=1))

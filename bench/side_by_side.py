@@ -13,7 +13,9 @@ table shows medians and ranges over all rounds, the ratio reference / neurocds p
 to end, and the end-to-end ratio for the rounds where each went first ("cold PACS") and
 second ("warm PACS").
 
-  python bench/side_by_side.py LOADED_JSONL SERVICE_BASE KEYS_DIR ISS FHIR_BASE DATABASE_URL DICOMWEB_BASE
+  python bench/side_by_side.py LOADED_JSONL SERVICE_BASE KEYS_DIR ISS FHIR_BASE DATABASE_URL DICOMWEB_BASE [RESULTS_JSON]
+
+RESULTS_JSON, when given, receives the medians and the ratio for bench/compare.py.
 """
 import json, statistics, subprocess, sys, time, uuid
 from pathlib import Path
@@ -24,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from reference_pipeline import Reference  # noqa: E402
 
 loaded, base, keys, iss, fhir, database_url, dicomweb = sys.argv[1:8]
+results_json = sys.argv[8] if len(sys.argv) > 8 else None
 keys = Path(keys)
 kid = sorted(p.stem for p in (keys / "keys").glob("*.pem"))[0]
 pem = (keys / "keys" / f"{kid}.pem").read_bytes()
@@ -136,3 +139,12 @@ for first in ("neurocds", "reference"):
         print(f"\n{first} first ({len(picked)} rounds): end-to-end ratio reference / neurocds, median {statistics.median(ratios):.2f}× (min {min(ratios):.2f}, max {max(ratios):.2f})")
 print("\nneurocds also records series_selection (in series_metadata above for the reference) and answers through the hooks (JWT, FHIR look-up, queue, audit row); "
       "the reference does none of that.")
+if results_json:
+    e2e = [r["neurocds_total"] for r in rounds]
+    metrics = {
+        "side_by_side_e2e_ratio": {"value": statistics.median([r["reference_total"] for r in rounds]) / statistics.median(e2e), "better": "higher", "unit": "x"},
+        "side_by_side_neurocds_e2e_median_ms": {"value": statistics.median(e2e), "better": "lower", "unit": "ms"},
+    }
+    for name in STAGES:
+        metrics[f"side_by_side_neurocds_{name}_ms"] = {"value": statistics.median([r["neurocds"].get(name, 0.0) for r in rounds]), "better": "lower", "unit": "ms"}
+    Path(results_json).write_text(json.dumps({"metrics": metrics}, indent=1))

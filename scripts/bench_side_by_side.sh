@@ -3,7 +3,8 @@
 # bench/side_by_side.py, bench/reference_pipeline.py): ROUNDS fresh synthetic studies (default
 # 9; rounds where either side stops before the ensemble are skipped, at least 7 must remain),
 # each analysed cold by both, who goes first alternating. Prints a Markdown table for
-# BENCHMARKS.md. Starts the demo service first (idempotent), like `make bench`.
+# BENCHMARKS.md, then the figures against bench/baseline.json (regressions over 20 % flagged; a
+# report, never a failure). Starts the demo service first (idempotent), like `make bench`.
 #
 #   scripts/bench_side_by_side.sh [ROUNDS]        (= make bench-side-by-side)
 #
@@ -30,5 +31,6 @@ trap 'rm -rf "$COHORT"' EXIT
   --dicomweb "$NEUROCDS_TEST_DICOMWEB" --fhir "$NEUROCDS_TEST_FHIR" > "$COHORT/loaded.jsonl"
 echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo); uptime: $(uptime)"
 echo "commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
-"$VIRTUAL_ENV/bin/python" bench/side_by_side.py "$COHORT/loaded.jsonl" "$BASE" "$DEMO/ehr" "$ISS" "$NEUROCDS_TEST_FHIR" "$DATABASE_URL" "$NEUROCDS_TEST_DICOMWEB"
+"$VIRTUAL_ENV/bin/python" bench/side_by_side.py "$COHORT/loaded.jsonl" "$BASE" "$DEMO/ehr" "$ISS" "$NEUROCDS_TEST_FHIR" "$DATABASE_URL" "$NEUROCDS_TEST_DICOMWEB" "$DEMO/side-by-side-results.json"
+"$VIRTUAL_ENV/bin/python" bench/compare.py "$DEMO/side-by-side-results.json" bench/baseline.json
 echo "uptime: $(uptime)"

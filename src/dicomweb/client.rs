@@ -265,10 +265,11 @@ impl DicomWebClient {
         .await
     }
 
-    /// Every series of a study (QIDO-RS, with `includefield` for what recognition reads), read in pages of `qido_page_size` (`limit` and
-    /// `offset`): the next page is asked for while a page comes back full or the server warns
-    /// that more results can be requested. A page that brings no new series ends the search, so
-    /// a server that ignores `offset` and repeats itself costs one request more, not a loop.
+    /// Every series of a study (QIDO-RS, with `includefield` for what recognition reads), read
+    /// in pages of `qido_page_size` (`limit` and `offset`): the next page is asked for while a
+    /// page comes back full or the server warns that more results can be requested. A page that
+    /// brings no new series ends the search, so a server that ignores `offset` and repeats
+    /// itself costs one request more, not a loop.
     async fn search_series(&self, base: &Url, study_uid: &str) -> Result<Vec<(String, Value)>, DicomWebError> {
         let search = join(base, &["studies", study_uid, "series"]);
         let page_size = self.qido_page_size.to_string();
