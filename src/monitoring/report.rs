@@ -26,6 +26,8 @@ pub enum Quantity {
     LesionVolume,
     T1cLesionMean,
     Vendor,
+    /// The T1c's magnetic field strength: 1.5 T, 3 T, other.
+    FieldStrength,
     T1cAcquisition,
     T1cRecognition,
     T2Recognition,
@@ -64,7 +66,7 @@ const VOLUME_ML: &[f64] = &[f64::NEG_INFINITY, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 
 const Z_MEAN: &[f64] = &[f64::NEG_INFINITY, 1.5, 2.5, 3.5, 4.5, 5.5, 6.5, 8.0, f64::INFINITY];
 
 impl Quantity {
-    pub const ALL: [Quantity; 10] = [
+    pub const ALL: [Quantity; 11] = [
         Quantity::Probability,
         Quantity::Spread,
         Quantity::Advice,
@@ -72,6 +74,7 @@ impl Quantity {
         Quantity::LesionVolume,
         Quantity::T1cLesionMean,
         Quantity::Vendor,
+        Quantity::FieldStrength,
         Quantity::T1cAcquisition,
         Quantity::T1cRecognition,
         Quantity::T2Recognition,
@@ -86,6 +89,7 @@ impl Quantity {
             Quantity::LesionVolume => "lesion_volume_ml",
             Quantity::T1cLesionMean => "t1c_lesion_mean",
             Quantity::Vendor => "vendor",
+            Quantity::FieldStrength => "t1c_field_strength",
             Quantity::T1cAcquisition => "t1c_acquisition",
             Quantity::T1cRecognition => "t1c_recognition",
             Quantity::T2Recognition => "t2_recognition",
@@ -101,6 +105,7 @@ impl Quantity {
             Quantity::LesionVolume => "Enhancing lesion volume",
             Quantity::T1cLesionMean => "Mean normalised T1c intensity in the lesion",
             Quantity::Vendor => "Scanner vendor (T1c)",
+            Quantity::FieldStrength => "Magnetic field strength (T1c)",
             Quantity::T1cAcquisition => "T1c acquisition",
             Quantity::T1cRecognition => "How the T1c was recognised",
             Quantity::T2Recognition => "How the T2 was recognised",
@@ -116,6 +121,7 @@ impl Quantity {
             Quantity::Advice => Binning::Categorical { order: &["biopsy", "resection-planning", "tumour-board", "withheld"] },
             Quantity::Outcome => Binning::Categorical { order: &["recommended"] },
             Quantity::Vendor => Binning::Categorical { order: &["siemens", "ge", "philips", "canon", "other", "unknown"] },
+            Quantity::FieldStrength => Binning::Categorical { order: &["1.5T", "3T", "other", "unknown"] },
             Quantity::T1cAcquisition => Binning::Categorical { order: &["3D", "2D", "unknown"] },
             Quantity::T1cRecognition | Quantity::T2Recognition => Binning::Categorical { order: &[] },
         }
@@ -148,6 +154,7 @@ impl Quantity {
                 Quantity::T1cLesionMean => s.numbers.extend(input("t1c_lesion_mean").and_then(Value::as_f64)),
                 // Inputs exist only where the series were chosen; older decisions have none.
                 Quantity::Vendor => s.categories.extend(has_inputs(a).then(|| vendor(text("manufacturer").as_deref()).to_owned())),
+                Quantity::FieldStrength => s.categories.extend(has_inputs(a).then(|| field_strength(input("t1c_field_strength_t").and_then(Value::as_f64)).to_owned())),
                 Quantity::T1cAcquisition => s.categories.extend(has_inputs(a).then(|| text("t1c_acquisition").unwrap_or_else(|| "unknown".into()))),
                 Quantity::T1cRecognition => s.categories.extend(text("t1c_recognition")),
                 Quantity::T2Recognition => s.categories.extend(text("t2_recognition")),
@@ -168,6 +175,16 @@ impl Quantity {
 
 fn has_inputs(a: &MonitoredAnalysis) -> bool {
     a.monitoring.as_ref().and_then(|m| m.get("inputs")).is_some_and(|i| !i.is_null())
+}
+
+/// A field strength as monitoring counts it: the two clinical classes, anything else, or none.
+pub fn field_strength(tesla: Option<f64>) -> &'static str {
+    match tesla {
+        Some(t) if (t - 1.5).abs() <= 0.25 => "1.5T",
+        Some(t) if (t - 3.0).abs() <= 0.25 => "3T",
+        Some(_) => "other",
+        None => "unknown",
+    }
 }
 
 /// `recommended`, or the outcome with its reason class (`out-of-scope: normal_anatomy_only`,
@@ -412,5 +429,24 @@ mod tests {
             assert_eq!(vendor(Some(m)), v, "{m}");
         }
         assert_eq!(vendor(None), "unknown");
+    }
+
+    #[test]
+    fn field_strengths_fall_in_the_two_clinical_classes_or_other() {
+        for (t, class) in [(Some(1.5), "1.5T"), (Some(1.494), "1.5T"), (Some(3.0), "3T"), (Some(2.89), "3T"), (Some(0.55), "other"), (Some(7.0), "other"), (None, "unknown")] {
+            assert_eq!(field_strength(t), class, "{t:?}");
+        }
+    }
+
+    #[test]
+    fn a_site_moving_from_three_to_one_and_a_half_tesla_is_an_input_drift() {
+        let at = |tesla: f64| analysis("recommended", Some(0.5), json!({ "reason_class": "none", "inputs": { "manufacturer": "SIEMENS", "t1c_field_strength_t": tesla } }));
+        let before: Vec<MonitoredAnalysis> = (0..60).map(|_| at(3.0)).collect();
+        let now: Vec<MonitoredAnalysis> = (0..60).map(|_| at(1.5)).collect();
+        let (w, b): (Vec<_>, Vec<_>) = (now.iter().collect(), before.iter().collect());
+        let v = version_report("m@1", true, &w, &b, None, None, JUDGING);
+        let q = quantity(&v, "t1c_field_strength");
+        assert_eq!((q.against, q.status), (Against::Baseline, "drift"));
+        assert_eq!(q.bins.iter().map(|b| (b.label.as_str(), b.reference, b.live)).collect::<Vec<_>>(), [("1.5T", 0, 60), ("3T", 60, 0)]);
     }
 }

@@ -200,6 +200,7 @@ fn input_profile(selection: &SeriesSelection, metadata: &[neurocds_analysis::ima
     let t1c = header(&selection.t1c);
     InputProfile {
         manufacturer: t1c.and_then(|m| m.manufacturer.as_deref()).map(|m| m.trim().to_owned()).filter(|m| !m.is_empty()),
+        t1c_field_strength_t: t1c.and_then(|m| m.magnetic_field_strength_t).filter(|t| t.is_finite() && *t > 0.0),
         t1c_acquisition: t1c.and_then(|m| m.mr_acquisition_type.as_deref()).map(|a| a.trim().to_ascii_uppercase()).filter(|a| !a.is_empty()),
         t1c_recognition: path(&selection.t1c),
         t2_recognition: path(&selection.t2),

@@ -31,6 +31,8 @@ pub struct ModelInfo {
 pub struct InputProfile {
     /// The T1c's Manufacturer (0008,0070), as the scanner writes it.
     pub manufacturer: Option<String>,
+    /// The T1c's MagneticFieldStrength (0018,0087), tesla.
+    pub t1c_field_strength_t: Option<f64>,
     /// The T1c's MRAcquisitionType: `2D` or `3D`.
     pub t1c_acquisition: Option<String>,
     /// How the T1c and the T2 were recognised ([`neurocds_analysis::imaging::recognition_path`]).

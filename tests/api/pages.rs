@@ -235,7 +235,7 @@ async fn in_a_browser_staff_sign_in_filter_the_decision_log_and_read_a_case_repo
     let probability = row("Calibrated probability of lymphoma");
     assert_eq!((probability["Compared with"].as_str(), probability["Window values"].as_str(), probability["Status"].as_str()), (Some("validation cohort"), Some("2"), Some("too-few")));
     assert_eq!(probability["Reference values"], "761", "every held-out study of the evaluation");
-    for title in ["How the T1c was recognised", "How the T2 was recognised", "Scanner vendor (T1c)", "Enhancing lesion volume"] {
+    for title in ["How the T1c was recognised", "How the T2 was recognised", "Scanner vendor (T1c)", "Magnetic field strength (T1c)", "Enhancing lesion volume"] {
         assert_eq!(row(title)["Window values"], "2", "{title}: recorded by both analyses");
         assert_eq!(row(title)["Compared with"], "baseline period");
     }
@@ -245,7 +245,7 @@ async fn in_a_browser_staff_sign_in_filter_the_decision_log_and_read_a_case_repo
     // One plot per watched quantity, drawn on the page; the probability plot's window bars
     // hold the two estimates.
     let plots = monitoring["plots"].as_array().expect("plots");
-    assert_eq!(plots.len(), 10, "{plots:?}");
+    assert_eq!(plots.len(), 11, "{plots:?}");
     for plot in plots {
         assert!(plot["shown_width"].as_u64() > Some(300), "the plot is on screen: {plot}");
         assert!(plot["label"].as_str().unwrap_or_default().contains("this window (blue, "), "{plot}");
@@ -255,6 +255,11 @@ async fn in_a_browser_staff_sign_in_filter_the_decision_log_and_read_a_case_repo
     let drawn: Vec<&str> = probability_plot["live_bars"].as_array().expect("bars").iter().filter(|b| b["height"].as_f64() > Some(0.0)).filter_map(|b| b["title"].as_str()).collect();
     assert!(!drawn.is_empty() && drawn.len() <= 2, "{drawn:?}");
     assert_eq!(drawn.iter().map(|t| t.rsplit_once('(').map_or(0, |(_, n)| n.trim_end_matches(')').parse::<u32>().unwrap_or(0))).sum::<u32>(), 2, "{drawn:?}");
+
+    // Both analyses recorded their T1c scanner's field strength (the cohort's sites are 1.5 or 3 T).
+    let field = plots.iter().find(|p| p["quantity"] == "t1c_field_strength").expect("the field-strength plot");
+    let classes: Vec<&str> = field["live_bars"].as_array().expect("bars").iter().filter(|b| b["height"].as_f64() > Some(0.0)).filter_map(|b| b["title"].as_str()).collect();
+    assert!(!classes.is_empty() && classes.iter().all(|t| t.starts_with("1.5T") || t.starts_with("3T")), "{classes:?}");
 
     // The pages work without JavaScript (the browser ran them with it off) and ship none.
     for page in [&seen["before_signin"], log, recommended, report, models, monitoring] {

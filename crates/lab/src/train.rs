@@ -485,7 +485,7 @@ fn model_card(m: &Manifest, r: &EvaluationReport) -> String {
     let held_out = r.predictions.len();
     let _ = writeln!(
         md,
-        "\n## Monitoring after deployment\n\nThe service compares what it sees with this card (README, \"Model monitoring\"; `/monitoring`): the calibrated probabilities, members' spread and advice of recent analyses against the {held_out} held-out studies of `validation/evaluation.json`, and the inputs (lesion volume and intensity, with the share outside the training range; scanner vendor; T1c 2D/3D; how each series was recognised) and outcomes against the preceding weeks, since the evaluation records outputs only. A population stability index above the site's alert threshold (0.25 by default) is an alert, and `/readyz` says \"degraded\". A site should re-evaluate on its own cases whenever one persists."
+        "\n## Monitoring after deployment\n\nThe service compares what it sees with this card (README, \"Model monitoring\"; `/monitoring`): the calibrated probabilities, members' spread and advice of recent analyses against the {held_out} held-out studies of `validation/evaluation.json`, and the inputs (lesion volume and intensity, with the share outside the training range; scanner vendor and field strength; T1c 2D/3D; how each series was recognised) and outcomes against the preceding weeks, since the evaluation records outputs only. A population stability index above the site's alert threshold (0.25 by default) is an alert, and `/readyz` says \"degraded\". A site should re-evaluate on its own cases whenever one persists."
     );
     let _ = writeln!(md, "\n## Limits\n");
     if let Some(limits) = card.pointer("/limits").and_then(|l| l.as_array()) {

@@ -89,6 +89,7 @@ pub const RECOGNITION_FIELDS: &[&str] = &[
     SERIES_DESCRIPTION,
     SERIES_NUMBER,
     "00080070", // Manufacturer
+    "00180087", // MagneticFieldStrength
     "00180080", // RepetitionTime
     "00180081", // EchoTime
     "00180082", // InversionTime
@@ -162,6 +163,7 @@ fn header(series_uid: &str, first: &Value, qido: &Value, contrast_bolus_agent: O
         description: either(SERIES_DESCRIPTION),
         series_number: number(first, SERIES_NUMBER).or_else(|| number(qido, SERIES_NUMBER)).map(|n| n as i64),
         manufacturer: text(first, "00080070"),
+        magnetic_field_strength_t: number(first, "00180087"),
         repetition_time_ms: number(first, "00180080"),
         // EffectiveEchoTime is where enhanced MR keeps TE.
         echo_time_ms: number(first, "00180081").or_else(|| number(first, "00189082")),

@@ -13,6 +13,8 @@ pub struct SeriesMetadata {
     pub description: Option<String>,
     pub series_number: Option<i64>,
     pub manufacturer: Option<String>,
+    /// MagneticFieldStrength (0018,0087), tesla.
+    pub magnetic_field_strength_t: Option<f64>,
     pub repetition_time_ms: Option<f64>,
     pub echo_time_ms: Option<f64>,
     pub inversion_time_ms: Option<f64>,
