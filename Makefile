@@ -1,7 +1,7 @@
 # neurocds: the two commands (see README.md).
 #   make demo   install what is missing, start the peers and the service, play an EHR
 #   make test   install what is missing, start the peers, run every test
-.PHONY: demo test build stop bench bench-side-by-side bench-imaging bench-inference bench-workers bench-memory fuzz
+.PHONY: demo test build stop bench bench-side-by-side bench-instrumentation bench-imaging bench-inference bench-workers bench-memory fuzz
 
 demo:
 	@scripts/demo.sh
@@ -20,6 +20,9 @@ bench:
 
 bench-side-by-side:
 	@scripts/bench_side_by_side.sh
+
+bench-instrumentation:
+	@scripts/bench_instrumentation.sh
 
 bench-imaging:
 	@scripts/bench_imaging.sh

@@ -120,7 +120,14 @@ fhir_servers = ["$NEUROCDS_TEST_FHIR", "$IDP/fhir"]
 dicomweb_origins = ["$NEUROCDS_TEST_DICOMWEB"]
 TOML
 
-# 5. neurocds itself.
+# 5. neurocds itself. A service still running an older build (its binary was replaced by the
+# build above: /proc says "(deleted)") is stopped first, so that the demo and the benchmarks
+# always run what was just built.
+if [ -f "$DEMO/neurocds.pid" ] && [ "$(readlink "/proc/$(cat "$DEMO/neurocds.pid")/exe" 2>/dev/null || true)" = "$(readlink -f "$BIN") (deleted)" ]; then
+  echo "[demo] neurocds was rebuilt: restarting it"
+  kill "$(cat "$DEMO/neurocds.pid")" 2>/dev/null || true
+  for _ in $(seq 1 100); do curl -fsS "$BASE/healthz" >/dev/null 2>&1 || break; sleep 0.1; done
+fi
 if ! curl -fsS "$BASE/healthz" >/dev/null 2>&1; then
   echo "[demo] starting neurocds on $BASE…"
   NEUROCDS_CONFIG="$DEMO/neurocds.toml" setsid nohup "$BIN" serve </dev/null >"$DEMO/neurocds.log" 2>&1 &
