@@ -259,6 +259,12 @@ pub fn needs_all_instances(rules: &SeriesRules, series: &[SeriesMetadata]) -> Ve
     series
         .iter()
         .map(|m| {
+            // Another modality (a structured report, a presentation state) is settled by the
+            // modality alone, which the search always gives.
+            let modality = m.modality.as_deref().unwrap_or("").trim().to_ascii_uppercase();
+            if m.modality.is_some() && !rules.modalities.contains(&modality) {
+                return false;
+            }
             // Judged as if it had the slices a volume needs: frames may be more than instances.
             let counted = SeriesMetadata { slice_count: m.slice_count.max(rules.min_slices), ..m.clone() };
             matches!(rules.judge(&counted).class, SeriesClass::T1PostContrast | SeriesClass::T1Pre | SeriesClass::T2)
@@ -381,6 +387,15 @@ mod tests {
         let mut enhanced = series("1", "AX T2", 4800.0, 100.0, None);
         (enhanced.instance_count, enhanced.slice_count) = (1, 1);
         assert_eq!(needs_all_instances(&SeriesRules::default(), &[enhanced]), [true]);
+    }
+
+    #[test]
+    fn a_series_of_another_modality_is_settled_by_the_search() {
+        let mut report = series("9", "Dose report", 0.0, 0.0, None);
+        (report.modality, report.repetition_time_ms, report.echo_time_ms) = (Some("SR".into()), None, None);
+        let mut unknown = report.clone();
+        unknown.modality = None;
+        assert_eq!(needs_all_instances(&SeriesRules::default(), &[report, unknown]), [false, true]);
     }
 
     #[test]
