@@ -79,8 +79,23 @@ async fn schemathesis_finds_no_server_error_and_no_answer_outside_the_contract()
         .env("NEUROCDS_EHR_ISS", ISS)
         .env("NEUROCDS_EHR_KEY", ehr().keys_dir().join("keys/ehr-1.pem"))
         .env("NEUROCDS_STAFF_TOKEN", idp.token(Some("compliance")));
-    // Off the runtime: the service under test answers on it meanwhile.
-    let out = tokio::task::spawn_blocking(move || run.output()).await.unwrap().expect("run schemathesis (scripts/bootstrap.sh installs it)");
+    // Off the runtime: the service under test answers on it meanwhile. Once more if schemathesis
+    // itself crashed on CPython 3.11's `SystemError: AST constructor recursion depth mismatch`
+    // (hypothesis parses lambda sources while describing a strategy; seen once in CI, with no
+    // request failing): a crash of the tool, not an answer of the service. Anything else stands.
+    let events_dir = report.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        let first = run.output()?;
+        let tool_crash = String::from_utf8_lossy(&first.stdout).contains("AST constructor recursion depth mismatch");
+        if first.status.success() || !tool_crash {
+            return Ok(first);
+        }
+        let _ = std::fs::remove_dir_all(&events_dir);
+        run.output()
+    })
+    .await
+    .unwrap()
+    .expect("run schemathesis (scripts/bootstrap.sh installs it)");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "schemathesis found failures:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     // How many requests it made: one `ScenarioFinished` … the NDJSON events count them.
