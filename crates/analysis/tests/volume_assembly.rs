@@ -361,3 +361,43 @@ fn the_direct_decoding_path_gives_the_general_decoders_numbers_bit_for_bit() {
     same("signed, 12 bits stored", &spoil(12, true), &s.series_uid);
     same("signed, 16 bits stored", &spoil(16, true), &s.series_uid);
 }
+
+/// Fuzz finding 9 (part10_volume, campaign of 2026-12-07): an 8 KB instance of 16-bit pixels
+/// claiming BitsStored 29 took over a second and 2 GiB — the decoder builds a table of 2^BitsStored
+/// values per frame from the header — and BitsStored 31 would have aborted the process. The
+/// pixel format is checked with the other header budgets, before anything is sized or decoded.
+#[test]
+fn fuzz_finding_bits_stored_beyond_bits_allocated_is_refused_before_decoding() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fixtures/fuzz/part10-bits-stored-29.dcm");
+    let first = dicom_object::open_file(path).expect("the finding is a readable Part-10 file");
+    // A second slice of the same kind, 1 mm on, so that nothing but the pixel format is wrong.
+    let mut second = first.clone();
+    set_ds(&mut second, tags::IMAGE_POSITION_PATIENT, &[0.0, 0.0, 1.0]);
+    second.put(DataElement::new(tags::SOP_INSTANCE_UID, VR::UI, PrimitiveValue::from("1.2.826.0.1.3680043.10.1145.9.3")));
+    let err = Volume::assemble("1.2.3", &[first, second]).expect_err("refused");
+    assert!(matches!(err, VolumeError::InvalidAttribute { attribute: "BitsStored", .. }), "{err}");
+    assert!(err.to_string().contains("29"), "{err}");
+}
+
+/// Every pixel format an MR image cannot have is refused by name, from the header alone.
+#[test]
+fn pixel_formats_an_mr_image_cannot_have_are_refused_naming_the_attribute() {
+    let s = fixtures().series("t2_axial");
+    let refusal = |tag, value: u16| {
+        let mut objs = read_files(&s.files);
+        objs.iter_mut().for_each(|obj| set_us(obj, tag, value));
+        Volume::assemble(&s.series_uid, &objs).expect_err("refused")
+    };
+    for (tag, value, attribute) in [
+        (tags::BITS_STORED, 31, "BitsStored"),
+        (tags::BITS_STORED, 17, "BitsStored"),
+        (tags::BITS_STORED, 0, "BitsStored"),
+        (tags::BITS_ALLOCATED, 32, "BitsAllocated"),
+        (tags::BITS_ALLOCATED, 12, "BitsAllocated"),
+        (tags::HIGH_BIT, 16, "HighBit"),
+        (tags::PIXEL_REPRESENTATION, 2, "PixelRepresentation"),
+    ] {
+        let err = refusal(tag, value);
+        assert!(matches!(&err, VolumeError::InvalidAttribute { attribute: a, .. } if *a == attribute), "{attribute} {value}: {err}");
+    }
+}

@@ -326,7 +326,29 @@ fn collect_frames(series_uid: &str, instances: &[DefaultDicomObject]) -> Result<
         if voxels > MAX_SERIES_VOXELS {
             return Err(over("the number of voxels in the series", voxels, MAX_SERIES_VOXELS));
         }
-        claimed.push((sop_uid.clone(), rows, columns, n_frames));
+        // The decoder builds a table of 2^BitsStored values per frame and trusts the header:
+        // BitsStored 29 in 16-bit pixels sized 2 GiB, 31 aborts (fuzz finding 9). Only what an
+        // MR image can be is decoded.
+        let allocated = int(tags::BITS_ALLOCATED, "BitsAllocated")?;
+        if allocated != 8 && allocated != 16 {
+            return Err(invalid("BitsAllocated", format!("{allocated} (grey-scale MR pixels are 8 or 16 bits)")));
+        }
+        let stored = int(tags::BITS_STORED, "BitsStored")?;
+        if stored > allocated {
+            return Err(invalid("BitsStored", format!("{stored} (more than the {allocated} bits allocated)")));
+        }
+        if let Some(high_bit) = values_f64(obj, tags::HIGH_BIT).and_then(|v| v.first().copied())
+            && !(0.0..allocated as f64).contains(&high_bit)
+        {
+            return Err(invalid("HighBit", format!("{high_bit} (outside the {allocated} bits allocated)")));
+        }
+        if let Some(representation) = values_f64(obj, tags::PIXEL_REPRESENTATION).and_then(|v| v.first().copied())
+            && representation != 0.0
+            && representation != 1.0
+        {
+            return Err(invalid("PixelRepresentation", format!("{representation} (0 unsigned or 1 signed)")));
+        }
+        claimed.push((sop_uid.clone(), rows, columns, n_frames, allocated));
         for frame in 0..n_frames {
             let position = frame_attr(obj, frame, tags::PLANE_POSITION_SEQUENCE, tags::IMAGE_POSITION_PATIENT).ok_or_else(|| missing("ImagePositionPatient"))?;
             let orientation = frame_attr(obj, frame, tags::PLANE_ORIENTATION_SEQUENCE, tags::IMAGE_ORIENTATION_PATIENT).ok_or_else(|| missing("ImageOrientationPatient"))?;
@@ -349,10 +371,9 @@ fn collect_frames(series_uid: &str, instances: &[DefaultDicomObject]) -> Result<
     // (and zeroed) from the headers before the short data is found out.
     // Compressed frames must declare the instance's own size: a decoder sizes its output from
     // the codestream, not from Rows and Columns.
-    for (obj, (sop_uid, rows, columns, n_frames)) in instances.iter().zip(claimed) {
+    for (obj, (sop_uid, rows, columns, n_frames, bits)) in instances.iter().zip(claimed) {
         if let Some(have) = native_pixel_bytes(obj) {
-            let bits = values_f64(obj, tags::BITS_ALLOCATED).and_then(|v| v.first().copied()).unwrap_or(16.0).clamp(1.0, 64.0) as u64;
-            let need = (rows as u64 * columns as u64 * n_frames as u64 * bits).div_ceil(8);
+            let need = (rows as u64 * columns as u64 * n_frames as u64 * bits as u64).div_ceil(8);
             if have < need {
                 return Err(VolumeError::ShortPixelData { series_uid: series_uid.into(), sop_uid, need, have });
             }
