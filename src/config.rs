@@ -33,6 +33,8 @@ pub struct Settings {
     pub model: ModelSettings,
     pub decision: DecisionSettings,
     pub metrics: MetricsSettings,
+    #[serde(default)]
+    pub traces: TracesSettings,
     pub monitoring: MonitoringSettings,
     pub worker: WorkerSettings,
 }
@@ -46,6 +48,37 @@ pub struct MetricsSettings {
     /// Serve it on this address only (a management port), not on `server.listen`.
     #[serde(default)]
     pub listen: Option<SocketAddr>,
+}
+
+/// OpenTelemetry traces (see [`crate::telemetry::traces`]).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TracesSettings {
+    /// The OTLP/HTTP collector's base URL (e.g. `http://otel-collector:4318`); spans go to
+    /// `{otlp_endpoint}/v1/traces` as protobuf. Unset: nothing is exported (trace ids still
+    /// appear in logs and decisions).
+    pub otlp_endpoint: Option<String>,
+    /// `service.name` on every span.
+    pub service_name: String,
+    /// The share of traces we start that are recorded (0–1); a hook whose EHR sent a sampled
+    /// `traceparent` is always recorded.
+    pub sample_ratio: f64,
+    /// How often buffered spans are sent, in milliseconds.
+    pub export_interval_ms: u64,
+    /// How long one export may take, in seconds.
+    pub export_timeout_s: u64,
+}
+
+impl Default for TracesSettings {
+    fn default() -> TracesSettings {
+        TracesSettings {
+            otlp_endpoint: None,
+            service_name: "neurocds".into(),
+            sample_ratio: 1.0,
+            export_interval_ms: 5000,
+            export_timeout_s: 10,
+        }
+    }
 }
 
 /// Model monitoring (see [`crate::monitoring`]).

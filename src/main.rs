@@ -140,7 +140,6 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => e.exit(),
     };
-    telemetry::init("info");
     match run(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) if e.is::<ChainBroken>() => ExitCode::from(2),
@@ -152,9 +151,13 @@ fn main() -> ExitCode {
 }
 
 fn run(command: Command) -> anyhow::Result<()> {
+    if !matches!(command, Command::Serve | Command::Worker) {
+        telemetry::init("info");
+    }
     match command {
         Command::Serve => {
             let settings = Settings::load()?;
+            let _telemetry = telemetry::init_with("info", &settings.traces)?;
             let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
             runtime.block_on(async {
                 let app = Application::build(settings).await?;
@@ -165,6 +168,7 @@ fn run(command: Command) -> anyhow::Result<()> {
         }
         Command::Worker => {
             let settings = Settings::load()?;
+            let _telemetry = telemetry::init_with("info", &settings.traces)?;
             let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
             runtime.block_on(async {
                 let worker = WorkerProcess::build(settings).await?;

@@ -50,7 +50,7 @@ pub enum Peer {
 }
 
 impl Peer {
-    fn as_str(self) -> &'static str {
+    pub fn as_str(self) -> &'static str {
         match self {
             Peer::Fhir => "fhir",
             Peer::DicomWeb => "dicomweb",

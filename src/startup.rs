@@ -321,7 +321,7 @@ fn run(listener: TcpListener, state: AppState) -> Result<Server, StartupError> {
             .wrap(from_fn(pages::metrics::record))
             .wrap(security_headers())
             .wrap(cors(&settings.server.cors_allowed_origins))
-            .wrap(TracingLogger::default())
+            .wrap(TracingLogger::<crate::telemetry::RequestSpan>::new())
             .app_data(data.clone())
             .app_data(web::JsonConfig::default().limit(settings.server.max_request_bytes))
             .app_data(web::PayloadConfig::new(settings.server.max_request_bytes))

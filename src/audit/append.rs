@@ -175,6 +175,7 @@ mod tests {
             stage_timings_ms: json!({"hook": 3}),
             report,
             content_sha256: None,
+            trace_id: None,
         }
     }
 

@@ -47,6 +47,11 @@ pub struct DecisionRecord {
     /// keep their hashes) when the decision had no analysis or was recorded inline.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub content_sha256: Option<String>,
+    /// The OpenTelemetry trace id of the hook this decision answered (32 hex digits): its log
+    /// lines and its trace carry the same. Absent on rows recorded before traces (and left out
+    /// of their hashed content).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace_id: Option<String>,
 }
 
 /// A stored decision: the record plus its place in the chain.

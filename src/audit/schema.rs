@@ -30,6 +30,7 @@ diesel::table! {
         stage_timings_ms -> Jsonb,
         report -> Nullable<Jsonb>,
         content_sha256 -> Nullable<Text>,
+        trace_id -> Nullable<Text>,
         content_hash -> Text,
         prev_hash -> Text,
     }

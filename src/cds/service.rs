@@ -155,6 +155,7 @@ async fn answer(req: &HttpRequest, service_id: &str, body: web::Bytes, state: &A
         stage_timings_ms: json!({}),
         report: None,
         content_sha256: None,
+        trace_id: crate::telemetry::traces::current_trace_id(),
     };
     let default_dicomweb = Some(state.settings.dicomweb.default_base_url.as_str());
     let study = match choose_prior_study(&prefetched.imaging, &request.patient_ref(), OffsetDateTime::now_utc(), state.settings.imaging.lookback_days, default_dicomweb) {

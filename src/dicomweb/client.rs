@@ -15,7 +15,10 @@ use super::multipart::{self, Limits};
 use super::{DicomWebError, SeriesMetadata, Step};
 use crate::config::DicomWebSettings;
 use crate::egress::{self, AddressGuard, BodyError, read_capped};
-use crate::metrics::{Metrics, Peer, outcome_of};
+use crate::{
+    metrics::{Metrics, Peer},
+    telemetry::outbound,
+};
 
 const DICOM_JSON: &str = "application/dicom+json";
 /// The instances as the archive stores them (no transcoding on the server, the cheapest).
@@ -210,11 +213,7 @@ impl DicomWebClient {
             Some(Auth::Basic { username, password }) => request.basic_auth(username, Some(password)),
             None => request,
         };
-        let started = std::time::Instant::now();
-        let result = request.send().await;
-        if let Some(m) = &self.metrics {
-            m.http_client_request(Peer::DicomWeb, "GET", &outcome_of(&result), started.elapsed());
-        }
+        let result = outbound::send(request, Peer::DicomWeb, "GET", &step.to_string(), self.metrics.as_ref()).await;
         let response = result.map_err(|e| self.request_error(step, url, e))?;
         let status = response.status();
         if !status.is_success() {

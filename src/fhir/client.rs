@@ -13,7 +13,10 @@ use serde_json::Value;
 use url::Url;
 
 use crate::egress::{self, AddressGuard, BodyError, read_capped};
-use crate::metrics::{Metrics, Peer, outcome_of};
+use crate::{
+    metrics::{Metrics, Peer},
+    telemetry::outbound,
+};
 
 const FHIR_JSON: &str = "application/fhir+json";
 
@@ -57,14 +60,9 @@ impl FhirClient {
         self
     }
 
-    /// Sends `request`, timing it for the metrics.
-    async fn send(&self, method: &str, request: reqwest::RequestBuilder) -> Result<reqwest::Response, reqwest::Error> {
-        let started = std::time::Instant::now();
-        let result = request.send().await;
-        if let Some(m) = &self.metrics {
-            m.http_client_request(Peer::Fhir, method, &outcome_of(&result), started.elapsed());
-        }
-        result
+    /// Sends `request`, timed for the metrics and traced ([`outbound::send`]).
+    async fn send(&self, method: &'static str, step: &str, request: reqwest::RequestBuilder) -> Result<reqwest::Response, reqwest::Error> {
+        outbound::send(request, Peer::Fhir, method, step, self.metrics.as_ref()).await
     }
 
     /// `GET {base}/{Type}/{id}`; `Ok(None)` on 404/410.
@@ -129,7 +127,7 @@ impl FhirClient {
         if let Some(t) = token {
             req = req.bearer_auth(t);
         }
-        let resp = self.send("POST", req).await.map_err(|e| transport(base, &step, e))?;
+        let resp = self.send("POST", &step, req).await.map_err(|e| transport(base, &step, e))?;
         if !resp.status().is_success() {
             return Err(FhirError::Status { origin: origin(base), step, status: resp.status().as_u16() });
         }
@@ -144,7 +142,7 @@ impl FhirClient {
         if let Some(t) = token {
             req = req.bearer_auth(t);
         }
-        let resp = self.send("POST", req).await.map_err(|e| transport(base, &step, e))?;
+        let resp = self.send("POST", &step, req).await.map_err(|e| transport(base, &step, e))?;
         if !resp.status().is_success() {
             return Err(FhirError::Status { origin: origin(base), step, status: resp.status().as_u16() });
         }
@@ -157,7 +155,7 @@ impl FhirClient {
         if let Some(t) = token {
             req = req.bearer_auth(t);
         }
-        self.send("GET", req).await.map_err(|e| transport(url, step, e))
+        self.send("GET", step, req).await.map_err(|e| transport(url, step, e))
     }
 }
 

@@ -187,20 +187,26 @@ impl From<&neurocds_analysis::imaging::keyimage::KeyImages> for KeyImages {
     }
 }
 
-/// Each stage's wall time, in milliseconds, as the analysis records it (`stage_timings_ms`).
+/// Each stage's wall time, in milliseconds, as the analysis records it (`stage_timings_ms`),
+/// and a span per stage under the span current when it started (see [`crate::telemetry::traces`]).
 pub struct Stopwatch {
     clock: Instant,
+    since: std::time::SystemTime,
+    spans: crate::telemetry::traces::StageParent,
     pub timings: BTreeMap<String, u64>,
 }
 
 impl Stopwatch {
     pub fn start() -> Stopwatch {
-        Stopwatch { clock: Instant::now(), timings: BTreeMap::new() }
+        Stopwatch { clock: Instant::now(), since: std::time::SystemTime::now(), spans: crate::telemetry::traces::StageParent::current(), timings: BTreeMap::new() }
     }
 
     /// Records the time since the last lap as stage `name`.
     pub fn lap(&mut self, name: &str) {
         self.timings.insert(name.to_owned(), self.clock.elapsed().as_millis() as u64);
+        let now = std::time::SystemTime::now();
+        self.spans.stage(name, self.since, now);
         self.clock = Instant::now();
+        self.since = now;
     }
 }

@@ -74,6 +74,8 @@ pub struct Claimed {
     pub claim: uuid::Uuid,
     /// Runs before this one that did not finish (failures, and workers lost mid-run).
     pub attempts: u32,
+    /// The trace context of the hook that queued it, when it had one.
+    pub traceparent: Option<String>,
 }
 
 /// A dead-lettered analysis, as operators see it (no patient identifiers beyond the reference).

@@ -208,12 +208,25 @@ impl Queue {
     }
 }
 
+/// The job's field holding the `traceparent` of the hook that queued it: the analysis's span
+/// joins that hook's trace, in whichever process claims it.
+const TRACE_CONTEXT: &str = "traceparent";
+
+/// A queued job: the study as the hook resolved it, and the hook's trace context.
+fn job_of(study: &PriorStudy) -> Result<Value, AuditError> {
+    let mut job = serde_json::to_value(study).map_err(|e| AuditError::Append(format!("cannot serialise the job: {e}")))?;
+    if let (Some(fields), Some(tp)) = (job.as_object_mut(), crate::telemetry::traces::current_traceparent()) {
+        fields.insert(TRACE_CONTEXT.into(), Value::String(tp));
+    }
+    Ok(job)
+}
+
 impl Queue {
     /// Queues the analysis of `study` under `key` unless it is queued, running or finished
     /// already (or finished, dead or failed recently: see [`Status`]); raises a queued job's
     /// priority to `priority`.
     pub async fn enqueue(&self, key: &AnalysisKey, study: &PriorStudy, priority: Priority) -> Result<Status, AuditError> {
-        let job = serde_json::to_value(study).map_err(|e| AuditError::Append(format!("cannot serialise the job: {e}")))?;
+        let job = job_of(study)?;
         // Back-fill may take half the queue at most: a PACS announcing a thousand studies never
         // leaves a clinician's hook without a place.
         let bound = if priority == Priority::Backfill { (self.rules.max_pending / 2).max(1) } else { self.rules.max_pending };
@@ -260,7 +273,7 @@ impl Queue {
     /// written by another version during an upgrade). Within the same bound as
     /// [`Queue::enqueue`]; a job queued or running meanwhile is left as it is.
     pub async fn redo(&self, key: &AnalysisKey, study: &PriorStudy, priority: Priority) -> Result<Status, AuditError> {
-        let job = serde_json::to_value(study).map_err(|e| AuditError::Append(format!("cannot serialise the job: {e}")))?;
+        let job = job_of(study)?;
         let bound = if priority == Priority::Backfill { (self.rules.max_pending / 2).max(1) } else { self.rules.max_pending };
         let mut conn = self.db.conn().await?;
         let queued = bind_key!(
@@ -346,8 +359,11 @@ impl Queue {
             let Some(row) = rows.into_iter().next() else { return Ok(None) };
             let key = AnalysisKey { patient_ref: row.patient_ref, study_uid: row.study_uid, model_version: row.model_version, client: row.client, source: row.source };
             let attempts = row.attempts.max(0) as u32;
-            match row.job.map(serde_json::from_value::<PriorStudy>) {
-                Some(Ok(study)) => return Ok(Some(Claimed { key, study, claim, attempts })),
+            match row.job.clone().map(serde_json::from_value::<PriorStudy>) {
+                Some(Ok(study)) => {
+                    let traceparent = row.job.as_ref().and_then(|j| j.get(TRACE_CONTEXT)).and_then(Value::as_str).map(str::to_owned);
+                    return Ok(Some(Claimed { key, study, claim, attempts, traceparent }));
+                }
                 _ => {
                     let unreadable = "this job cannot be read by this build";
                     self.end(&key, claim, &self.dead_set(), &serde_json::json!({ "reason": unreadable }), Some(unreadable)).await?;

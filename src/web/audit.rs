@@ -123,9 +123,9 @@ pub async fn summary(req: HttpRequest, q: web::Query<DecisionFilter>, state: web
     }
 }
 
-const CSV_COLUMNS: [&str; 17] = [
+const CSV_COLUMNS: [&str; 18] = [
     "seq", "decision_id", "recorded_at", "hook", "hook_instance", "client_iss", "user_ref", "patient_ref", "study_uid", "model_version",
-    "calibrated_probability", "member_spread", "recommendation", "outcome", "reason", "card_uuid", "content_hash",
+    "calibrated_probability", "member_spread", "recommendation", "outcome", "reason", "card_uuid", "content_hash", "trace_id",
 ];
 
 fn csv_field(s: &str) -> String {
@@ -159,6 +159,7 @@ pub fn to_csv(rows: &[StoredDecision]) -> String {
             opt(&r.reason),
             r.card_uuid.map(|u| u.to_string()).unwrap_or_default(),
             d.content_hash.clone(),
+            opt(&r.trace_id),
         ];
         out.push_str(&fields.iter().map(|f| csv_field(f)).collect::<Vec<_>>().join(","));
         out.push('\n');

@@ -21,6 +21,7 @@ use std::{
 };
 
 use tokio::sync::{Semaphore, watch};
+use tracing::Instrument;
 
 use crate::{
     config::Settings,
@@ -99,7 +100,8 @@ impl Worker {
             match self.queue.claim(&self.name).await {
                 Ok(Some(job)) => {
                     // Look for the next job at once: there may be more ready than one.
-                    tokio::spawn(self.clone().work(job, Arc::new(place)));
+                    let span = crate::telemetry::traces::analysis_span(job.traceparent.as_deref(), job.attempts);
+                    tokio::spawn(self.clone().work(job, Arc::new(place)).instrument(span));
                     continue;
                 }
                 Ok(None) => drop(place),
@@ -153,7 +155,7 @@ impl Worker {
         let ran = {
             let (analyser, study, hold) = (self.analyser.clone(), job.study.clone(), hold.clone());
             // A task of its own, so that a panic in it is an unavailable result here.
-            tokio::spawn(async move { analyser.analyse(&study, hold).await })
+            tokio::spawn(async move { analyser.analyse(&study, hold).await }.instrument(tracing::Span::current()))
         };
         let abort = ran.abort_handle();
         let analysis = tokio::select! {
@@ -200,6 +202,7 @@ impl Worker {
     }
 
     async fn record(&self, job: &Claimed, analysis: &Analysis) {
+        tracing::info!(outcome = analysis.outcome.as_str(), reason_class = analysis.reason_class(), attempts = job.attempts, "analysis finished");
         self.metrics.analysis(analysis.outcome.as_str(), analysis.reason_class(), &analysis.stage_timings_ms);
         let value = serde_json::to_value(analysis).unwrap_or_default();
         let error = (analysis.outcome == Outcome::Unavailable).then(|| analysis.reason.clone().unwrap_or_default());

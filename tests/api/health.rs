@@ -87,7 +87,7 @@ async fn a_log_line_written_for_a_request_carries_its_request_id_and_never_the_t
     }
     let secret = "eyJhbGciOiJub25lIn0.eyJzZWNyZXQiOiJkby1ub3QtbG9nLW1lIn0.c2lnbmF0dXJl";
     let refused = if up {
-        http.post(format!("{base}/cds-services/neurocds-brain-mri-order-sign")).bearer_auth(secret).json(&crate::helpers::brain_mri_hook("order-sign", "p1", None, None)).send().await.map(|r| r.status().as_u16())
+        http.post(format!("{base}/cds-services/neurocds-brain-mri-order-sign?code=query-stays-out")).bearer_auth(secret).json(&crate::helpers::brain_mri_hook("order-sign", "p1", None, None)).send().await.map(|r| r.status().as_u16())
     } else {
         Ok(0)
     };
@@ -102,4 +102,9 @@ async fn a_log_line_written_for_a_request_carries_its_request_id_and_never_the_t
     let request_id = refusal["span"]["request_id"].as_str().unwrap_or_default();
     assert!(uuid::Uuid::parse_str(request_id).is_ok(), "the refusal names its request: {refusal}");
     assert!(!log.contains(secret) && !log.contains("do-not-log-me"), "the token stays out of the log: {log}");
+    // Queries hold patients and authorisation codes: the request's path is logged, not its query.
+    assert!(!log.contains("query-stays-out"), "the query stays out of the log: {log}");
+    assert_eq!(refusal["span"]["url.path"], "/cds-services/neurocds-brain-mri-order-sign", "{refusal}");
+    let trace_id = refusal["span"]["trace_id"].as_str().unwrap_or_default();
+    assert!(trace_id.len() == 32 && trace_id.chars().all(|c| c.is_ascii_hexdigit()) && trace_id != "0".repeat(32), "the refusal names its trace: {refusal}");
 }

@@ -26,4 +26,5 @@ mod queue;
 mod replicas;
 mod smart;
 mod sso;
+mod traces;
 mod workers;

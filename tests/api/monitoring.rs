@@ -55,6 +55,7 @@ fn decision(model_version: &str, n: u32, hook: &str, p: f64) -> DecisionRecord {
         stage_timings_ms: json!({}),
         report: None,
         content_sha256: None,
+        trace_id: None,
     }
 }
 

@@ -200,6 +200,10 @@ async fn in_a_browser_staff_sign_in_filter_the_decision_log_and_read_a_case_repo
     let stages: Vec<&str> = table(report, "timings").iter().filter_map(|r| r["key"].as_str()).collect();
     assert_eq!(stages.first(), Some(&"series metadata (DICOMweb)"), "{stages:?}");
     assert!(stages.contains(&"whole hook call"), "{stages:?}");
+    // The trace id its hook's log lines and trace carry.
+    let trace_id = lymphoma.record.trace_id.as_deref().expect("the decision's trace id");
+    assert!(trace_id.len() == 32 && trace_id.chars().all(|c| c.is_ascii_hexdigit()), "{trace_id}");
+    assert_eq!(field(report, "Trace id"), trace_id);
     assert!(report["text"].as_str().unwrap_or_default().contains("does not place or change orders"));
 
     // The screenshot is kept for people to look at.

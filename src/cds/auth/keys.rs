@@ -16,7 +16,10 @@ use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use jsonwebtoken::{Algorithm, DecodingKey};
 use serde_json::Value;
 
-use crate::metrics::{Metrics, Peer, outcome_of};
+use crate::{
+    metrics::{Metrics, Peer},
+    telemetry::outbound,
+};
 
 /// The signing algorithms a trusted client may use. Everything else - `none`, HMAC (a shared
 /// secret is no proof of identity), PS*, EdDSA - is refused before any key is looked at.
@@ -303,17 +306,8 @@ pub(super) struct KeyFetcher {
 
 impl KeyFetcher {
     async fn fetch(&self, url: &str) -> Result<KeyMap, String> {
-        let started = std::time::Instant::now();
-        let result = self
-            .http
-            .get(url)
-            .header(reqwest::header::ACCEPT, "application/json, application/jwk-set+json")
-            .timeout(FETCH_TIMEOUT)
-            .send()
-            .await;
-        if let Some(m) = &self.metrics {
-            m.http_client_request(Peer::Jwks, "GET", &outcome_of(&result), started.elapsed());
-        }
+        let request = self.http.get(url).header(reqwest::header::ACCEPT, "application/json, application/jwk-set+json").timeout(FETCH_TIMEOUT);
+        let result = outbound::send(request, Peer::Jwks, "GET", "key set", self.metrics.as_ref()).await;
         let response = result.map_err(|e| format!("request failed: {e}"))?;
         if !response.status().is_success() {
             return Err(format!("answered HTTP {}", response.status()));
