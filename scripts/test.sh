@@ -23,4 +23,13 @@ passed=$(grep -E '^test result:' "$LOG" | sed -E 's/.* ([0-9]+) passed.*/\1/' | 
 failed=$(grep -E '^test result:' "$LOG" | sed -E 's/.* ([0-9]+) failed.*/\1/' | awk '{s+=$1} END {print s+0}')
 rm -f "$LOG"
 echo "all test binaries: ${passed:-0} passed, ${failed:-0} failed"
+# The fuzz targets (FUZZING.md) live outside the workspace with a lock file of their own; they
+# rotted once unnoticed. Checked here on the stable toolchain; `make fuzz` builds and runs them.
+echo "[test] checking that the fuzz targets still compile…"
+if cargo check --release --locked --quiet --manifest-path fuzz/Cargo.toml --bins; then
+  echo "fuzz targets: compile"
+else
+  echo "fuzz targets: DO NOT COMPILE (fuzz/Cargo.toml, fuzz/Cargo.lock)"
+  status=1
+fi
 exit "$status"
