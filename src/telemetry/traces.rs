@@ -62,19 +62,14 @@ pub(super) fn provider(settings: &TracesSettings) -> Result<SdkTracerProvider, T
         .with_service_name(settings.service_name.clone())
         .with_attribute(KeyValue::new("service.version", env!("CARGO_PKG_VERSION")))
         .build();
-    // A hook the EHR traced is traced here too; our own roots are sampled at the ratio.
-    let sampler = Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(settings.sample_ratio)));
-    let builder = SdkTracerProvider::builder()
-        .with_resource(resource)
-        .with_sampler(sampler);
-    let Some(endpoint) = settings
-        .otlp_endpoint
-        .as_deref()
-        .map(str::trim)
-        .filter(|e| !e.is_empty())
-    else {
-        return Ok(builder.build());
+    let builder = SdkTracerProvider::builder().with_resource(resource);
+    let Some(endpoint) = settings.otlp_endpoint.as_deref().map(str::trim).filter(|e| !e.is_empty()) else {
+        // Nothing leaves the process: our own roots are not recorded (their ids still exist,
+        // for the logs and the decisions); an EHR's sampled trace is passed on as sampled.
+        return Ok(builder.with_sampler(Sampler::ParentBased(Box::new(Sampler::AlwaysOff))).build());
     };
+    // A hook the EHR traced is traced here too; our own roots are sampled at the ratio.
+    let builder = builder.with_sampler(Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(settings.sample_ratio))));
     let url = url::Url::parse(endpoint)
         .ok()
         .filter(|u| matches!(u.scheme(), "http" | "https"))
@@ -246,5 +241,28 @@ impl ClientSpan {
             self.span.set_status(Status::error(""));
         }
         self.span.end();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(endpoint: Option<&str>, sample_ratio: f64) -> TracesSettings {
+        TracesSettings { otlp_endpoint: endpoint.map(str::to_owned), sample_ratio, ..TracesSettings::default() }
+    }
+
+    #[test]
+    fn a_collector_that_is_not_an_http_url_or_a_ratio_outside_zero_to_one_stops_start_up() {
+        assert!(matches!(provider(&settings(Some("otel-collector:4318"), 1.0)), Err(TracesError::Endpoint { .. })));
+        assert!(matches!(provider(&settings(Some("ftp://otel-collector:4318"), 1.0)), Err(TracesError::Endpoint { .. })));
+        assert!(matches!(provider(&settings(None, 1.5)), Err(TracesError::SampleRatio(_))));
+        assert!(matches!(provider(&settings(None, -0.1)), Err(TracesError::SampleRatio(_))));
+    }
+
+    #[test]
+    fn without_a_collector_nothing_is_set_up_to_export_and_an_empty_endpoint_means_none() {
+        assert!(provider(&settings(None, 1.0)).is_ok());
+        assert!(provider(&settings(Some("  "), 0.5)).is_ok());
     }
 }
