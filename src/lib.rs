@@ -27,7 +27,8 @@
 //!          monitoring (model drift: recent analyses against the validation cohort, read from audit)
 //!
 //!          below them all: state (what handlers receive), config, offload (large input parsed
-//!          off the runtime), templates, telemetry (logs), metrics (Prometheus)
+//!          off the runtime), templates, telemetry (logs, traces, every outbound request observed),
+//!          metrics (Prometheus)
 //! ```
 //!
 //! Two things run: `serve` (hooks, pages, compliance API, and by default an embedded worker) and

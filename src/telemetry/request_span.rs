@@ -4,7 +4,7 @@
 //! tracing-actix-web's default span records `http.target`, the path *with its query*: the
 //! compliance API's `?patient=`, a SMART launch's `launch` and `iss`, the sign-in callback's
 //! authorisation `code`. This one records the path alone (`url.path`), and takes the EHR's
-//! `traceparent` as its parent.
+//! `traceparent` as its parent. Health probes and metric scrapes get none.
 
 use actix_web::{
     Error, HttpMessage,
@@ -23,6 +23,11 @@ pub struct RequestSpan;
 impl RootSpanBuilder for RequestSpan {
     fn on_request_start(request: &ServiceRequest) -> tracing::Span {
         let route = request.match_pattern().unwrap_or_else(|| "default".into());
+        // Probes and scrapes, every few seconds from every kubelet and Prometheus, log nothing
+        // and are not the service's work: no span, no trace.
+        if matches!(route.as_str(), "/healthz" | "/readyz" | "/metrics") {
+            return tracing::Span::none();
+        }
         let method = request.method().as_str();
         let request_id = request
             .extensions()
