@@ -25,6 +25,8 @@ pub enum Quantity {
     Outcome,
     LesionVolume,
     T1cLesionMean,
+    /// The mean normalised T2 intensity over the enhancing lesion.
+    T2LesionMean,
     Vendor,
     /// The T1c's magnetic field strength: 1.5 T, 3 T, other.
     FieldStrength,
@@ -64,15 +66,18 @@ const TENTHS: &[f64] = &[0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0];
 const SPREAD: &[f64] = &[0.0, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, f64::INFINITY];
 const VOLUME_ML: &[f64] = &[f64::NEG_INFINITY, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, f64::INFINITY];
 const Z_MEAN: &[f64] = &[f64::NEG_INFINITY, 1.5, 2.5, 3.5, 4.5, 5.5, 6.5, 8.0, f64::INFINITY];
+/// The T2 over an enhancing lesion sits nearer the brain's own (z around 0 to 3).
+const Z_MEAN_T2: &[f64] = &[f64::NEG_INFINITY, -1.0, 0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.5, f64::INFINITY];
 
 impl Quantity {
-    pub const ALL: [Quantity; 11] = [
+    pub const ALL: [Quantity; 12] = [
         Quantity::Probability,
         Quantity::Spread,
         Quantity::Advice,
         Quantity::Outcome,
         Quantity::LesionVolume,
         Quantity::T1cLesionMean,
+        Quantity::T2LesionMean,
         Quantity::Vendor,
         Quantity::FieldStrength,
         Quantity::T1cAcquisition,
@@ -88,6 +93,7 @@ impl Quantity {
             Quantity::Outcome => "outcome",
             Quantity::LesionVolume => "lesion_volume_ml",
             Quantity::T1cLesionMean => "t1c_lesion_mean",
+            Quantity::T2LesionMean => "t2_lesion_mean",
             Quantity::Vendor => "vendor",
             Quantity::FieldStrength => "t1c_field_strength",
             Quantity::T1cAcquisition => "t1c_acquisition",
@@ -104,6 +110,7 @@ impl Quantity {
             Quantity::Outcome => "Outcome of every analysis",
             Quantity::LesionVolume => "Enhancing lesion volume",
             Quantity::T1cLesionMean => "Mean normalised T1c intensity in the lesion",
+            Quantity::T2LesionMean => "Mean normalised T2 intensity in the lesion",
             Quantity::Vendor => "Scanner vendor (T1c)",
             Quantity::FieldStrength => "Magnetic field strength (T1c)",
             Quantity::T1cAcquisition => "T1c acquisition",
@@ -118,6 +125,7 @@ impl Quantity {
             Quantity::Spread => Binning::Numeric { edges: SPREAD, unit: "" },
             Quantity::LesionVolume => Binning::Numeric { edges: VOLUME_ML, unit: " mL" },
             Quantity::T1cLesionMean => Binning::Numeric { edges: Z_MEAN, unit: "" },
+            Quantity::T2LesionMean => Binning::Numeric { edges: Z_MEAN_T2, unit: "" },
             Quantity::Advice => Binning::Categorical { order: &["biopsy", "resection-planning", "tumour-board", "withheld"] },
             Quantity::Outcome => Binning::Categorical { order: &["recommended"] },
             Quantity::Vendor => Binning::Categorical { order: &["siemens", "ge", "philips", "canon", "other", "unknown"] },
@@ -152,6 +160,7 @@ impl Quantity {
                 Quantity::Outcome => s.categories.push(outcome_class(a)),
                 Quantity::LesionVolume => s.numbers.extend(input("lesion_volume_ml").and_then(Value::as_f64)),
                 Quantity::T1cLesionMean => s.numbers.extend(input("t1c_lesion_mean").and_then(Value::as_f64)),
+                Quantity::T2LesionMean => s.numbers.extend(input("t2_lesion_mean").and_then(Value::as_f64)),
                 // Inputs exist only where the series were chosen; older decisions have none.
                 Quantity::Vendor => s.categories.extend(has_inputs(a).then(|| vendor(text("manufacturer").as_deref()).to_owned())),
                 Quantity::FieldStrength => s.categories.extend(has_inputs(a).then(|| field_strength(input("t1c_field_strength_t").and_then(Value::as_f64)).to_owned())),
@@ -448,5 +457,19 @@ mod tests {
         let q = quantity(&v, "t1c_field_strength");
         assert_eq!((q.against, q.status), (Against::Baseline, "drift"));
         assert_eq!(q.bins.iter().map(|b| (b.label.as_str(), b.reference, b.live)).collect::<Vec<_>>(), [("1.5T", 0, 60), ("3T", 60, 0)]);
+    }
+
+    #[test]
+    fn a_t2_that_turns_brighter_over_the_lesion_is_an_input_drift_and_older_analyses_without_it_are_not_counted() {
+        let t2 = |z: Option<f64>| analysis("recommended", Some(0.5), json!({ "reason_class": "none", "inputs": { "manufacturer": "SIEMENS", "t2_lesion_mean": z } }));
+        let mut before: Vec<MonitoredAnalysis> = (0..60).map(|i| t2(Some(0.6 + 0.01 * i as f64))).collect();
+        before.extend((0..20).map(|_| t2(None)));
+        let now: Vec<MonitoredAnalysis> = (0..60).map(|i| t2(Some(2.1 + 0.01 * i as f64))).collect();
+        let (w, b): (Vec<_>, Vec<_>) = (now.iter().collect(), before.iter().collect());
+        let v = version_report("m@1", true, &w, &b, None, None, JUDGING);
+        let q = quantity(&v, "t2_lesion_mean");
+        assert_eq!((q.against, q.status), (Against::Baseline, "drift"));
+        assert_eq!(q.bins.iter().map(|b| b.reference).sum::<u64>(), 60, "analyses recorded before the T2 was watched are left out");
+        assert_eq!(q.bins.iter().map(|b| b.live).sum::<u64>(), 60);
     }
 }

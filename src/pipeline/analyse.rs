@@ -154,6 +154,7 @@ impl Analyser {
         let lesion_volume_ml = prepared.lesion_volume_ml;
         inputs.lesion_volume_ml = Some(lesion_volume_ml);
         inputs.t1c_lesion_mean = Some(prepared.t1c_lesion_mean);
+        inputs.t2_lesion_mean = Some(prepared.t2_lesion_mean);
         let input = ModelInput { data: prepared.data, lesion_volume_ml, t1c_lesion_mean: prepared.t1c_lesion_mean };
         let output = match self.engine.predict(input).await {
             Ok(o) => o,
@@ -206,5 +207,6 @@ fn input_profile(selection: &SeriesSelection, metadata: &[neurocds_analysis::ima
         t2_recognition: path(&selection.t2),
         lesion_volume_ml: None,
         t1c_lesion_mean: None,
+        t2_lesion_mean: None,
     }
 }

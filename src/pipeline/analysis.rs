@@ -42,6 +42,9 @@ pub struct InputProfile {
     /// scope gate: the two inputs whose training range the ensemble checks).
     pub lesion_volume_ml: Option<f64>,
     pub t1c_lesion_mean: Option<f64>,
+    /// The mean normalised T2 intensity over the same lesion. Absent from analyses recorded
+    /// before it was watched.
+    pub t2_lesion_mean: Option<f64>,
 }
 
 /// A series the analysis used.

@@ -239,7 +239,7 @@ async fn in_a_browser_staff_sign_in_filter_the_decision_log_and_read_a_case_repo
     let probability = row("Calibrated probability of lymphoma");
     assert_eq!((probability["Compared with"].as_str(), probability["Window values"].as_str(), probability["Status"].as_str()), (Some("validation cohort"), Some("2"), Some("too-few")));
     assert_eq!(probability["Reference values"], "761", "every held-out study of the evaluation");
-    for title in ["How the T1c was recognised", "How the T2 was recognised", "Scanner vendor (T1c)", "Magnetic field strength (T1c)", "Enhancing lesion volume"] {
+    for title in ["How the T1c was recognised", "How the T2 was recognised", "Scanner vendor (T1c)", "Magnetic field strength (T1c)", "Enhancing lesion volume", "Mean normalised T2 intensity in the lesion"] {
         assert_eq!(row(title)["Window values"], "2", "{title}: recorded by both analyses");
         assert_eq!(row(title)["Compared with"], "baseline period");
     }
@@ -249,7 +249,7 @@ async fn in_a_browser_staff_sign_in_filter_the_decision_log_and_read_a_case_repo
     // One plot per watched quantity, drawn on the page; the probability plot's window bars
     // hold the two estimates.
     let plots = monitoring["plots"].as_array().expect("plots");
-    assert_eq!(plots.len(), 11, "{plots:?}");
+    assert_eq!(plots.len(), 12, "{plots:?}");
     for plot in plots {
         assert!(plot["shown_width"].as_u64() > Some(300), "the plot is on screen: {plot}");
         assert!(plot["label"].as_str().unwrap_or_default().contains("this window (blue, "), "{plot}");

@@ -68,6 +68,9 @@ pub struct Prepared {
     pub lesion_volume_ml: f64,
     /// Mean normalised T1c intensity (robust z) over the enhancing lesion.
     pub t1c_lesion_mean: f64,
+    /// Mean normalised T2 intensity (robust z) over the same voxels: what model monitoring
+    /// watches of the T2 (the ensemble does not check it against a training range).
+    pub t2_lesion_mean: f64,
     /// Centroid of the enhancing lesion in patient coordinates (LPS, mm).
     pub lesion_centre_lps: [f64; 3],
     /// Index of the T1c slice (k) nearest the lesion centre: the instance a key image cites.
@@ -238,6 +241,7 @@ pub fn prepare(t1c: &Volume, t2: &Volume, recipe: &Recipe) -> Result<Prepared, A
     let lesion = Component { voxels: finding.voxels };
     let lesion_volume_ml = lesion.voxels.len() as f64 * voxel_ml;
     let t1c_lesion_mean = lesion.voxels.iter().map(|&ix| s1.z(w1[ix]) as f64).sum::<f64>() / lesion.voxels.len() as f64;
+    let t2_lesion_mean = lesion.voxels.iter().map(|&ix| s2.z(w2[ix]) as f64).sum::<f64>() / lesion.voxels.len() as f64;
     let centroid_grid = lesion.centroid();
     let centroid_t1 = grid_to_t1.apply(centroid_grid);
     let lesion_centre_lps = a1.apply(centroid_t1);
@@ -255,7 +259,7 @@ pub fn prepare(t1c: &Volume, t2: &Volume, recipe: &Recipe) -> Result<Prepared, A
         Some(g) => keyimage::render(t1c, t2, &a1, &a1_inv, &a2_inv, &lesion_mask, &g, lesion_centre_lps),
         None => KeyImages::default(),
     };
-    Ok(Prepared { data, shape: recipe.shape, lesion_volume_ml, t1c_lesion_mean, lesion_centre_lps, lesion_t1c_slice, key_images, lesion: finding.candidate, scope: finding.report })
+    Ok(Prepared { data, shape: recipe.shape, lesion_volume_ml, t1c_lesion_mean, t2_lesion_mean, lesion_centre_lps, lesion_t1c_slice, key_images, lesion: finding.candidate, scope: finding.report })
 }
 
 /// Samples `src` at every point of a grid `[c, b, a]` of `dims`, where `map` takes `(a, b, c)`
