@@ -53,12 +53,12 @@ pub fn check_declared_lengths(buf: &[u8], inflate_budget: u64) -> Result<u64, St
         Some(DEFLATED_EXPLICIT_VR_LE) => {
             let inflated = inflate(&buf[data_set..], inflate_budget)?;
             let inflated_walker = Walker { buf: &inflated, encoding: Encoding::ExplicitLittle, transfer_syntax: None };
-            inflated_walker.elements(0, inflated.len(), 0)?;
+            inflated_walker.data_set(0, inflated.len())?;
             return Ok(inflated.len() as u64);
         }
         _ => Encoding::ExplicitLittle,
     };
-    walker.elements(data_set, buf.len(), 0).map(|_| 0)
+    walker.data_set(data_set, buf.len()).map(|_| 0)
 }
 
 /// A VR for a message (empty when the element has none).
@@ -189,6 +189,16 @@ impl Walker<'_> {
         Ok(h.value_at + h.length as usize)
     }
 
+    /// Walks the top-level data set from `at` to `end`. A delimiter here closes no sequence: the
+    /// walk would stop at it while the parser reads on, past what was checked (fuzz finding 10: a
+    /// stray sequence delimiter, then a header claiming 3.7 GB that the parser sized 2 GB for).
+    fn data_set(&self, at: usize, end: usize) -> Result<(), String> {
+        match self.elements(at, end, 0)? {
+            Stop::End => Ok(()),
+            Stop::Delimiter(after) => Err(format!("a delimiter outside any sequence, {} bytes into the data set", after.saturating_sub(at + 8))),
+        }
+    }
+
     /// Walks elements from `at` to `end` (or to a delimiter).
     fn elements(&self, mut at: usize, end: usize, depth: usize) -> Result<Stop, String> {
         if depth > MAX_DEPTH {
@@ -253,8 +263,12 @@ impl Walker<'_> {
                 },
                 ITEM => {
                     let item_end = self.value_end(&h)?;
-                    if enter {
-                        self.elements(h.value_at, item_end, depth)?;
+                    // An item of defined length ends at its length; a delimiter before that
+                    // would end it early for the parser and not for this walk.
+                    if enter && let Stop::Delimiter(after) = self.elements(h.value_at, item_end, depth)?
+                        && after < item_end
+                    {
+                        return Err(format!("a delimiter {} bytes inside an item of {} bytes", after - 8 - h.value_at, h.length));
                     }
                     at = item_end;
                 }
@@ -430,6 +444,33 @@ mod tests {
         explicit_sq.extend(explicit(0x0010, 0x0010, b"PN", b"Doe^J ", None));
         let err = check_declared_lengths(&part10(LE, &explicit_sq), 1 << 20).unwrap_err();
         assert!(err.contains("(0010,0010) stands where"), "{err}");
+    }
+
+    /// A delimiter with no sequence to close ended the walk while the parser read on (fuzz
+    /// finding 10): nothing after it was checked.
+    #[test]
+    fn a_delimiter_outside_any_sequence_is_refused_not_taken_for_the_end() {
+        let mut stray = explicit(0x0010, 0x0010, b"PN", b"Doe^J ", None);
+        stray.extend([0xFFFEu16.to_le_bytes(), 0xE0DDu16.to_le_bytes()].concat());
+        stray.extend_from_slice(&0u32.to_le_bytes());
+        stray.extend(explicit(0x0011, 0x0010, b"UN", &[0; 4], Some(1 << 30)));
+        let err = check_declared_lengths(&part10(LE, &stray), 1 << 20).unwrap_err();
+        assert!(err.contains("a delimiter outside any sequence"), "{err}");
+    }
+
+    /// An item of defined length ends at its length, not at a delimiter inside it.
+    #[test]
+    fn a_delimiter_inside_an_item_of_defined_length_is_refused() {
+        let mut content = explicit(0x0010, 0x0010, b"PN", b"Doe^J ", None);
+        content.extend([0xFFFEu16.to_le_bytes(), 0xE00Du16.to_le_bytes()].concat());
+        content.extend_from_slice(&0u32.to_le_bytes());
+        content.extend(explicit(0x0011, 0x0010, b"UN", &[0; 4], None));
+        let mut sq = explicit(0x0040, 0x0260, b"SQ", &[], Some(UNDEFINED));
+        sq.extend(item(&content));
+        sq.extend([0xFFFEu16.to_le_bytes(), 0xE0DDu16.to_le_bytes()].concat());
+        sq.extend_from_slice(&0u32.to_le_bytes());
+        let err = check_declared_lengths(&part10(LE, &sq), 1 << 20).unwrap_err();
+        assert!(err.contains("a delimiter 14 bytes inside an item of"), "{err}");
     }
 
     #[test]

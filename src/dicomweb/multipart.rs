@@ -194,6 +194,16 @@ mod tests {
         assert_eq!(e, "element (0000,0000) UL declares 231 bytes, not a whole number of 4-byte values");
     }
 
+    /// FUZZING.md finding 10 (`part10_volume`): a JPEG-LS fixture spoilt into explicit VR with a
+    /// stray sequence delimiter; the length walk stopped there, the parser read on to a header
+    /// claiming 3.7 GB and reserved 2 GB for it.
+    #[test]
+    fn fuzz_finding_a_stray_delimiter_hides_nothing_from_the_length_walk() {
+        let part = include_bytes!("../../tests/fixtures/fuzz/part10-stray-delimiter.dcm");
+        let e = parse_part(part, 8 << 20).map(|_| ()).unwrap_err();
+        assert!(e.starts_with("a delimiter outside any sequence"), "{e}");
+    }
+
     /// FUZZING.md findings 7 and 8: a JPEG 2000 part whose Pixel Data tag was spoilt to
     /// (7FE0,6D10), and a T2 part whose SOP Class UID became a UL of 26 bytes; the parser touched
     /// 1 GiB and 738 MiB for them before giving up.
