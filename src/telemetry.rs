@@ -18,7 +18,7 @@ pub use request_span::RequestSpan;
 
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::trace::SdkTracerProvider;
-use tracing_subscriber::{EnvFilter, Layer, filter::Targets, fmt, layer::SubscriberExt, util::SubscriberInitExt};
+use tracing_subscriber::{EnvFilter, Layer, filter::filter_fn, fmt, layer::SubscriberExt, util::SubscriberInitExt};
 
 use crate::config::TracesSettings;
 
@@ -36,12 +36,14 @@ pub fn init(default_filter: &str) {
 ///
 /// The log filter (`NEUROCDS_LOG`) is the log layer's alone: our own spans reach the trace
 /// layer at `info` whatever the log level, so that trace ids, the EHR's trace context and the
-/// decisions' `trace_id` do not depend on how verbose the logs are.
+/// decisions' `trace_id` do not depend on how verbose the logs are. Log events never become
+/// span events.
 pub fn init_with(default_filter: &str, traces: &TracesSettings) -> Result<Telemetry, traces::TracesError> {
     let provider = traces::provider(traces)?;
     let filter = EnvFilter::try_from_env("NEUROCDS_LOG").unwrap_or_else(|_| EnvFilter::new(default_filter));
     let json = fmt::layer().json().flatten_event(true).with_current_span(true).with_span_list(false).with_target(true).with_writer(std::io::stderr).with_filter(filter);
-    let ours = Targets::new().with_target("neurocds", tracing::Level::INFO);
+    // Spans only: log events stay in the logs (an error's text may name a URL), not on spans.
+    let ours = filter_fn(|m| m.is_span() && m.target().starts_with("neurocds") && *m.level() <= tracing::Level::INFO);
     let otel = tracing_opentelemetry::layer().with_tracer(provider.tracer("neurocds")).with_tracked_inactivity(false).with_filter(ours);
     if tracing_subscriber::registry().with(json).with(otel).try_init().is_ok() {
         traces::install(&provider);

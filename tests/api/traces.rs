@@ -308,6 +308,7 @@ async fn a_hook_the_ehr_traced_is_one_trace_across_the_service_the_queue_a_worke
         .map(|r| r.study_uid)
         .expect("the analysis row");
     for s in &ours {
+        assert!(s.span.events.is_empty(), "log lines stay in the logs, not on span {}: {:?}", s.span.name, s.span.events);
         for a in &s.span.attributes {
             let v = a.value.as_ref().map(text).unwrap_or_default();
             assert!(
