@@ -210,7 +210,7 @@ impl Queue {
 
 /// The job's field holding the `traceparent` of the hook that queued it: the analysis's span
 /// joins that hook's trace, in whichever process claims it.
-const TRACE_CONTEXT: &str = "traceparent";
+const TRACE_CONTEXT: &str = crate::telemetry::traces::TRACEPARENT;
 
 /// A queued job: the study as the hook resolved it, and the hook's trace context.
 fn job_of(study: &PriorStudy) -> Result<Value, AuditError> {

@@ -12,7 +12,7 @@ use actix_web::{
     dev::{ServiceRequest, ServiceResponse},
     http::header::HeaderMap,
 };
-use opentelemetry::{global, propagation::Extractor, trace::TraceContextExt};
+use opentelemetry::{global, propagation::Extractor};
 use tracing::field::Empty;
 use tracing_actix_web::{DefaultRootSpanBuilder, RequestId, RootSpanBuilder};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
@@ -50,11 +50,7 @@ impl RootSpanBuilder for RequestSpan {
         );
         let parent = global::get_text_map_propagator(|p| p.extract(&Headers(request.headers())));
         let _ = span.set_parent(parent);
-        let cx = span.context();
-        let sc = cx.span().span_context().clone();
-        if sc.is_valid() {
-            span.record("trace_id", tracing::field::display(sc.trace_id()));
-        }
+        super::traces::record_trace_id(&span);
         span
     }
 

@@ -144,12 +144,17 @@ pub fn analysis_span(traceparent: Option<&str>, attempt: u32) -> tracing::Span {
             let _ = span.set_parent(parent);
         }
     }
+    record_trace_id(&span);
+    span
+}
+
+/// Records `span`'s trace id in its `trace_id` field (declared empty), for its log lines.
+pub(super) fn record_trace_id(span: &tracing::Span) {
     let cx = span.context();
     let sc = cx.span().span_context().clone();
     if sc.is_valid() {
         span.record("trace_id", tracing::field::display(sc.trace_id()));
     }
-    span
 }
 
 /// Where an analysis's stage spans hang: the span current when its stopwatch started.
