@@ -66,7 +66,7 @@ pub fn choose_prior_study(resources: &[Value], patient_ref: &str, now: OffsetDat
     let endpoints: HashMap<String, String> = resources
         .iter()
         .filter(|r| r.get("resourceType").and_then(Value::as_str) == Some("Endpoint"))
-        .filter_map(|r| serde_json::from_value::<Endpoint>(r.clone()).ok())
+        .filter_map(|r| Endpoint::deserialize(r).ok())
         .filter(|e| e.connection_type.code.as_deref() == Some("dicom-wado-rs"))
         .filter_map(|e| Some((format!("Endpoint/{}", e.id.clone()?), e.address.clone())))
         .collect();
@@ -75,7 +75,7 @@ pub fn choose_prior_study(resources: &[Value], patient_ref: &str, now: OffsetDat
     let mut candidates: Vec<(Option<OffsetDateTime>, ImagingStudy)> = resources
         .iter()
         .filter(|r| r.get("resourceType").and_then(Value::as_str) == Some("ImagingStudy"))
-        .filter_map(|r| match serde_json::from_value::<ImagingStudy>(r.clone()) {
+        .filter_map(|r| match ImagingStudy::deserialize(r) {
             Ok(s) => Some(s),
             Err(e) => {
                 let id = r.get("id").and_then(Value::as_str).unwrap_or("?");

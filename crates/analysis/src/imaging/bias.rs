@@ -22,6 +22,8 @@
 
 use ndarray::Array3;
 
+use super::morphology::quantiles_by;
+
 /// Terms of the fitted log-field: 1, x, y, z.
 const TERMS: usize = 4;
 /// Rounds of fitting, each keeping the voxels whose residual lies within [`KEEP_BAND`] robust
@@ -42,7 +44,22 @@ pub(crate) fn flatten(image: &Array3<f32>, brain: &Array3<bool>) -> Array3<f32> 
     match fit(image, brain) {
         Some(field) => {
             let mut out = image.clone();
-            out.indexed_iter_mut().for_each(|(ix, v)| *v *= (-field.log_at(ix)).exp() as f32);
+            let (nk, nj, ni) = out.dim();
+            // The plane's terms tabulated per axis: the same products, summed in the same order
+            // as [`LogField::log_at`], so every voxel gets exactly its number.
+            let [along_k, along_j, along_i] = field.terms_along([nk, nj, ni]);
+            let constant = field.constant_term();
+            if let Some(values) = out.as_slice_mut() {
+                for (row, values) in values.chunks_exact_mut(ni.max(1)).enumerate() {
+                    let (k, j) = (row / nj.max(1), row % nj.max(1));
+                    for (v, &term_i) in values.iter_mut().zip(&along_i) {
+                        let log = [constant, along_k[k], along_j[j], term_i].into_iter().sum::<f64>().clamp(-MAX_LOG_FIELD, MAX_LOG_FIELD);
+                        *v *= (-log).exp() as f32;
+                    }
+                }
+            } else {
+                out.indexed_iter_mut().for_each(|(ix, v)| *v *= (-field.log_at(ix)).exp() as f32);
+            }
             out
         }
         None => image.clone(),
@@ -62,6 +79,17 @@ impl LogField {
         let p = basis([(k as f64 - self.centre[0]) / self.scale, (j as f64 - self.centre[1]) / self.scale, (i as f64 - self.centre[2]) / self.scale]);
         p.iter().zip(&self.coefficients).map(|(a, b)| a * b).sum::<f64>().clamp(-MAX_LOG_FIELD, MAX_LOG_FIELD)
     }
+
+    /// `basis[0] · coefficient[0]`, the first product [`LogField::log_at`] sums.
+    fn constant_term(&self) -> f64 {
+        basis([0.0; 3])[0] * self.coefficients[0]
+    }
+
+    /// The products [`LogField::log_at`] sums for each index along `k`, `j` and `i` (each depends
+    /// on one axis only).
+    fn terms_along(&self, dims: [usize; 3]) -> [Vec<f64>; 3] {
+        std::array::from_fn(|axis| (0..dims[axis]).map(|n| (n as f64 - self.centre[axis]) / self.scale * self.coefficients[axis + 1]).collect())
+    }
 }
 
 fn basis([x, y, z]: [f64; 3]) -> [f64; TERMS] {
@@ -72,11 +100,18 @@ fn fit(image: &Array3<f32>, brain: &Array3<bool>) -> Option<LogField> {
     let (nk, nj, ni) = image.dim();
     let centre = [nk as f64 / 2.0, nj as f64 / 2.0, ni as f64 / 2.0];
     let scale = (nk.max(nj).max(ni) as f64 / 2.0).max(1.0);
-    let samples: Vec<([f64; TERMS], f64)> = image
-        .indexed_iter()
-        .filter(|&((k, j, i), &v)| k % STRIDE == 0 && j % STRIDE == 0 && i % STRIDE == 0 && v > 0.0 && brain[(k, j, i)])
-        .map(|((k, j, i), &v)| (basis([(k as f64 - centre[0]) / scale, (j as f64 - centre[1]) / scale, (i as f64 - centre[2]) / scale]), (v as f64).ln()))
-        .collect();
+    // Every STRIDE-th voxel along each axis, in C order.
+    let mut samples: Vec<([f64; TERMS], f64)> = Vec::new();
+    for k in (0..nk).step_by(STRIDE) {
+        for j in (0..nj).step_by(STRIDE) {
+            for i in (0..ni).step_by(STRIDE) {
+                let v = image[(k, j, i)];
+                if v > 0.0 && brain[(k, j, i)] {
+                    samples.push((basis([(k as f64 - centre[0]) / scale, (j as f64 - centre[1]) / scale, (i as f64 - centre[2]) / scale]), (v as f64).ln()));
+                }
+            }
+        }
+    }
     if samples.len() < MIN_SAMPLES {
         return None;
     }
@@ -100,14 +135,11 @@ fn fit(image: &Array3<f32>, brain: &Array3<bool>) -> Option<LogField> {
 
 /// Median and robust standard deviation (IQR / 1.349) of `values`.
 fn median_and_spread(values: &[f64]) -> Option<(f64, f64)> {
-    let mut v: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();
-    if v.is_empty() {
-        return None;
-    }
-    v.sort_by(f64::total_cmp);
-    let at = |q: f64| v[((v.len() - 1) as f64 * q).round() as usize];
-    let spread = (at(0.75) - at(0.25)) / 1.349;
-    Some((at(0.5), spread.max(1e-6)))
+    let v: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();
+    // By selection: the elements a sort would put at these ranks, in linear time.
+    let [q1, median, q3] = quantiles_by(v, [0.25, 0.5, 0.75], f64::total_cmp)?;
+    let spread = (q3 - q1) / 1.349;
+    Some((median, spread.max(1e-6)))
 }
 
 /// Solves the normal equations of `samples` by Gaussian elimination with partial pivoting;

@@ -60,26 +60,110 @@ impl Affine {
 }
 
 /// Trilinear interpolation at continuous index `(i, j, k)` (column, row, slice); `None` outside
-/// the volume (half a voxel of tolerance at the faces, clamped).
-#[inline]
+/// the volume (half a voxel of tolerance at the faces, clamped). One sample; code that samples
+/// a volume many times holds a [`Sampler`].
+#[cfg(test)]
 pub(crate) fn trilinear(data: &Array3<f32>, p: [f64; 3]) -> Option<f32> {
-    let (nk, nj, ni) = data.dim();
-    let [i, j, k] = p;
-    let inside = |x: f64, n: usize| x >= -0.5 && x <= n as f64 - 0.5;
-    if !(inside(i, ni) && inside(j, nj) && inside(k, nk)) {
+    Sampler::new(data).at(p)
+}
+
+/// Where one continuous index falls along an axis of `n` voxels: the two voxels it lies between
+/// and how far from the first, as trilinear interpolation weighs them. Each axis is independent, so a
+/// grid whose sample positions vary along one axis each can compute these once per row.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Tap {
+    lo: usize,
+    hi: usize,
+    frac: f32,
+}
+
+/// The tap of index `x` on an axis of `n` voxels; `None` outside (beyond half a voxel from the
+/// end voxels' centres).
+#[inline(always)]
+pub(crate) fn tap(x: f64, n: usize) -> Option<Tap> {
+    if n == 0 || !(x >= -0.5 && x <= n as f64 - 0.5) {
         return None;
     }
-    let clamp = |x: f64, n: usize| x.clamp(0.0, (n - 1) as f64);
-    let (i, j, k) = (clamp(i, ni), clamp(j, nj), clamp(k, nk));
-    let (i0, j0, k0) = (i.floor() as usize, j.floor() as usize, k.floor() as usize);
-    let (i1, j1, k1) = ((i0 + 1).min(ni - 1), (j0 + 1).min(nj - 1), (k0 + 1).min(nk - 1));
-    let (fi, fj, fk) = ((i - i0 as f64) as f32, (j - j0 as f64) as f32, (k - k0 as f64) as f32);
-    let lerp = |a: f32, b: f32, t: f32| a + (b - a) * t;
-    let c00 = lerp(data[[k0, j0, i0]], data[[k0, j0, i1]], fi);
-    let c01 = lerp(data[[k0, j1, i0]], data[[k0, j1, i1]], fi);
-    let c10 = lerp(data[[k1, j0, i0]], data[[k1, j0, i1]], fi);
-    let c11 = lerp(data[[k1, j1, i0]], data[[k1, j1, i1]], fi);
-    Some(lerp(lerp(c00, c01, fj), lerp(c10, c11, fj), fk))
+    let x = x.clamp(0.0, (n - 1) as f64);
+    // x >= 0 here, where truncation is the floor (and needs no libm call).
+    let lo = x as usize;
+    Some(Tap { lo, hi: (lo + 1).min(n - 1), frac: (x - lo as f64) as f32 })
+}
+
+/// Trilinear interpolation in one volume, through its flat C-order buffer (no ndarray shape
+/// reads or index checks per voxel read): continuous index `(i, j, k)` (column, row, slice),
+/// `None` outside the volume (half a voxel of tolerance at the faces, clamped), linear blends
+/// along columns, then rows, then slices.
+pub(crate) struct Sampler<'a> {
+    data: std::borrow::Cow<'a, [f32]>,
+    nk: usize,
+    nj: usize,
+    ni: usize,
+}
+
+impl<'a> Sampler<'a> {
+    /// Borrows `data` when it is in standard layout (every volume built here is); copies it in
+    /// C order otherwise.
+    pub(crate) fn new(data: &'a Array3<f32>) -> Sampler<'a> {
+        let (nk, nj, ni) = data.dim();
+        let data = match data.as_slice() {
+            Some(s) => std::borrow::Cow::Borrowed(s),
+            None => std::borrow::Cow::Owned(data.iter().copied().collect()),
+        };
+        Sampler { data, nk, nj, ni }
+    }
+
+    /// `[ni, nj, nk]`: voxels along the column, row and slice axes.
+    pub(crate) fn dims(&self) -> [usize; 3] {
+        [self.ni, self.nj, self.nk]
+    }
+
+    /// The value at continuous index `(i, j, k)`; `None` outside the volume.
+    #[inline(always)]
+    pub(crate) fn at(&self, [i, j, k]: [f64; 3]) -> Option<f32> {
+        let (ti, tj, tk) = (tap(i, self.ni)?, tap(j, self.nj)?, tap(k, self.nk)?);
+        Some(self.blend(ti, tj, tk))
+    }
+
+    /// The value between the voxels of three taps (column, row, slice).
+    #[inline(always)]
+    pub(crate) fn blend(&self, i: Tap, j: Tap, k: Tap) -> f32 {
+        let d = &*self.data;
+        let row = |k: usize, j: usize| (k * self.nj + j) * self.ni;
+        let lerp = |a: f32, b: f32, t: f32| a + (b - a) * t;
+        let (r00, r01, r10, r11) = (row(k.lo, j.lo), row(k.lo, j.hi), row(k.hi, j.lo), row(k.hi, j.hi));
+        let c00 = lerp(d[r00 + i.lo], d[r00 + i.hi], i.frac);
+        let c01 = lerp(d[r01 + i.lo], d[r01 + i.hi], i.frac);
+        let c10 = lerp(d[r10 + i.lo], d[r10 + i.hi], i.frac);
+        let c11 = lerp(d[r11 + i.lo], d[r11 + i.hi], i.frac);
+        lerp(lerp(c00, c01, j.frac), lerp(c10, c11, j.frac), k.frac)
+    }
+}
+
+impl Affine {
+    /// True when each output coordinate depends on its own input coordinate only (the
+    /// off-diagonal terms are zero): then, for non-negative inputs, output `r` is exactly
+    /// `apply` of input `r` with the other two set to 0, and a grid's sample positions can be
+    /// computed per axis.
+    pub(crate) fn is_axis_aligned(&self) -> bool {
+        let m = &self.0;
+        (0..3).all(|r| (0..3).all(|c| r == c || m[r][c] == 0.0))
+    }
+
+    /// The products `apply` sums, tabulated for a grid whose points take the values
+    /// `positions[c]` along input coordinate `c`: `terms[c][r][x] = M[r][c] · positions[c][x]`.
+    /// `apply` at `(positions[0][a], positions[1][b], positions[2][c])` is then exactly
+    /// `((terms[0][r][a] + terms[1][r][b]) + terms[2][r][c]) + M[r][3]`, the same products summed
+    /// in the same order, so a tabulated grid gets the same numbers bit for bit.
+    pub(crate) fn terms(&self, positions: [&[f64]; 3]) -> [[Vec<f64>; 3]; 3] {
+        std::array::from_fn(|c| std::array::from_fn(|r| positions[c].iter().map(|&x| self.0[r][c] * x).collect()))
+    }
+
+    /// Output `r` from the tabulated terms of input indices `(a, b, c)` (see [`Affine::terms`]).
+    #[inline]
+    pub(crate) fn from_terms(&self, terms: &[[Vec<f64>; 3]; 3], [a, b, c]: [usize; 3]) -> [f64; 3] {
+        std::array::from_fn(|r| terms[0][r][a] + terms[1][r][b] + terms[2][r][c] + self.0[r][3])
+    }
 }
 
 #[cfg(test)]

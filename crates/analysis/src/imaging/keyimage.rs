@@ -7,7 +7,7 @@
 use ndarray::Array3;
 use serde::{Deserialize, Serialize};
 
-use super::geometry::{Affine, trilinear};
+use super::geometry::{Affine, Sampler};
 use super::volume::Volume;
 
 /// Longest side of a key image, in pixels.
@@ -80,10 +80,13 @@ pub(crate) fn render(
         .collect();
 
     let plane = |data: &Array3<f32>, inv: &Affine| -> Vec<f32> {
-        (0..height * width).map(|n| trilinear(data, inv.apply(point(n / width, n % width))).unwrap_or(0.0)).collect()
+        let sampler = Sampler::new(data);
+        (0..height * width).map(|n| sampler.at(inv.apply(point(n / width, n % width))).unwrap_or(0.0)).collect()
     };
     let draw = |values: Vec<f32>| encode_rgb_png(width, height, &overlay(&values, &outline)).unwrap_or_default();
-    KeyImages { t1c_png: draw(plane(&t1c.data, a1_inv)), t2_png: draw(plane(&t2.data, a2_inv)) }
+    // The two series' images side by side on the pool.
+    let (t1c_png, t2_png) = rayon::join(|| draw(plane(&t1c.data, a1_inv)), || draw(plane(&t2.data, a2_inv)));
+    KeyImages { t1c_png, t2_png }
 }
 
 /// Grey levels windowed to the 1st–99.5th percentile of the tissue in the plane, outline in red.

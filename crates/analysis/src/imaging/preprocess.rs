@@ -25,14 +25,16 @@
 //! Speed: the working grid is at most a few hundred thousand voxels, so the whole recipe runs in
 //! tens of milliseconds for a 176×256×256 study on one core.
 
+use std::time::{Duration, Instant};
+
 use ndarray::Array3;
 use serde::{Deserialize, Serialize};
 
 use super::bias;
-use super::geometry::{Affine, trilinear};
+use super::geometry::{Affine, Sampler, Tap, tap};
 use super::keyimage::{self, KeyImages};
 use super::lesion::{self, Candidate, ScopeReason, ScopeReport};
-use super::morphology::{components, erode, fill_holes, percentile, quantiles};
+use super::morphology::{erode, fill_holes, largest_component, percentile, quantiles};
 use super::volume::Volume;
 
 /// Names this recipe. Recorded in the model manifest and the audit trail; a model trained on one
@@ -147,6 +149,33 @@ fn abstain(kind: AbstentionKind, reason: impl Into<String>) -> Abstention {
 
 /// Runs the recipe on one study. See the module documentation for the steps.
 pub fn prepare(t1c: &Volume, t2: &Volume, recipe: &Recipe) -> Result<Prepared, Abstention> {
+    prepare_timed(t1c, t2, recipe, &mut Steps::default())
+}
+
+/// How long each step of [`prepare`] took, in order (what the preprocessing benchmark prints).
+#[derive(Debug, Default)]
+pub struct Steps {
+    pub took: Vec<(&'static str, Duration)>,
+    since: Option<Instant>,
+}
+
+impl Steps {
+    fn start(&mut self) {
+        self.since = Some(Instant::now());
+    }
+
+    /// Ends the step `name` (started at the last lap).
+    fn lap(&mut self, name: &'static str) {
+        let now = Instant::now();
+        if let Some(since) = self.since.replace(now) {
+            self.took.push((name, now - since));
+        }
+    }
+}
+
+/// [`prepare`], recording in `steps` how long each step took (steps after an abstention are
+/// missing).
+pub fn prepare_timed(t1c: &Volume, t2: &Volume, recipe: &Recipe, steps: &mut Steps) -> Result<Prepared, Abstention> {
     use AbstentionKind::*;
     for (name, v) in [("T1c", t1c), ("T2", t2)] {
         if v.data.is_empty() {
@@ -199,11 +228,14 @@ pub fn prepare(t1c: &Volume, t2: &Volume, recipe: &Recipe) -> Result<Prepared, A
     // working (a, b, c) → T1c index (i, j, k)
     let grid_to_t1 = Affine::scale(step);
     let grid_to_t2 = a2_inv.compose(&a1).compose(&grid_to_t1);
+    steps.start();
     let (w1, w2) = rayon::join(|| resample(&t1c.data, &grid_to_t1, dims), || resample(&t2.data, &grid_to_t2, dims));
+    steps.lap("resampling");
     let voxel_ml = sp * sp * sp / 1000.0;
 
     // Step 3: head mask.
     let mask = head_mask(&w1, &w2);
+    steps.lap("head mask");
     let head_voxels = mask.iter().filter(|&&m| m).count();
     if (head_voxels as f64) * voxel_ml < MIN_HEAD_ML {
         return Err(abstain(NoHead, format!("only {:.0} mL of the T1c volume looks like tissue", head_voxels as f64 * voxel_ml)));
@@ -211,14 +243,18 @@ pub fn prepare(t1c: &Volume, t2: &Volume, recipe: &Recipe) -> Result<Prepared, A
 
     // Step 4: robust statistics inside the brain.
     let inner = erode(&mask, BRAIN_DEPTH_MM / sp);
+    steps.lap("brain (eroded)");
     let (s1, s2) = rayon::join(|| RobustStats::inside(&w1, &inner), || RobustStats::inside(&w2, &inner));
     let s1 = s1.ok_or_else(|| abstain(NoHead, "the T1c series is flat inside the brain"))?;
     let s2 = s2.ok_or_else(|| abstain(NoHead, "the T2 series is flat inside the brain (or does not cover it)"))?;
+    steps.lap("robust statistics");
 
     // Step 5: the lesion, or why the study is out of scope, on images whose shading (bias field)
     // is divided out and normalised again.
     let (f1, f2) = rayon::join(|| bias::flatten(&w1, &inner), || bias::flatten(&w2, &inner));
+    steps.lap("bias field");
     let (flat1, flat2) = rayon::join(|| RobustStats::inside(&f1, &inner), || RobustStats::inside(&f2, &inner));
+    steps.lap("flattened statistics");
     let flat1 = flat1.ok_or_else(|| abstain(NoHead, "the T1c series is flat inside the brain"))?;
     let flat2 = flat2.ok_or_else(|| abstain(NoHead, "the T2 series is flat inside the brain (or does not cover it)"))?;
     let z1 = |x: f32| flat1.z(x);
@@ -238,6 +274,7 @@ pub fn prepare(t1c: &Volume, t2: &Volume, recipe: &Recipe) -> Result<Prepared, A
             return Err(Abstention { kind: reason.into(), reason: format!("out of scope ({}): {}", reason.as_str(), reason.explanation()), scope: Some(report) });
         }
     };
+    steps.lap("lesion finding");
     let lesion = Component { voxels: finding.voxels };
     let lesion_volume_ml = lesion.voxels.len() as f64 * voxel_ml;
     let t1c_lesion_mean = lesion.voxels.iter().map(|&ix| s1.z(w1[ix]) as f64).sum::<f64>() / lesion.voxels.len() as f64;
@@ -249,6 +286,7 @@ pub fn prepare(t1c: &Volume, t2: &Volume, recipe: &Recipe) -> Result<Prepared, A
 
     // Step 6: the crop.
     let data = crop(t1c, t2, &a1_inv, &a2_inv, &s1, &s2, lesion_centre_lps, recipe);
+    steps.lap("crop");
 
     let mut lesion_mask = Array3::from_elem(dims, false);
     for &ix in &lesion.voxels {
@@ -259,22 +297,50 @@ pub fn prepare(t1c: &Volume, t2: &Volume, recipe: &Recipe) -> Result<Prepared, A
         Some(g) => keyimage::render(t1c, t2, &a1, &a1_inv, &a2_inv, &lesion_mask, &g, lesion_centre_lps),
         None => KeyImages::default(),
     };
+    steps.lap("key images");
     Ok(Prepared { data, shape: recipe.shape, lesion_volume_ml, t1c_lesion_mean, t2_lesion_mean, lesion_centre_lps, lesion_t1c_slice, key_images, lesion: finding.candidate, scope: finding.report })
 }
 
 /// Samples `src` at every point of a grid `[c, b, a]` of `dims`, where `map` takes `(a, b, c)`
 /// to a source index. Points outside the source read 0 (air). Slices in parallel.
+///
+/// The sample positions are the same numbers as `map.apply` gives point by point, computed per
+/// axis ([`Affine::terms`]); when the map is axis-aligned (the T1c onto its own grid) the
+/// interpolation taps are too, so a voxel costs its eight reads and seven blends.
 fn resample(src: &Array3<f32>, map: &Affine, dims: [usize; 3]) -> Array3<f32> {
     use rayon::prelude::*;
+    let sampler = Sampler::new(src);
+    let [ni, nj, nk] = sampler.dims();
     let plane = dims[1] * dims[2];
     let mut out = vec![0f32; dims[0] * plane];
-    out.par_chunks_mut(plane.max(1)).enumerate().for_each(|(c, slice)| {
-        for b in 0..dims[1] {
-            for a in 0..dims[2] {
-                slice[b * dims[2] + a] = trilinear(src, map.apply([a as f64, b as f64, c as f64])).unwrap_or(0.0);
+    let grid = [dims[2], dims[1], dims[0]];
+    if map.is_axis_aligned() {
+        let along = |axis: usize, n: usize| -> Vec<Option<Tap>> {
+            (0..grid[axis]).map(|x| tap(map.apply(std::array::from_fn(|r| if r == axis { x as f64 } else { 0.0 }))[axis], n)).collect()
+        };
+        let (ti, tj, tk) = (along(0, ni), along(1, nj), along(2, nk));
+        out.par_chunks_mut(plane.max(1)).zip(tk.par_iter()).for_each(|(slice, tk)| {
+            let Some(tk) = *tk else { return };
+            for (row, tj) in slice.chunks_exact_mut(dims[2].max(1)).zip(&tj) {
+                let Some(tj) = *tj else { continue };
+                for (v, ti) in row.iter_mut().zip(&ti) {
+                    if let Some(ti) = *ti {
+                        *v = sampler.blend(ti, tj, tk);
+                    }
+                }
             }
-        }
-    });
+        });
+    } else {
+        let indices = grid.map(|n| (0..n).map(|x| x as f64).collect::<Vec<f64>>());
+        let terms = map.terms([&indices[0], &indices[1], &indices[2]]);
+        out.par_chunks_mut(plane.max(1)).enumerate().for_each(|(c, slice)| {
+            for (b, row) in slice.chunks_exact_mut(dims[2].max(1)).enumerate() {
+                for (a, v) in row.iter_mut().enumerate() {
+                    *v = sampler.at(map.from_terms(&terms, [a, b, c])).unwrap_or(0.0);
+                }
+            }
+        });
+    }
     Array3::from_shape_vec(dims, out).unwrap_or_else(|_| Array3::zeros(dims))
 }
 
@@ -284,14 +350,9 @@ fn resample(src: &Array3<f32>, map: &Affine, dims: [usize; 3]) -> Array3<f32> {
 fn head_mask(t1: &Array3<f32>, t2: &Array3<f32>) -> Array3<bool> {
     let (p1, p2) = rayon::join(|| percentile(t1.iter().copied().collect(), 0.99), || percentile(t2.iter().copied().collect(), 0.99));
     let (thr1, thr2) = (0.1 * p1, 0.1 * p2);
-    let raw = Array3::from_shape_fn(t1.dim(), |ix| t1[ix] > thr1 || t2[ix] > thr2);
-    let comps = components(&raw);
-    let mut mask = Array3::from_elem(t1.dim(), false);
-    if let Some(biggest) = comps.into_iter().max_by_key(|c| c.len()) {
-        for ix in biggest {
-            mask[ix] = true;
-        }
-    }
+    let raw: Vec<bool> = t1.iter().zip(t2.iter()).map(|(a, b)| *a > thr1 || *b > thr2).collect();
+    let raw = Array3::from_shape_vec(t1.dim(), raw).unwrap_or_else(|_| Array3::from_elem(t1.dim(), false));
+    let mut mask = largest_component(&raw);
     fill_holes(&mut mask);
     mask
 }
@@ -351,30 +412,37 @@ fn crop(t1c: &Volume, t2: &Volume, a1_inv: &Affine, a2_inv: &Affine, s1: &Robust
     let sp = recipe.spacing_mm;
     let n = d * h * w;
     let mut out = vec![0f32; 2 * n];
-    // Sub-voxel offsets of the 2×2×2 supersampling, in mm.
+    // Sub-voxel offsets of the 2×2×2 supersampling, in mm: sample `o` is offset by +q along axis
+    // `a` when bit `a` of `o` is set, by -q otherwise.
     let q = sp / 4.0;
-    let offsets: [[f64; 3]; 8] = std::array::from_fn(|o| {
-        let sgn = |bit: usize| if o >> bit & 1 == 1 { q } else { -q };
-        [sgn(0), sgn(1), sgn(2)]
-    });
     let half = |len: usize| (len as f64 - 1.0) / 2.0;
+    // The samples' patient coordinates along each axis (`2 · index + bit`), and the products
+    // each series' inverse affine sums over them ([`Affine::terms`]): the positions are computed
+    // per axis, never per voxel, and are the same numbers.
+    let along = |axis: usize, len: usize| -> Vec<f64> {
+        (0..len)
+            .flat_map(|x| {
+                let p = centre[axis] + (x as f64 - half(len)) * sp;
+                [p + -q, p + q]
+            })
+            .collect()
+    };
+    let positions = [along(0, w), along(1, h), along(2, d)];
+    let positions = [&positions[0][..], &positions[1][..], &positions[2][..]];
+    let (terms1, terms2) = (a1_inv.terms(positions), a2_inv.terms(positions));
     let air1 = s1.normalise(0.0);
     let air2 = s2.normalise(0.0);
     // One plane of both channels per task (the same arithmetic per voxel as one loop).
     let (ch1, ch2) = out.split_at_mut(n);
+    let (v1s, v2s) = (Sampler::new(&t1c.data), Sampler::new(&t2.data));
     ch1.par_chunks_mut(h * w).zip(ch2.par_chunks_mut(h * w)).enumerate().for_each(|(z, (plane1, plane2))| {
         for y in 0..h {
             for x in 0..w {
-                let p = [
-                    centre[0] + (x as f64 - half(w)) * sp,
-                    centre[1] + (y as f64 - half(h)) * sp,
-                    centre[2] + (z as f64 - half(d)) * sp,
-                ];
                 let (mut v1, mut v2) = (0.0f32, 0.0f32);
-                for o in &offsets {
-                    let po = [p[0] + o[0], p[1] + o[1], p[2] + o[2]];
-                    v1 += trilinear(&t1c.data, a1_inv.apply(po)).map_or(air1, |v| s1.normalise(v));
-                    v2 += trilinear(&t2.data, a2_inv.apply(po)).map_or(air2, |v| s2.normalise(v));
+                for o in 0..8 {
+                    let at = [2 * x + (o & 1), 2 * y + (o >> 1 & 1), 2 * z + (o >> 2 & 1)];
+                    v1 += v1s.at(a1_inv.from_terms(&terms1, at)).map_or(air1, |v| s1.normalise(v));
+                    v2 += v2s.at(a2_inv.from_terms(&terms2, at)).map_or(air2, |v| s2.normalise(v));
                 }
                 plane1[y * w + x] = v1 / 8.0;
                 plane2[y * w + x] = v2 / 8.0;
