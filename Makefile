@@ -1,7 +1,7 @@
 # neurocds: the two commands (see README.md).
 #   make demo   install what is missing, start the peers and the service, play an EHR
 #   make test   install what is missing, start the peers, run every test
-.PHONY: demo test build stop bench bench-side-by-side bench-instrumentation bench-imaging bench-inference bench-workers bench-memory fuzz
+.PHONY: demo test build stop bench bench-side-by-side bench-instrumentation bench-imaging bench-inference bench-workers bench-memory bench-rebuild fuzz
 
 demo:
 	@scripts/demo.sh
@@ -40,6 +40,11 @@ bench-memory:
 	@scripts/bootstrap.sh && . scripts/env.sh && \
 	  { [ -f "$$NEUROCDS_CACHE/fuzz/fixtures/manifest.json" ] || "$$NEUROCDS_CACHE/tools-venv/bin/python" scripts/testdata/make_dicom_fixtures.py "$$NEUROCDS_CACHE/fuzz/fixtures" >/dev/null; } && \
 	  cargo bench --locked --bench multipart_memory -- --iterations 400000 --runtime multi --save "$$NEUROCDS_CACHE/bench-memory"
+
+# Release rebuild of the service binary after a one-line change, one crate (before the workspace)
+# against the workspace, alternately in one run (issue 16; figures: BENCHMARKS.md).
+bench-rebuild:
+	@scripts/bootstrap.sh service && scripts/bench_rebuild.sh
 
 # Coverage-guided fuzzing of every parser that reads outside input (FUZZING.md).
 fuzz:
