@@ -399,6 +399,10 @@ pub struct WorkerSettings {
     pub lease_s: u64,
     /// Runs of one job before it is dead-lettered (failures, and workers lost mid-run).
     pub max_attempts: u32,
+    /// Longest one analysis may run before it is stopped and recorded as unavailable (and tried
+    /// again, up to `max_attempts`). Blocking work it had started keeps its worker place until
+    /// that work returns, so stopped analyses cannot pile up beyond `concurrency`.
+    pub analysis_deadline_s: u64,
     /// How often workers and waiting hooks look at the queue when no wake-up came.
     pub poll_ms: u64,
     /// Where `neurocds worker` serves `/healthz`, `/readyz` and `/metrics`.
@@ -498,6 +502,9 @@ impl Settings {
         }
         if self.worker.lease_s < 3 {
             return invalid("worker.lease_s", "must be at least 3 (the lease is renewed every third of it)");
+        }
+        if self.worker.analysis_deadline_s == 0 {
+            return invalid("worker.analysis_deadline_s", "must be at least 1");
         }
         if self.worker.max_attempts == 0 {
             return invalid("worker.max_attempts", "must be at least 1");

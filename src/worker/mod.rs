@@ -4,7 +4,7 @@
 //! a GPU machine for instance (`startup::worker`). Either way it is the same loop:
 //!
 //! 1. wait for a free place (`worker.concurrency`), then claim the most urgent ready job;
-//! 2. run it ([`Analyser::analyse`]) under a deadline, renewing the lease every third of
+//! 2. run it ([`Analyser::analyse`]) under `worker.analysis_deadline_s`, renewing the lease every third of
 //!    `worker.lease_s`; if the lease was lost (this worker stalled, another took the job over),
 //!    stop and drop the result;
 //! 3. record the result, which wakes the hooks waiting for it; a failure goes back to the queue
@@ -33,9 +33,6 @@ use crate::{
     queue::{Claimed, Event, Queue},
 };
 use neurocds_analysis::decision::Outcome;
-
-/// Longest any one analysis may run before it is declared unavailable (and retried).
-const ANALYSIS_DEADLINE: Duration = Duration::from_secs(120);
 
 /// A worker. Cheap to clone; clones share their places and their claims.
 #[derive(Clone)]
@@ -158,8 +155,9 @@ impl Worker {
             tokio::spawn(async move { analyser.analyse(&study, hold).await }.instrument(tracing::Span::current()))
         };
         let abort = ran.abort_handle();
+        let deadline = Duration::from_secs(self.settings.worker.analysis_deadline_s);
         let analysis = tokio::select! {
-            r = tokio::time::timeout(ANALYSIS_DEADLINE, ran) => match r {
+            r = tokio::time::timeout(deadline, ran) => match r {
                 Ok(Ok(a)) => Some(a),
                 Ok(Err(e)) => {
                     tracing::error!(panicked = e.is_panic(), "an analysis stopped unexpectedly");
@@ -167,7 +165,7 @@ impl Worker {
                 }
                 Err(_) => {
                     abort.abort();
-                    Some(self.analyser.failed(&job.study, "analysis", Outcome::Unavailable, format!("the analysis took longer than {} s", ANALYSIS_DEADLINE.as_secs()), BTreeMap::new()))
+                    Some(self.analyser.failed(&job.study, "analysis", Outcome::Unavailable, format!("the analysis took longer than {} s", deadline.as_secs()), BTreeMap::new()))
                 }
             },
             () = self.keep_lease(&job) => {

@@ -314,3 +314,37 @@ async fn a_fhir_server_that_misbehaves_gets_a_prompt_412_and_the_service_stays_r
         assert!(ready(&app).await, "{how:?}: the service is still ready");
     }
 }
+
+/// Issue 15: an analysis that outlives `worker.analysis_deadline_s` is stopped there — here a PACS
+/// that trickles its series search, while the request's own time-out is far away — and the
+/// clinician waiting on order-sign gets "unavailable" at the deadline, not at the PACS's pace; the
+/// worker's place is free again for the next analysis, which the honest PACS then answers.
+#[tokio::test]
+async fn an_analysis_past_its_deadline_is_stopped_and_its_place_given_back() {
+    let app = spawn_app_with(json!({
+        "dicomweb": { "request_timeout_s": 60 },
+        "hooks": { "order_sign_budget_ms": 30000 },
+        "worker": { "analysis_deadline_s": 2, "concurrency": 1, "poll_ms": 200 },
+    }))
+    .await;
+    let patient = load_from(small_cohort(), &pick_from(small_cohort(), 0));
+    let pacs = hostile_pacs(Step::SeriesSearch, Misbehaviour::SlowLoris).await;
+    let started = Instant::now();
+    let (status, resp) = app.hook(SIGN, &brain_mri_hook("order-sign", &patient, Some(prefetch_pointing_at(&patient, &pacs).await), None)).await;
+    let took = started.elapsed();
+    assert_eq!(status, 200, "{resp}");
+    assert!(took < Duration::from_secs(20), "answered at the deadline, not the PACS's time-out: {took:?}");
+    let rows = decisions(&app).await;
+    let row = rows.last().expect("the decision is audited");
+    assert_eq!(row.record.outcome, "unavailable", "{:?}", row.record.reason);
+    assert_eq!(row.record.reason.as_deref(), Some("the analysis took longer than 2 s"));
+    assert!(ready(&app).await, "the service is still ready");
+
+    // One place (concurrency 1): the next analysis runs only if the stopped one gave it back.
+    let honest = prefetch_pointing_at(&patient, &peer("NEUROCDS_TEST_DICOMWEB")).await;
+    let (status, _) = app.hook(SIGN, &brain_mri_hook("order-sign", &patient, Some(honest), None)).await;
+    assert_eq!(status, 200);
+    let rows = decisions(&app).await;
+    let after = rows.last().unwrap();
+    assert_ne!(after.record.outcome, "unavailable", "the place was given back: {:?}", after.record.reason);
+}
