@@ -56,7 +56,9 @@ class Reference:
     def __init__(self, models):
         manifest = json.loads((Path(models) / "manifest.json").read_text())
         self.manifest = manifest
-        torch.set_num_threads(os.cpu_count() or 1)
+        # The same intra-op threads as neurocds' engine with the shipped setting (`model.threads =
+        # 0`: half the cores, at least one), so that inference compares the code, not the threads.
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // 2))
         self.members = [torch.jit.load(str(Path(models) / m["file"]), map_location="cpu").eval() for m in manifest["members"]]
         self.shape = manifest["input"]["shape"]
         self.spacing = float(manifest["input"]["spacing_mm"])
