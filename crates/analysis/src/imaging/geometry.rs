@@ -90,6 +90,15 @@ pub(crate) fn tap(x: f64, n: usize) -> Option<Tap> {
     Some(Tap { lo, hi: (lo + 1).min(n - 1), frac: (x - lo as f64) as f32 })
 }
 
+/// `a`'s values in C order: borrowed when it is laid out so (every array built here is), copied
+/// otherwise. What the flat-index code (sampling, labelling) reads.
+pub(crate) fn in_c_order<T: Copy>(a: &Array3<T>) -> std::borrow::Cow<'_, [T]> {
+    match a.as_slice() {
+        Some(s) => std::borrow::Cow::Borrowed(s),
+        None => std::borrow::Cow::Owned(a.iter().copied().collect()),
+    }
+}
+
 /// Trilinear interpolation in one volume, through its flat C-order buffer (no ndarray shape
 /// reads or index checks per voxel read): continuous index `(i, j, k)` (column, row, slice),
 /// `None` outside the volume (half a voxel of tolerance at the faces, clamped), linear blends
@@ -106,11 +115,7 @@ impl<'a> Sampler<'a> {
     /// C order otherwise.
     pub(crate) fn new(data: &'a Array3<f32>) -> Sampler<'a> {
         let (nk, nj, ni) = data.dim();
-        let data = match data.as_slice() {
-            Some(s) => std::borrow::Cow::Borrowed(s),
-            None => std::borrow::Cow::Owned(data.iter().copied().collect()),
-        };
-        Sampler { data, nk, nj, ni }
+        Sampler { data: in_c_order(data), nk, nj, ni }
     }
 
     /// `[ni, nj, nk]`: voxels along the column, row and slice axes.

@@ -7,6 +7,8 @@
 
 use ndarray::Array3;
 
+use super::geometry::in_c_order;
+
 /// The `q`-quantile (nearest rank) of `values`; 0 for none.
 pub(crate) fn percentile(mut values: Vec<f32>, q: f64) -> f32 {
     if values.is_empty() {
@@ -162,14 +164,6 @@ pub(crate) fn fill_holes(mask: &mut Array3<bool>) {
     });
     for (m, &l) in mask.iter_mut().zip(&labels.of_voxel) {
         *m = !(l != Labels::NONE && outside[l as usize]);
-    }
-}
-
-/// `mask`'s values in C order: borrowed when it is laid out so (every mask built here is).
-fn in_c_order(mask: &Array3<bool>) -> std::borrow::Cow<'_, [bool]> {
-    match mask.as_slice() {
-        Some(s) => std::borrow::Cow::Borrowed(s),
-        None => std::borrow::Cow::Owned(mask.iter().copied().collect()),
     }
 }
 
